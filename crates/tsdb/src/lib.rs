@@ -1,0 +1,9 @@
+//! metricsd-tsdb: the embedded time-series store.
+#![warn(missing_docs)]
+
+pub mod chunkenc;
+mod error;
+pub mod index;
+pub mod tombstones;
+
+pub use error::{Error, Result, Status};
