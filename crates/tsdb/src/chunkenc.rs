@@ -1,15 +1,28 @@
-//! Chunk codecs (no I/O). STUB: the contract only; the real codecs replace this file.
+//! Chunk codecs (no I/O): the bytes of one series' samples over a time range.
 //!
-//! Contract (kept by the real implementation):
-//! - [`Encoding`]: `Xor = 1` (Prometheus-compatible XOR chunk, byte-identical to Prometheus'
-//!   `chunkenc.XORChunk`), `Pco = 2` (our columnar block encoding).
-//! - [`XorChunk`]: an appendable XOR chunk for the head. `bytes()` is a valid chunk at any time.
-//! - [`decode`]: any encoding into a caller's buffer, appending.
-//! - [`encode_best`]: encodes a sorted run of samples for a persisted block with whichever
-//!   encoding is smaller.
+//! - [`Encoding`]: the one byte stored beside each persisted chunk. `Xor = 1` is Prometheus'
+//!   XOR chunk, byte-identical to `chunkenc.XORChunk`; `Pco = 2` is our columnar encoding for
+//!   immutable chunks in blocks.
+//! - [`XorChunk`]: the head's appendable XOR chunk; [`XorChunk::bytes`] is a valid chunk after
+//!   every append. [`XorIter`] decodes one lazily.
+//! - [`decode`]: any encoding into a caller's buffer, appending; never panics on bad bytes.
+//! - [`encode_best`]: a sorted run of samples for a block, in whichever encoding is smaller.
+//!
+//! Byte layouts: [`docs/format/chunks.md`](../../../../docs/format/chunks.md).
+//!
+//! # Layout
+//! - `chunkenc/bstream.rs`: bit writer and reader, Go varints.
+//! - `chunkenc/xor.rs`: the XOR chunk.
+//! - `chunkenc/pco.rs`: the Pco block encoding.
+
+mod bstream;
+mod pco;
+mod xor;
 
 use metricsd_model::Sample;
 
+pub use self::pco::encode_pco;
+pub use self::xor::{XOR_MAX_SAMPLES, XorChunk, XorIter, encode_xor};
 use crate::{Error, Result};
 
 /// How a chunk's bytes are encoded; stored as one byte beside each persisted chunk.
@@ -33,65 +46,188 @@ impl Encoding {
     }
 }
 
-/// An appendable XOR chunk.
-#[derive(Debug, Clone, Default)]
-pub struct XorChunk {
-    buf: Vec<u8>,
-    n: u16,
+/// Appends the samples of `data` (encoded as `enc`) to `dst`.
+///
+/// Never panics on arbitrary bytes; on error (`Error::InvalidChunk`, saying what was expected
+/// and how much was there) `dst` is left as it was.
+pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
+    match enc {
+        Encoding::Xor => xor::decode_xor(data, dst),
+        Encoding::Pco => pco::decode_pco(data, dst),
+    }
 }
 
-impl XorChunk {
-    /// An empty chunk.
-    pub fn new() -> Self {
-        XorChunk {
-            buf: vec![0, 0],
-            n: 0,
+/// Encodes sorted samples for a block with the smaller of the encodings (XOR on a tie, as
+/// every Prometheus reader understands it).
+///
+/// Runs of more than [`XOR_MAX_SAMPLES`] samples can only be Pco.
+pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
+    let pco = encode_pco(samples);
+    match encode_xor(samples) {
+        Ok(xor) if xor.len() <= pco.len() => (Encoding::Xor, xor),
+        _ => (Encoding::Pco, pco),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use metricsd_model::STALE_NAN;
+    use proptest::prelude::*;
+
+    /// Asserts equal length and bit-identical samples, naming the first difference.
+    pub(crate) fn assert_same(got: &[Sample], want: &[Sample]) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                g.t == w.t && g.v.to_bits() == w.v.to_bits(),
+                "sample {i}: got ({}, {:#x}), want ({}, {:#x})",
+                g.t,
+                g.v.to_bits(),
+                w.t,
+                w.v.to_bits()
+            );
+        }
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "decoded {} samples, want {}",
+            got.len(),
+            want.len()
+        );
+    }
+
+    /// Edge-biased values: arbitrary bit patterns, stale markers, NaNs, infinities, -0.0,
+    /// subnormals, small decimals and integers.
+    pub(crate) fn value_strategy() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            3 => any::<u64>().prop_map(f64::from_bits),
+            1 => Just(f64::from_bits(STALE_NAN)),
+            1 => Just(f64::NAN),
+            1 => any::<u64>().prop_map(|b| f64::from_bits(b | 0x7ff0_0000_0000_0001)),
+            1 => prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(-0.0), Just(0.0)],
+            1 => (1u64..1 << 52).prop_map(f64::from_bits),
+            2 => (-1_000_000i64..1_000_000, 0i32..4).prop_map(|(m, e)| m as f64 / 10f64.powi(e)),
+            2 => any::<i64>().prop_map(|m| m as f64),
+        ]
+    }
+
+    /// Timestamps: regular, jittered, equal, irregular, and i64 extremes.
+    fn timestamps_strategy(n: usize) -> impl Strategy<Value = Vec<i64>> {
+        let deltas = prop::collection::vec(
+            prop_oneof![
+                4 => Just(15_000i64),
+                2 => 14_995i64..=15_005,
+                1 => Just(0i64),
+                1 => 0i64..10_000_000,
+                1 => any::<i64>(),
+            ],
+            n.saturating_sub(1),
+        );
+        (
+            prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MAX),
+                Just(0i64),
+                any::<i64>(),
+                Just(1_700_000_000_000i64)
+            ],
+            deltas,
+            any::<bool>(),
+        )
+            .prop_map(move |(t0, deltas, sorted)| {
+                let mut out = Vec::with_capacity(n);
+                if n == 0 {
+                    return out;
+                }
+                let mut t = t0;
+                out.push(t);
+                for d in deltas {
+                    // Mostly keep the series sorted, as callers do; sometimes let it wrap
+                    // to cover the extremes.
+                    t = if sorted {
+                        t.saturating_add(d.max(0))
+                    } else {
+                        t.wrapping_add(d)
+                    };
+                    out.push(t);
+                }
+                out
+            })
+    }
+
+    /// Edge-biased sample runs of the lengths that matter: 0, 1, 2, 3, 120, 2000 and random.
+    pub(crate) fn samples_strategy() -> impl Strategy<Value = Vec<Sample>> {
+        prop_oneof![
+            Just(0usize),
+            Just(1),
+            Just(2),
+            Just(3),
+            Just(120),
+            Just(2000),
+            0usize..50
+        ]
+        .prop_flat_map(|n| {
+            (
+                timestamps_strategy(n),
+                prop::collection::vec(value_strategy(), n),
+                prop_oneof![Just(0u8), Just(1), Just(2), Just(3)],
+            )
+        })
+        .prop_map(|(ts, vs, shape)| {
+            let mut prev = 0.0f64;
+            ts.into_iter()
+                .zip(vs)
+                .enumerate()
+                .map(|(i, (t, v))| {
+                    // Shapes: random, counter-like, constant, decimal gauge.
+                    let v = match shape {
+                        1 => {
+                            prev += (v.to_bits() % 7) as f64;
+                            prev
+                        }
+                        2 if i % 50 != 49 => 42.0,
+                        3 => (v.to_bits() % 100_000) as f64 / 100.0,
+                        _ => v,
+                    };
+                    Sample::new(t, v)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn encode_best_round_trips(samples in samples_strategy()) {
+            let (enc, bytes) = encode_best(&samples);
+            let mut got = vec![Sample::new(7, 7.0)];
+            decode(enc, &bytes, &mut got).unwrap();
+            prop_assert_eq!(got[0], Sample::new(7, 7.0));
+            assert_same(&got[1..], &samples);
+            let xor = encode_xor(&samples).unwrap();
+            prop_assert!(bytes.len() <= xor.len());
+        }
+
+        #[test]
+        fn decode_arbitrary_bytes_never_panics(enc in 1u8..=2, data in prop::collection::vec(any::<u8>(), 0..300)) {
+            let enc = Encoding::from_u8(enc).unwrap();
+            let mut dst = Vec::new();
+            if decode(enc, &data, &mut dst).is_err() {
+                prop_assert!(dst.is_empty());
+            }
         }
     }
-    /// Appends a sample; the caller keeps timestamps non-decreasing and stops at 65535 samples.
-    pub fn append(&mut self, t: i64, v: f64) {
-        self.buf.extend_from_slice(&t.to_le_bytes());
-        self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
-        self.n += 1;
-        self.buf[0..2].copy_from_slice(&self.n.to_be_bytes());
-    }
-    /// Number of samples.
-    pub fn num_samples(&self) -> usize {
-        self.n as usize
-    }
-    /// The encoded chunk.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-    /// Bytes of memory the chunk holds (capacity included).
-    pub fn mem_size(&self) -> usize {
-        self.buf.capacity() + std::mem::size_of::<Self>()
-    }
-    /// The bytes, capacity trimmed, for a chunk that will not grow again.
-    pub fn into_bytes(self) -> Box<[u8]> {
-        self.buf.into_boxed_slice()
-    }
-}
 
-/// Appends the samples of `data` (encoded as `enc`) to `dst`.
-pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
-    let _ = enc;
-    if data.len() < 2 {
-        return Err(Error::InvalidChunk("short".into()));
+    #[test]
+    fn encoding_bytes() {
+        assert_eq!(Encoding::from_u8(1).unwrap(), Encoding::Xor);
+        assert_eq!(Encoding::from_u8(2).unwrap(), Encoding::Pco);
+        assert_eq!(Encoding::Pco as u8, 2);
+        assert!(
+            Encoding::from_u8(0)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown chunk encoding 0")
+        );
     }
-    for c in data[2..].chunks_exact(16) {
-        let t = i64::from_le_bytes(c[0..8].try_into().unwrap_or_default());
-        let v = f64::from_bits(u64::from_le_bytes(c[8..16].try_into().unwrap_or_default()));
-        dst.push(Sample::new(t, v));
-    }
-    Ok(())
-}
-
-/// Encodes sorted samples for a block with the smaller encoding.
-pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
-    let mut c = XorChunk::new();
-    for s in samples {
-        c.append(s.t, s.v);
-    }
-    (Encoding::Xor, c.buf)
 }
