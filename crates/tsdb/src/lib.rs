@@ -5,5 +5,6 @@ pub mod chunkenc;
 mod error;
 pub mod index;
 pub mod tombstones;
+pub mod wal;
 
 pub use error::{Error, Result, Status};
