@@ -151,7 +151,10 @@ pub struct ReplayStats {
 /// - **Checkpoints and replay** take a second mutex, so a checkpoint never deletes segments
 ///   that a replay is reading. Neither holds the writer mutex while reading, so `log` may be
 ///   called concurrently (even from the replay callback); the callback must not call
-///   [`Wal::checkpoint`].
+///   [`Wal::checkpoint`] or [`Wal::replay`] (they would deadlock).
+/// - **Bounded frames, unbounded batches.** A frame holds at most 64 MiB; the pending buffer
+///   and a `log` batch are not bounded (one `write_all`, i.e. one `write` below ~2 GiB): callers
+///   should not `log_buffered` without a following `log`/`flush`.
 pub struct Wal {
     shared: Arc<Shared>,
     /// Serializes [`Wal::checkpoint`] and [`Wal::replay`]: one deletes what the other reads.
@@ -1265,6 +1268,40 @@ mod tests {
             next[th as usize] += 1;
         }
         assert_eq!(next, [PER_THREAD; 4]);
+    }
+
+    #[test]
+    fn wal_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Wal>();
+    }
+
+    #[test]
+    fn failed_checkpoint_publishes_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        wal.log(&workload(20)).unwrap();
+        let through = wal.cut_segment().unwrap() - 1;
+        // Damage after open checked the segment: the checkpoint must refuse, not carry on.
+        let seg0 = dir.path().join("00000000");
+        let mut bytes = fs::read(&seg0).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        fs::write(&seg0, &bytes).unwrap();
+        let err = wal.checkpoint(through, Some).unwrap_err();
+        assert!(
+            matches!(err, Error::Corruption { ref path, .. } if *path == seg0),
+            "{err}"
+        );
+        assert!(seg0.exists());
+        let (cps, tmps) = checkpoint::list(dir.path()).unwrap();
+        assert!(cps.is_empty() && tmps.is_empty(), "{cps:?} {tmps:?}");
+        // Replay reports it too, naming the segment.
+        let err = wal.replay(|_| Ok(())).unwrap_err();
+        assert!(
+            matches!(err, Error::Corruption { ref path, .. } if *path == seg0),
+            "{err}"
+        );
     }
 
     #[test]
