@@ -99,7 +99,7 @@ impl Db {
         }
         for w in windows {
             let (wmin, wmax) = (w * range, (w + 1) * range);
-            if let Some(b) = self.write_entries(&entries, wmin, wmax, CompactionMeta::level1())? {
+            if let Some(b) = self.write_entries(&entries, wmin, wmax, level1())? {
                 rep.head_blocks.push(b.meta().ulid.clone());
                 self.set_blocks(|v| v.push(b));
             }
@@ -307,7 +307,7 @@ impl Db {
                 let hi = s.partition_point(|x| x.t < wmax);
                 (lo < hi).then(|| (l.clone(), s[lo..hi].to_vec()))
             });
-            let meta = block::write_block(&self.dir, wmin, wmax, it, CompactionMeta::level1())?;
+            let meta = block::write_block(&self.dir, wmin, wmax, it, level1())?;
             let b = Arc::new(Block::open(&self.dir.join(&meta.ulid))?);
             out.push(meta.ulid.clone());
             self.set_blocks(|v| v.push(b));
@@ -361,4 +361,9 @@ fn remove_block_dir(path: &std::path::Path) {
     if let Err(e) = fs::remove_dir_all(&target) {
         tracing::warn!(dir = %target.display(), error = %e, "could not delete block directory");
     }
+}
+
+/// Compaction metadata of a block written from the head or imported.
+fn level1() -> CompactionMeta {
+    CompactionMeta { level: 1, ..CompactionMeta::default() }
 }

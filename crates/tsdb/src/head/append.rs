@@ -198,11 +198,10 @@ impl Head {
                 }
             }
         }
-        for v in [&mut d.ooo, &mut d.ooo_compacting] {
-            let before = v.len();
-            v.retain(|x| x.t < mint || x.t > maxt);
-            hit |= v.len() != before;
-        }
+        let before = d.ooo.len() + d.ooo_compacting.len();
+        d.ooo.retain(|x| x.t < mint || x.t > maxt);
+        d.ooo_compacting.retain(|x| x.t < mint || x.t > maxt);
+        hit |= d.ooo.len() + d.ooo_compacting.len() != before;
         // The newest remaining in-order sample decides duplicates from now on.
         let last = d.open.as_ref().map(|o| o.chunk.bytes()).or_else(|| d.closed.last().map(|c| &c.data[..]));
         if let Some(bytes) = last {
