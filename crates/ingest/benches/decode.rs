@@ -1,0 +1,2 @@
+//! Decode benchmarks (filled in with the remote_write decoder).
+fn main() {}
