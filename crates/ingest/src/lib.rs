@@ -33,9 +33,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod remote_write;
 mod track;
 
 pub use error::{ErrorStatus, IngestError};
+pub use remote_write::{
+    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, RemoteWriteDecoder, Sample, TimeSeries,
+    WriteBatch, WriteRequest, decode_write_request, encode_write_request, histogram, metric_metadata,
+};
 pub use track::{
     MetricKind, TrackLimits, TrackRequest, is_valid_tenant_id, parse_batch, parse_batch_with, parse_track,
     parse_track_with,
