@@ -33,10 +33,15 @@
 #![warn(missing_docs)]
 
 mod error;
+mod exposition;
 mod remote_write;
 mod track;
 
 pub use error::{ErrorStatus, IngestError};
+pub use exposition::{
+    FamilyKind, FamilySample, MetricFamily, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, format_go_g,
+    format_openmetrics_float, write_openmetrics, write_prometheus,
+};
 pub use remote_write::{
     BucketSpan, Exemplar, Histogram, Label, MetricMetadata, RemoteWriteDecoder, Sample, TimeSeries,
     WriteBatch, WriteRequest, decode_write_request, encode_write_request, histogram, metric_metadata,
