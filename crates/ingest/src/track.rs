@@ -1144,6 +1144,39 @@ mod tests {
         assert!(parse_batch(body.as_bytes(), 1000).is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_track(&body);
+            let _ = parse_batch(&body, 4);
+        }
+
+        /// JSON-shaped noise reaches the field validators, not just the syntax checker.
+        #[test]
+        fn json_shaped_input_never_panics(
+            name in r#"("[a-z_:\-]{0,6}"|1|null)"#,
+            value in r#"(-?[0-9]{1,3}(\.[0-9])?(e-?[0-9]{1,3})?|"[a-zA-Z0-9+\-]{0,5}"|null|true|\[\])"#,
+            kind in r#"("(counter|gauge|histogram|summary|Gauge|x)"|0)"#,
+            ts in r#"(-?[0-9]{1,16}(\.[0-9]{1,4})?|"[0-9T:Z+\-]{0,24}"|null)"#,
+            labels in r#"(\{("[a-z_]{0,3}":("[a-z]{0,3}"|1|null),?){0,3}\}|\[\]|null)"#,
+            buckets in r#"(\[(-?[0-9]{1,2},?){0,4}\]|null)"#,
+        ) {
+            let body = format!(
+                r#"{{"name":{name},"value":{value},"type":{kind},"timestamp":{ts},"labels":{labels},"buckets":{buckets}}}"#
+            );
+            let one = parse_track(body.as_bytes());
+            let batch = parse_batch(format!("[{body},{body}]").as_bytes(), 4);
+            if let Ok(items) = batch {
+                proptest::prop_assert_eq!(items.len(), 2);
+                proptest::prop_assert_eq!(&items[0], &one);
+            }
+            if let Ok(t) = one {
+                proptest::prop_assert!(t.value.is_finite());
+                proptest::prop_assert!(t.timestamp_ms.is_none_or(|ms| (0..END_MS).contains(&ms)));
+            }
+        }
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000);
