@@ -1,28 +1,7 @@
 //! Writers for the Prometheus text format 0.0.4 and OpenMetrics 1.0 text format, for
 //! `/metrics`, `/federate` and exports.
 //!
-//! # Input
-//! A [`MetricFamily`] is one `# TYPE` block: a name, optional help and unit, a
-//! [`FamilyKind`], and its samples. A [`FamilySample`] names its series by a *suffix* of the
-//! family name (`""`, `"_bucket"`, `"_sum"`, `"_count"`, `"_total"`, `"_created"`) and its
-//! labels **without** `__name__` (`le` and `quantile` are ordinary labels here). The writers
-//! emit families and samples in the given order and do not check that names are valid or
-//! that a histogram has its `+Inf` bucket: callers hand over series read from the store,
-//! whose names were validated on ingest.
-//!
-//! # Counter names
-//! `name` is the name series are stored under (`api_requests_total`). The Prometheus format
-//! uses it as is. OpenMetrics names the *family* without `_total` (`# TYPE api_requests
-//! counter`) and its samples with it (`api_requests_total`): a counter sample with suffix
-//! `""` or `"_total"` is written as `<family>_total`, `"_created"` as `<family>_created`.
-//!
-//! # Numbers
-//! Values are formatted like Go's `strconv.FormatFloat(v, 'g', -1, 64)` ([`format_go_g`]),
-//! which Prometheus uses, so output is byte-identical to Prometheus' own. OpenMetrics values
-//! follow Go's `expfmt` (`writeOpenMetricsFloat`): the same, plus `.0` on integral values.
-//! Timestamps are integer milliseconds in the Prometheus format; in OpenMetrics they are
-//! seconds, written as an exact decimal (`1705314600.123`) instead of Go's lossy float
-//! conversion (`1.705314600123e+09`): both parse to the same instant.
+//! The rules are documented on the public items; see [`MetricFamily`].
 
 use std::fmt::Write as _;
 
@@ -81,7 +60,30 @@ pub struct FamilySample {
     pub timestamp_ms: Option<i64>,
 }
 
-/// One metric family: metadata and samples. See the [module docs](self) for naming.
+/// One metric family: one `# TYPE` block with its samples.
+///
+/// # Input
+/// A [`MetricFamily`] is one `# TYPE` block: a name, optional help and unit, a
+/// [`FamilyKind`], and its samples. A [`FamilySample`] names its series by a *suffix* of the
+/// family name (`""`, `"_bucket"`, `"_sum"`, `"_count"`, `"_total"`, `"_created"`) and its
+/// labels **without** `__name__` (`le` and `quantile` are ordinary labels here). The writers
+/// emit families and samples in the given order and do not check that names are valid or
+/// that a histogram has its `+Inf` bucket: callers hand over series read from the store,
+/// whose names were validated on ingest.
+///
+/// # Counter names
+/// `name` is the name series are stored under (`api_requests_total`). The Prometheus format
+/// uses it as is. OpenMetrics names the *family* without `_total` (`# TYPE api_requests
+/// counter`) and its samples with it (`api_requests_total`): a counter sample with suffix
+/// `""` or `"_total"` is written as `<family>_total`, `"_created"` as `<family>_created`.
+///
+/// # Numbers
+/// Values are formatted like Go's `strconv.FormatFloat(v, 'g', -1, 64)` ([`format_go_g`]),
+/// which Prometheus uses, so output is byte-identical to Prometheus' own. OpenMetrics values
+/// follow Go's `expfmt` (`writeOpenMetricsFloat`): the same, plus `.0` on integral values.
+/// Timestamps are integer milliseconds in the Prometheus format; in OpenMetrics they are
+/// seconds, written as an exact decimal (`1705314600.123`) instead of Go's lossy float
+/// conversion (`1.705314600123e+09`): both parse to the same instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricFamily {
     /// The stored name (for counters usually ending in `_total`).

@@ -8,40 +8,7 @@
 //!  "timestamp": "2024-01-15T10:30:00Z"}
 //! ```
 //!
-//! # Rules
-//! - `name` (required): a non-empty Prometheus metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-//! - `value` (required): a JSON number, finite. Strings (`"42"`, `"NaN"`, `"Inf"`) and `null`
-//!   are rejected; so is a number outside the f64 range (`1e400`). Counter increments must
-//!   be `>= 0`.
-//! - `type` (required): `counter`, `gauge`, `histogram` or `summary`, lowercase.
-//! - `labels` (optional): an object of string values. Label names follow
-//!   `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__` (reserved). At most
-//!   `max_label_names_per_series - 1` labels (the metric name takes one slot of the series),
-//!   names and values within the model's length limits, no duplicate names. Empty values are
-//!   accepted and mean "no label", as everywhere in metricsd.
-//! - `service` (optional): a string no longer than a label value; `""` means absent.
-//! - `tenant_id` (optional): `[a-zA-Z0-9_.-]{1,128}`.
-//! - `timestamp` (optional): an RFC 3339 string (`2024-01-15T10:30:00.5+01:00`), or a JSON
-//!   number that is Unix **seconds** when `< 1e11` (may be fractional) and Unix
-//!   **milliseconds** when `>= 1e11`. The cut-over works because 1e11 seconds is the year
-//!   5138 while 1e11 milliseconds is 1973-03-03: every plausible timestamp is unambiguous,
-//!   only millisecond values before March 1973 would be misread as seconds. Results before
-//!   1970 or from the year 3001 on are rejected. Stored as [`TrackRequest::timestamp_ms`],
-//!   rounded to the nearest millisecond for fractional numbers and truncated for RFC 3339
-//!   sub-millisecond digits.
-//! - `help` (optional): a string of at most [`TrackLimits::max_help_length`] bytes.
-//! - `buckets` (optional, `histogram` only): a non-empty array of finite numbers, strictly
-//!   increasing, at most [`TrackLimits::max_buckets`].
-//! - `null` for an optional field means the field is absent (Python clients send `None`).
-//! - Unknown fields are **ignored**, so that newer clients can send fields an older server
-//!   does not know yet (forward compatibility). Duplicate fields are an `invalid_json`
-//!   error.
-//!
-//! # Implementation
-//! The body is split into one borrowed [`RawValue`] per field (no `serde_json::Value` tree,
-//! no copies), then each field is checked on its own so every error names its field and
-//! quotes its value. Nesting cannot overflow the stack: raw values are skipped iteratively
-//! and everything else goes through serde_json's recursion limit of 128.
+//! The rules are documented on the public items; see [`parse_track_with`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -96,7 +63,7 @@ impl fmt::Display for MetricKind {
     }
 }
 
-/// One validated track item. Every field obeys the rules in the [module docs](self).
+/// One validated track item. Every field obeys the rules documented on [`parse_track_with`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackRequest {
     /// The metric name.
@@ -148,6 +115,41 @@ pub fn parse_track(body: &[u8]) -> Result<TrackRequest, IngestError> {
 }
 
 /// Parses one `POST /metrics/track` body.
+///
+/// # Rules
+/// - `name` (required): a non-empty Prometheus metric name, `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+/// - `value` (required): a JSON number, finite. Strings (`"42"`, `"NaN"`, `"Inf"`) and `null`
+///   are rejected; so is a number outside the f64 range (`1e400`). Counter increments must
+///   be `>= 0`.
+/// - `type` (required): `counter`, `gauge`, `histogram` or `summary`, lowercase.
+/// - `labels` (optional): an object of string values. Label names follow
+///   `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__` (reserved). At most
+///   `max_label_names_per_series - 1` labels (the metric name takes one slot of the series),
+///   names and values within the model's length limits, no duplicate names. Empty values are
+///   accepted and mean "no label", as everywhere in metricsd.
+/// - `service` (optional): a string no longer than a label value; `""` means absent.
+/// - `tenant_id` (optional): `[a-zA-Z0-9_.-]{1,128}`.
+/// - `timestamp` (optional): an RFC 3339 string (`2024-01-15T10:30:00.5+01:00`), or a JSON
+///   number that is Unix **seconds** when `< 1e11` (may be fractional) and Unix
+///   **milliseconds** when `>= 1e11`. The cut-over works because 1e11 seconds is the year
+///   5138 while 1e11 milliseconds is 1973-03-03: every plausible timestamp is unambiguous,
+///   only millisecond values before March 1973 would be misread as seconds. Results before
+///   1970 or from the year 3001 on are rejected. Stored as [`TrackRequest::timestamp_ms`],
+///   rounded to the nearest millisecond for fractional numbers and truncated for RFC 3339
+///   sub-millisecond digits.
+/// - `help` (optional): a string of at most [`TrackLimits::max_help_length`] bytes.
+/// - `buckets` (optional, `histogram` only): a non-empty array of finite numbers, strictly
+///   increasing, at most [`TrackLimits::max_buckets`].
+/// - `null` for an optional field means the field is absent (Python clients send `None`).
+/// - Unknown fields are **ignored**, so that newer clients can send fields an older server
+///   does not know yet (forward compatibility). Duplicate fields are an `invalid_json`
+///   error.
+///
+/// # Implementation
+/// The body is split into one borrowed [`RawValue`] per field (no `serde_json::Value` tree,
+/// no copies), then each field is checked on its own so every error names its field and
+/// quotes its value. Nesting cannot overflow the stack: raw values are skipped iteratively
+/// and everything else goes through serde_json's recursion limit of 128.
 pub fn parse_track_with(body: &[u8], limits: &TrackLimits) -> Result<TrackRequest, IngestError> {
     expect_top_level(body, b'{', "body", "a JSON object")?;
     let raw: RawTrack<'_> = serde_json::from_slice(body).map_err(|e| IngestError::json(&e))?;
