@@ -201,7 +201,8 @@ pub(crate) struct ChunkSegments {
 
 impl ChunkSegments {
     /// Maps every segment of `dir` and verifies every record's checksum. Bad records are
-    /// recorded (and logged), not fatal; a missing or unreadable segment file is.
+    /// recorded (and logged), not fatal; a missing or unreadable segment file is
+    /// ([`Error::Corruption`] naming the missing file, or [`Error::Io`]).
     pub(crate) fn open(dir: &Path) -> Result<ChunkSegments> {
         let mut nums = Vec::new();
         let rd = fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
@@ -217,6 +218,14 @@ impl ChunkSegments {
             }
         }
         nums.sort_unstable();
+        if nums.is_empty() {
+            // The writer always writes 000001, even for an empty block.
+            return Err(corruption(
+                dir.join(segment_name(1)),
+                0,
+                "no chunk segment".into(),
+            ));
+        }
         let mut segs = Vec::with_capacity(nums.len());
         let mut corrupt = Vec::new();
         for (i, &n) in nums.iter().enumerate() {
