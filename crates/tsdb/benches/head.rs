@@ -13,7 +13,9 @@ const SERIES: usize = 10_000;
 const STEPS: i64 = 20;
 
 fn series_labels(i: usize) -> Labels {
-    let modes = ["user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice"];
+    let modes = [
+        "user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice",
+    ];
     Labels::from_pairs([
         ("__name__", "node_cpu_seconds_total".to_owned()),
         ("cpu", (i / 8 % 16).to_string()),
@@ -30,7 +32,9 @@ fn value(i: usize, step: i64) -> f64 {
 }
 
 fn refs(head: &Head) -> Vec<SeriesRef> {
-    (0..SERIES).map(|i| head.series_ref(&series_labels(i)).unwrap()).collect()
+    (0..SERIES)
+        .map(|i| head.series_ref(&series_labels(i)).unwrap())
+        .collect()
 }
 
 fn bench_head(c: &mut Criterion) {
@@ -89,12 +93,21 @@ fn bench_head(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SERIES as u64 * STEPS as u64));
     g.sample_size(10);
     let labels: Vec<Labels> = (0..SERIES).map(series_labels).collect();
-    for (name, fsync) in [("wal_fsync_never", FsyncPolicy::Never), ("wal_fsync_1s", FsyncPolicy::default())] {
+    for (name, fsync) in [
+        ("wal_fsync_never", FsyncPolicy::Never),
+        ("wal_fsync_1s", FsyncPolicy::default()),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     let dir = tempfile::tempdir().unwrap();
-                    let opts = DbOptions { wal: WalOptions { fsync: fsync.clone(), ..WalOptions::default() }, ..DbOptions::default() };
+                    let opts = DbOptions {
+                        wal: WalOptions {
+                            fsync,
+                            ..WalOptions::default()
+                        },
+                        ..DbOptions::default()
+                    };
                     let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
                     // Series exist already: measure steady-state ingestion, 2,000-sample batches.
                     let mut a = db.appender();

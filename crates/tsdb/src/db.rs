@@ -29,7 +29,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::block::Block;
 use crate::head::{Head, HeadOptions};
 use crate::index::{IndexReader, label_names_matching, label_values_matching, postings_for_matchers};
-use crate::querier::{ChunkData, ChunkReader, ChunkSource, Querier, Queryable, Series, SeriesEntry, merge_entries};
+use crate::querier::{
+    ChunkData, ChunkReader, ChunkSource, Querier, Queryable, Series, SeriesEntry, merge_entries,
+};
 use crate::tombstones::Interval;
 use crate::wal::{FsyncPolicy, Record, RefTombstone, Wal, WalOptions};
 use crate::{Error, Result};
@@ -194,7 +196,7 @@ impl Db {
         let mut w = self.blocks.write();
         let mut v: Vec<Arc<Block>> = w.as_ref().clone();
         f(&mut v);
-        v.sort_by(|a, b| (a.meta().min_time, a.meta().max_time).cmp(&(b.meta().min_time, b.meta().max_time)));
+        v.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
         *w = Arc::new(v);
     }
 
@@ -218,7 +220,9 @@ impl Db {
             return Err(Error::InvalidArgument("delete needs at least one matcher".into()));
         }
         if mint > maxt {
-            return Err(Error::InvalidArgument(format!("delete range start {mint} is after its end {maxt}")));
+            return Err(Error::InvalidArgument(format!(
+                "delete range start {mint} is after its end {maxt}"
+            )));
         }
         let _c = self.compact_lock.lock();
         let mut affected = 0;
@@ -227,8 +231,14 @@ impl Db {
             let ids = postings_for_matchers(self.head.as_ref(), matchers)?;
             if !ids.is_empty() {
                 // Logged first: replay deletes exactly the samples that preceded the delete.
-                let recs: Vec<RefTombstone> =
-                    ids.iter().map(|id| RefTombstone { series_ref: id as u64, mint, maxt }).collect();
+                let recs: Vec<RefTombstone> = ids
+                    .iter()
+                    .map(|id| RefTombstone {
+                        series_ref: id as u64,
+                        mint,
+                        maxt,
+                    })
+                    .collect();
                 self.wal.log(&[Record::Tombstones(recs)])?;
                 for id in &ids {
                     affected += usize::from(self.head.delete_range(id, mint, maxt));
@@ -388,14 +398,20 @@ pub(crate) fn block_select(
                 mint: c.mint,
                 maxt: c.maxt,
                 prio,
-                data: ChunkData::Block { reader: reader.clone(), chunk_ref: c.chunk_ref },
+                data: ChunkData::Block {
+                    reader: reader.clone(),
+                    chunk_ref: c.chunk_ref,
+                },
                 tombstones: tombstones.clone(),
             })
             .collect();
         if chunks.is_empty() {
             continue;
         }
-        out.push(SeriesEntry { labels: ix.series_labels(id)?, chunks });
+        out.push(SeriesEntry {
+            labels: ix.series_labels(id)?,
+            chunks,
+        });
     }
     Ok(out)
 }
@@ -418,7 +434,10 @@ impl Querier for DbQuerier {
             lists.push(block_select(b, *prio, Some(matchers), self.mint, self.maxt)?);
         }
         lists.push(self.head.select(matchers, self.mint, self.maxt)?);
-        Ok(merge_entries(lists).into_iter().map(|e| Series::new(e, self.mint, self.maxt)).collect())
+        Ok(merge_entries(lists)
+            .into_iter()
+            .map(|e| Series::new(e, self.mint, self.maxt))
+            .collect())
     }
 
     fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<Arc<str>>> {
@@ -449,7 +468,9 @@ impl Querier for DbQuerier {
 impl Queryable for Db {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>> {
         if mint > maxt {
-            return Err(Error::InvalidArgument(format!("query range start {mint} is after its end {maxt}")));
+            return Err(Error::InvalidArgument(format!(
+                "query range start {mint} is after its end {maxt}"
+            )));
         }
         let blocks: Vec<Arc<Block>> = self
             .blocks()
@@ -459,7 +480,12 @@ impl Queryable for Db {
             .collect();
         let prio = prio_by_creation(&blocks);
         let blocks = prio.into_iter().zip(blocks).collect();
-        Ok(Box::new(DbQuerier { head: self.head.clone(), blocks, mint, maxt }))
+        Ok(Box::new(DbQuerier {
+            head: self.head.clone(),
+            blocks,
+            mint,
+            maxt,
+        }))
     }
 }
 

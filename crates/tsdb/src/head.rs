@@ -196,7 +196,7 @@ impl Head {
 
     /// Appends one sample to a series **without a WAL** (see [`Head::series_ref`]).
     pub fn append_sample(&self, series: &SeriesRef, t: i64, v: f64) -> Result<()> {
-        self.append(&series.0, t, v).map(|_| ())
+        self.append(&series.0, t, v, false).map(|_| ())
     }
 
     /// The head's options.
@@ -277,7 +277,15 @@ impl Head {
     /// The labels of a series.
     pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
         self.symbols.with(|get| {
-            Labels::from_sorted(s.labels.iter().map(|&(n, v)| Label { name: get(n), value: get(v) }).collect())
+            Labels::from_sorted(
+                s.labels
+                    .iter()
+                    .map(|&(n, v)| Label {
+                        name: get(n),
+                        value: get(v),
+                    })
+                    .collect(),
+            )
         })
     }
 
@@ -296,7 +304,10 @@ impl Head {
         }
         metricsd_model::validate_labels(labels, &self.opts.limits)?;
         let mut shard = self.by_hash[hash as usize % SHARDS].write();
-        if let Some(s) = shard.get(&hash).and_then(|c| c.iter().find(|s| self.labels_equal(s, labels))) {
+        if let Some(s) = shard
+            .get(&hash)
+            .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
+        {
             return Ok((s.clone(), false));
         }
         if self.opts.max_series > 0 && self.num_series.load(Ordering::Relaxed) >= self.opts.max_series {
@@ -308,7 +319,9 @@ impl Head {
         }
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
         if id == u32::MAX {
-            return Err(Error::Unavailable("head series id space exhausted; restart compacts it".into()));
+            return Err(Error::Unavailable(
+                "head series id space exhausted; restart compacts it".into(),
+            ));
         }
         on_create(id, labels);
         let s = self.insert(id, labels);
@@ -321,7 +334,10 @@ impl Head {
     pub(crate) fn create_with_id(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
         let hash = labels.stable_hash();
         let mut shard = self.by_hash[hash as usize % SHARDS].write();
-        if let Some(s) = shard.get(&hash).and_then(|c| c.iter().find(|s| self.labels_equal(s, labels))) {
+        if let Some(s) = shard
+            .get(&hash)
+            .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
+        {
             return s.clone();
         }
         self.bump_next_id(id);
@@ -331,13 +347,22 @@ impl Head {
     }
 
     fn insert(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
-        let syms: Box<[(u32, u32)]> =
-            labels.iter().map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value))).collect();
-        let s = Arc::new(MemSeries { id, labels: syms, data: Mutex::new(SeriesData::new()) });
+        let syms: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value)))
+            .collect();
+        let s = Arc::new(MemSeries {
+            id,
+            labels: syms,
+            data: Mutex::new(SeriesData::new()),
+        });
         self.by_id[id as usize % SHARDS].write().insert(id, s.clone());
-        self.postings
-            .write()
-            .add(id, labels.iter().map(|l| (self.symbols_arc(&l.name), self.symbols_arc(&l.value))));
+        self.postings.write().add(
+            id,
+            labels
+                .iter()
+                .map(|l| (self.symbols_arc(&l.name), self.symbols_arc(&l.value))),
+        );
         self.num_series.fetch_add(1, Ordering::Relaxed);
         self.series_created.fetch_add(1, Ordering::Relaxed);
         s
@@ -377,17 +402,23 @@ impl Head {
                 }
             }
             drop(shard);
-            self.postings.write().remove(s.id, labels.iter().map(|l| (l.name.clone(), l.value.clone())));
+            self.postings
+                .write()
+                .remove(s.id, labels.iter().map(|l| (l.name.clone(), l.value.clone())));
         }
         self.num_series.fetch_sub(removed.len(), Ordering::Relaxed);
-        self.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
+        self.series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
         removed.len()
     }
 
     /// Every series, in id order.
     pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> =
-            self.by_id.iter().flat_map(|s| s.read().values().cloned().collect::<Vec<_>>()).collect();
+        let mut v: Vec<Arc<MemSeries>> = self
+            .by_id
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect();
         v.sort_unstable_by_key(|s| s.id);
         v
     }
@@ -397,9 +428,7 @@ impl Head {
         let series: usize = self
             .all_series()
             .iter()
-            .map(|s| {
-                std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + s.data.lock().mem_size() + 48
-            })
+            .map(|s| std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + s.data.lock().mem_size() + 48)
             .sum();
         let (_, sym_bytes) = self.symbols.stats();
         series + self.postings.read().mem_size() + sym_bytes

@@ -41,7 +41,10 @@ pub(crate) enum ChunkData {
     /// Bytes in memory (head chunks).
     Bytes { enc: Encoding, data: Arc<[u8]> },
     /// A chunk of a block, read from its mmap on demand.
-    Block { reader: Arc<dyn ChunkReader>, chunk_ref: u64 },
+    Block {
+        reader: Arc<dyn ChunkReader>,
+        chunk_ref: u64,
+    },
     /// Plain samples (the out-of-order buffer).
     Samples(Arc<[Sample]>),
 }
@@ -112,7 +115,10 @@ pub struct Series {
 
 impl std::fmt::Debug for Series {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Series").field("labels", &self.labels).field("chunks", &self.chunks.len()).finish()
+        f.debug_struct("Series")
+            .field("labels", &self.labels)
+            .field("chunks", &self.chunks.len())
+            .finish()
     }
 }
 
@@ -120,7 +126,12 @@ impl Series {
     pub(crate) fn new(e: SeriesEntry, mint: i64, maxt: i64) -> Series {
         let mut chunks = e.chunks;
         chunks.sort_by_key(|c| (c.mint, c.maxt));
-        Series { labels: e.labels, chunks: chunks.into(), mint, maxt }
+        Series {
+            labels: e.labels,
+            chunks: chunks.into(),
+            mint,
+            maxt,
+        }
     }
 
     /// The series' labels.
@@ -135,7 +146,14 @@ impl Series {
 
     /// A lazy iterator over the samples in range, in time order, without duplicates.
     pub fn iter(&self) -> SampleIter<'_> {
-        SampleIter { series: self, next_chunk: 0, buf: Vec::new(), pos: 0, scratch: Vec::new(), err: None }
+        SampleIter {
+            series: self,
+            next_chunk: 0,
+            buf: Vec::new(),
+            pos: 0,
+            scratch: Vec::new(),
+            err: None,
+        }
     }
 
     /// All samples in range (convenience over [`Series::iter`]); fails on a corrupt chunk.
@@ -225,7 +243,8 @@ fn retain_range(buf: &mut Vec<Sample>, mint: i64, maxt: i64, tomb: Option<&Inter
     match tomb {
         Some(iv) if !iv.is_empty() => buf.retain(|s| s.t >= mint && s.t <= maxt && !iv.contains(s.t)),
         _ => {
-            let fully_inside = buf.first().is_none_or(|s| s.t >= mint) && buf.last().is_none_or(|s| s.t <= maxt);
+            let fully_inside =
+                buf.first().is_none_or(|s| s.t >= mint) && buf.last().is_none_or(|s| s.t <= maxt);
             if !fully_inside {
                 buf.retain(|s| s.t >= mint && s.t <= maxt);
             }
@@ -266,7 +285,11 @@ mod tests {
     fn overlapping_chunks_merge_and_newer_wins() {
         let e = SeriesEntry {
             labels: Labels::from_pairs([("__name__", "x")]),
-            chunks: vec![src(&[(1, 1.0), (3, 3.0), (5, 5.0)], 1), src(&[(2, 2.0), (3, 30.0)], 2), src(&[(9, 9.0)], 1)],
+            chunks: vec![
+                src(&[(1, 1.0), (3, 3.0), (5, 5.0)], 1),
+                src(&[(2, 2.0), (3, 30.0)], 2),
+                src(&[(9, 9.0)], 1),
+            ],
         };
         let s = Series::new(e, 2, 9);
         let got: Vec<(i64, f64)> = s.iter().map(|x| (x.t, x.v)).collect();
@@ -279,8 +302,14 @@ mod tests {
         iv.add(crate::tombstones::Interval { mint: 2, maxt: 3 });
         let mut a = src(&[(1, 1.0), (2, 2.0), (3, 3.0)], 1);
         a.tombstones = Some(Arc::new(iv));
-        let e = SeriesEntry { labels: Labels::from_pairs([("__name__", "x")]), chunks: vec![a, src(&[(3, 7.0)], 2)] };
-        let got: Vec<(i64, f64)> = Series::new(e, i64::MIN, i64::MAX).iter().map(|x| (x.t, x.v)).collect();
+        let e = SeriesEntry {
+            labels: Labels::from_pairs([("__name__", "x")]),
+            chunks: vec![a, src(&[(3, 7.0)], 2)],
+        };
+        let got: Vec<(i64, f64)> = Series::new(e, i64::MIN, i64::MAX)
+            .iter()
+            .map(|x| (x.t, x.v))
+            .collect();
         assert_eq!(got, [(1, 1.0), (3, 7.0)]);
     }
 }

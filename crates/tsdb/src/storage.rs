@@ -23,7 +23,9 @@ pub fn is_valid_tenant(id: &str) -> bool {
         && id.len() <= 128
         && id != "."
         && id != ".."
-        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// All tenants' stores. Each tenant is a separate partition (head, WAL, blocks), so a
@@ -80,7 +82,12 @@ impl Storage {
     }
 
     fn open_tenant(&self, tenant: &str) -> Result<(Arc<Db>, OpenReport)> {
-        let opts = self.overrides.read().get(tenant).cloned().unwrap_or_else(|| self.defaults.clone());
+        let opts = self
+            .overrides
+            .read()
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone());
         let dir = self.root.join("tenants").join(tenant);
         let (db, rep) = Db::open(&dir, tenant, opts)?;
         Ok((Arc::new(db), rep))
@@ -163,7 +170,11 @@ impl Storage {
                 running2.store(false, Ordering::Release);
             })
             .ok();
-        Maintenance { stop, handle, running }
+        Maintenance {
+            stop,
+            handle,
+            running,
+        }
     }
 }
 

@@ -11,18 +11,35 @@ use metricsd_tsdb::{Db, DbOptions, Error, Queryable, Storage};
 use proptest::prelude::*;
 
 fn labels(name: &str, i: usize) -> Labels {
-    Labels::from_pairs([("__name__", name.to_owned()), ("i", i.to_string()), ("job", "test".to_owned())])
+    Labels::from_pairs([
+        ("__name__", name.to_owned()),
+        ("i", i.to_string()),
+        ("job", "test".to_owned()),
+    ])
 }
 
 fn small_opts() -> DbOptions {
-    DbOptions { block_range_ms: 1000, retention_ms: 0, ooo_window_ms: 5000, ..DbOptions::default() }
+    DbOptions {
+        block_range_ms: 1000,
+        retention_ms: 0,
+        ooo_window_ms: 5000,
+        ..DbOptions::default()
+    }
 }
 
 fn read_all(db: &Db) -> BTreeMap<Labels, Vec<(i64, u64)>> {
     let q = db.querier(i64::MIN, i64::MAX).unwrap();
     let mut out = BTreeMap::new();
-    for s in q.select(&[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()]).unwrap() {
-        let v: Vec<(i64, u64)> = s.samples().unwrap().iter().map(|x| (x.t, x.v.to_bits())).collect();
+    for s in q
+        .select(&[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()])
+        .unwrap()
+    {
+        let v: Vec<(i64, u64)> = s
+            .samples()
+            .unwrap()
+            .iter()
+            .map(|x| (x.t, x.v.to_bits()))
+            .collect();
         if !v.is_empty() {
             out.insert(s.labels().clone(), v);
         }
@@ -33,7 +50,10 @@ fn read_all(db: &Db) -> BTreeMap<Labels, Vec<(i64, u64)>> {
 #[test]
 fn append_rules_follow_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DbOptions { ooo_window_ms: 0, ..DbOptions::default() };
+    let opts = DbOptions {
+        ooo_window_ms: 0,
+        ..DbOptions::default()
+    };
     let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
     let l = labels("m", 0);
     let mut a = db.appender();
@@ -49,16 +69,42 @@ fn append_rules_follow_prometheus() {
     let r = a.commit().unwrap();
     assert_eq!(r.accepted, 2, "{r:?}");
     assert_eq!(r.duplicates, 1);
-    assert!(matches!(r.rejected[0], (1, Error::DuplicateSample { t: 2000, .. })), "{r:?}");
-    assert!(matches!(r.rejected[1], (2, Error::OutOfOrder { t: 1500, last: 2000, .. })), "{r:?}");
+    assert!(
+        matches!(r.rejected[0], (1, Error::DuplicateSample { t: 2000, .. })),
+        "{r:?}"
+    );
+    assert!(
+        matches!(
+            r.rejected[1],
+            (
+                2,
+                Error::OutOfOrder {
+                    t: 1500,
+                    last: 2000,
+                    ..
+                }
+            )
+        ),
+        "{r:?}"
+    );
     let all = read_all(&db);
-    assert_eq!(all[&l], vec![(1000, 1f64.to_bits()), (2000, 2f64.to_bits()), (3000, metricsd_model::STALE_NAN)]);
+    assert_eq!(
+        all[&l],
+        vec![
+            (1000, 1f64.to_bits()),
+            (2000, 2f64.to_bits()),
+            (3000, metricsd_model::STALE_NAN)
+        ]
+    );
 }
 
 #[test]
 fn out_of_order_window_accepts_recent_and_rejects_old() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DbOptions { ooo_window_ms: 10_000, ..DbOptions::default() };
+    let opts = DbOptions {
+        ooo_window_ms: 10_000,
+        ..DbOptions::default()
+    };
     let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
     let l = labels("m", 0);
     let mut a = db.appender();
@@ -70,13 +116,19 @@ fn out_of_order_window_accepts_recent_and_rejects_old() {
     let r = a.commit().unwrap();
     assert_eq!((r.accepted, r.out_of_order), (1, 1), "{r:?}");
     assert!(matches!(r.rejected[0].1, Error::OutOfBounds { t: 80_000, .. }));
-    assert_eq!(read_all(&db)[&l].iter().map(|x| x.0).collect::<Vec<_>>(), [95_000, 100_000]);
+    assert_eq!(
+        read_all(&db)[&l].iter().map(|x| x.0).collect::<Vec<_>>(),
+        [95_000, 100_000]
+    );
 }
 
 #[test]
 fn limits_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DbOptions { max_series: 2, ..DbOptions::default() };
+    let opts = DbOptions {
+        max_series: 2,
+        ..DbOptions::default()
+    };
     let (db, _) = Db::open(dir.path(), "t1", opts).unwrap();
     let mut a = db.appender();
     for i in 0..3 {
@@ -88,14 +140,22 @@ fn limits_are_typed_errors() {
     let r = a.commit().unwrap();
     assert_eq!(r.accepted, 2);
     let msgs: Vec<String> = r.rejected.iter().map(|(_, e)| e.to_string()).collect();
-    assert!(msgs[0].contains("max_series_per_tenant") && msgs[0].contains("t1"), "{msgs:?}");
+    assert!(
+        msgs[0].contains("max_series_per_tenant") && msgs[0].contains("t1"),
+        "{msgs:?}"
+    );
     assert!(msgs[1].contains("max_label_names_per_series"), "{msgs:?}");
 }
 
 #[test]
 fn head_cut_compaction_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DbOptions { block_range_ms: 1000, retention_ms: 20_000, ooo_window_ms: 0, ..DbOptions::default() };
+    let opts = DbOptions {
+        block_range_ms: 1000,
+        retention_ms: 20_000,
+        ooo_window_ms: 0,
+        ..DbOptions::default()
+    };
     let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
     for step in 0..200 {
         let mut a = db.appender();
@@ -113,11 +173,18 @@ fn head_cut_compaction_and_retention() {
     // Compacted ranges are 1s, 3s, 9s (capped at retention/10 = 2s → only 1s here).
     let newest = db.head().max_time().unwrap();
     for b in blocks.iter() {
-        assert!(b.meta().max_time > newest - 20_000, "block beyond retention kept: {:?}", b.meta());
+        assert!(
+            b.meta().max_time > newest - 20_000,
+            "block beyond retention kept: {:?}",
+            b.meta()
+        );
     }
     let all = read_all(&db);
     let first = all[&labels("m", 3)].first().unwrap().0;
-    assert!(first >= newest - 21_000, "old data not deleted: first={first} newest={newest}");
+    assert!(
+        first >= newest - 21_000,
+        "old data not deleted: first={first} newest={newest}"
+    );
     assert_eq!(all[&labels("m", 3)].last().unwrap().0, 199 * 250);
 }
 
@@ -200,7 +267,11 @@ fn child_writer() {
     for batch in 0..1_000_000i64 {
         let mut a = db.appender();
         for i in 0..50 {
-            a.append(labels("durable", i), 1_000 + batch * 15_000, (batch * 50 + i as i64) as f64);
+            a.append(
+                labels("durable", i),
+                1_000 + batch * 15_000,
+                (batch * 50 + i as i64) as f64,
+            );
         }
         let r = a.commit().unwrap();
         assert_eq!(r.accepted, 50);
@@ -238,7 +309,12 @@ fn acknowledged_samples_survive_sigkill() {
     let all = read_all(&db);
     for i in 0..50 {
         let got = &all[&labels("durable", i)];
-        assert!(got.len() as i64 > acked, "series {i}: {} samples, {} acknowledged", got.len(), acked + 1);
+        assert!(
+            got.len() as i64 > acked,
+            "series {i}: {} samples, {} acknowledged",
+            got.len(),
+            acked + 1
+        );
         for (b, (t, v)) in got.iter().enumerate().take(acked as usize + 1) {
             assert_eq!(*t, 1_000 + b as i64 * 15_000);
             assert_eq!(f64::from_bits(*v), (b as i64 * 50 + i as i64) as f64);
@@ -265,7 +341,15 @@ fn wal_segments(dir: &Path) -> Vec<std::path::PathBuf> {
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().unwrap().to_str().unwrap().bytes().all(|c| c.is_ascii_digit()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .bytes()
+                    .all(|c| c.is_ascii_digit())
+        })
         .collect();
     v.sort();
     v
@@ -281,9 +365,18 @@ fn torn_wal_tail_is_truncated_and_earlier_data_kept() {
         a.append(labels("c", 0), 5_000, 1.0);
         a.commit().unwrap();
     }
-    let last = wal_segments(dir.path()).into_iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 0).unwrap();
+    let last = wal_segments(dir.path())
+        .into_iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
     let len = std::fs::metadata(&last).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(len - 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
     let (db, report) = Db::open(dir.path(), "default", small_opts()).unwrap();
     assert!(report.lost_anything(), "{report:?}");
     let all = read_all(&db);
@@ -344,8 +437,19 @@ fn corrupt_index_moves_block_aside_and_store_opens() {
     assert_eq!(report.corrupt_blocks.len(), 1, "{report:?}");
     assert!(report.corrupt_blocks[0].1.contains("index"), "{report:?}");
     let all = read_all(&db);
-    assert_eq!(all[&labels("c", 0)], vec![(3000, 1f64.to_bits())], "head data kept");
-    assert!(block.with_file_name(format!("{}.corrupt", block.file_name().unwrap().to_str().unwrap())).is_dir());
+    assert_eq!(
+        all[&labels("c", 0)],
+        vec![(3000, 1f64.to_bits())],
+        "head data kept"
+    );
+    assert!(
+        block
+            .with_file_name(format!(
+                "{}.corrupt",
+                block.file_name().unwrap().to_str().unwrap()
+            ))
+            .is_dir()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

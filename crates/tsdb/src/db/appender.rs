@@ -40,7 +40,11 @@ pub struct CommitReport {
 
 impl<'a> Appender<'a> {
     pub(crate) fn new(db: &'a Db) -> Self {
-        Appender { db, series: Vec::new(), samples: Vec::new() }
+        Appender {
+            db,
+            series: Vec::new(),
+            samples: Vec::new(),
+        }
     }
 
     /// Adds one sample of the series `labels`.
@@ -87,7 +91,10 @@ impl<'a> Appender<'a> {
         let mut errors: Vec<Option<Error>> = Vec::new();
         for labels in &self.series {
             let r = head.get_or_create(labels, |id, l| {
-                db.wal.log_buffered(&Record::Series(vec![RefSeries { series_ref: id as u64, labels: l.clone() }]));
+                db.wal.log_buffered(&Record::Series(vec![RefSeries {
+                    series_ref: id as u64,
+                    labels: l.clone(),
+                }]));
             });
             match r {
                 Ok((s, created)) => {
@@ -105,12 +112,21 @@ impl<'a> Appender<'a> {
         for (i, &(si, s)) in self.samples.iter().enumerate() {
             let si = si as usize;
             let Some(series) = &resolved[si] else {
-                let e = errors[si].as_ref().map_or_else(|| Error::Unavailable("series".into()), clone_error);
+                let e = errors[si]
+                    .as_ref()
+                    .map_or_else(|| Error::Unavailable("series".into()), clone_error);
                 report.rejected.push((i, e));
                 continue;
             };
             match head.check(series, s.t, s.v) {
-                Ok(()) => accepted.push((i, RefSample { series_ref: series.id as u64, t: s.t, v: s.v })),
+                Ok(()) => accepted.push((
+                    i,
+                    RefSample {
+                        series_ref: series.id as u64,
+                        t: s.t,
+                        v: s.v,
+                    },
+                )),
                 Err(e) => report.rejected.push((i, e)),
             }
         }
@@ -126,8 +142,10 @@ impl<'a> Appender<'a> {
             db.wal.flush()?;
         }
         for (i, r) in accepted {
-            let Some(series) = &resolved[self.samples[i].0 as usize] else { continue };
-            match head.append(series, r.t, r.v) {
+            let Some(series) = &resolved[self.samples[i].0 as usize] else {
+                continue;
+            };
+            match head.append(series, r.t, r.v, true) {
                 Ok(Appended::InOrder) => report.accepted += 1,
                 Ok(Appended::OutOfOrder) => {
                     report.accepted += 1;
@@ -137,12 +155,14 @@ impl<'a> Appender<'a> {
                     report.accepted += 1;
                     report.duplicates += 1;
                 }
-                // A concurrent commit to the same series got in between check and apply.
+                // A concurrent commit wrote another value for this timestamp in between.
                 Err(e) => report.rejected.push((i, e)),
             }
         }
         db.counters.commits.fetch_add(1, Ordering::Relaxed);
-        db.counters.samples_rejected.fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
+        db.counters
+            .samples_rejected
+            .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
         report.rejected.sort_by_key(|(i, _)| *i);
         Ok(report)
     }
@@ -153,9 +173,15 @@ impl<'a> Appender<'a> {
 fn clone_error(e: &Error) -> Error {
     match e {
         Error::Model(m) => Error::Model(m.clone()),
-        Error::TooManySeries { tenant, limit, series } => {
-            Error::TooManySeries { tenant: tenant.clone(), limit: *limit, series: series.clone() }
-        }
+        Error::TooManySeries {
+            tenant,
+            limit,
+            series,
+        } => Error::TooManySeries {
+            tenant: tenant.clone(),
+            limit: *limit,
+            series: series.clone(),
+        },
         other => Error::Unavailable(other.to_string()),
     }
 }

@@ -51,7 +51,9 @@ impl Db {
         let range = self.opts.block_range_ms;
         // Bounded: each cut moves the head's min time past a block boundary.
         for _ in 0..10_000 {
-            let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) else { break };
+            let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) else {
+                break;
+            };
             if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
             }
@@ -111,7 +113,8 @@ impl Db {
         }
         if segment > 0 {
             let head = &self.head;
-            self.wal.checkpoint(segment - 1, |rec| keep_for_checkpoint(head, rec, end))?;
+            self.wal
+                .checkpoint(segment - 1, |rec| keep_for_checkpoint(head, rec, end))?;
             rep.wal_checkpoint = Some(segment - 1);
         }
         Ok(())
@@ -185,7 +188,11 @@ impl Db {
                     .filter(|b| b.meta().min_time >= wmin && b.meta().max_time <= wmax)
                     .cloned()
                     .collect();
-                let skip = blocks.iter().filter(|b| b.meta().min_time.div_euclid(r) == w).count().max(1);
+                let skip = blocks
+                    .iter()
+                    .filter(|b| b.meta().min_time.div_euclid(r) == w)
+                    .count()
+                    .max(1);
                 if group.len() >= 2 && wmax <= min_valid {
                     return Some(group);
                 }
@@ -205,7 +212,10 @@ impl Db {
         let entries = merge_entries(lists);
         let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
         let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
-        let mut sources: Vec<String> = group.iter().flat_map(|b| b.meta().compaction.sources.clone()).collect();
+        let mut sources: Vec<String> = group
+            .iter()
+            .flat_map(|b| b.meta().compaction.sources.clone())
+            .collect();
         sources.sort();
         sources.dedup();
         let compaction = CompactionMeta {
@@ -224,7 +234,8 @@ impl Db {
         for b in group {
             remove_block_dir(b.dir());
         }
-        rep.merged.push((old, new.map(|n| n.meta().ulid.clone()).unwrap_or_default()));
+        rep.merged
+            .push((old, new.map(|n| n.meta().ulid.clone()).unwrap_or_default()));
         Ok(())
     }
 
@@ -246,7 +257,11 @@ impl Db {
         }
         if self.opts.max_bytes > 0 {
             let mut total: u64 = self.wal.size_bytes().unwrap_or(0)
-                + blocks.iter().filter(|b| !doomed.iter().any(|d| Arc::ptr_eq(d, b))).map(|b| b.size_bytes()).sum::<u64>();
+                + blocks
+                    .iter()
+                    .filter(|b| !doomed.iter().any(|d| Arc::ptr_eq(d, b)))
+                    .map(|b| b.size_bytes())
+                    .sum::<u64>();
             for b in blocks.iter() {
                 if total <= self.opts.max_bytes {
                     break;
@@ -263,7 +278,9 @@ impl Db {
             return Ok(());
         }
         self.set_blocks(|v| v.retain(|b| !doomed.iter().any(|d| Arc::ptr_eq(d, b))));
-        self.counters.blocks_deleted_retention.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        self.counters
+            .blocks_deleted_retention
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
         for b in &doomed {
             remove_block_dir(b.dir());
         }
@@ -338,7 +355,12 @@ fn overlapping_group(blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
 fn keep_for_checkpoint(head: &crate::head::Head, rec: Record, end: i64) -> Option<Record> {
     match rec {
         Record::Series(mut v) => {
-            v.retain(|s| u32::try_from(s.series_ref).ok().and_then(|id| head.series(id)).is_some());
+            v.retain(|s| {
+                u32::try_from(s.series_ref)
+                    .ok()
+                    .and_then(|id| head.series(id))
+                    .is_some()
+            });
             (!v.is_empty()).then_some(Record::Series(v))
         }
         Record::Samples(mut v) => {
@@ -346,7 +368,13 @@ fn keep_for_checkpoint(head: &crate::head::Head, rec: Record, end: i64) -> Optio
             (!v.is_empty()).then_some(Record::Samples(v))
         }
         Record::Tombstones(mut v) => {
-            v.retain(|t| t.maxt >= end && u32::try_from(t.series_ref).ok().and_then(|id| head.series(id)).is_some());
+            v.retain(|t| {
+                t.maxt >= end
+                    && u32::try_from(t.series_ref)
+                        .ok()
+                        .and_then(|id| head.series(id))
+                        .is_some()
+            });
             (!v.is_empty()).then_some(Record::Tombstones(v))
         }
     }
@@ -355,9 +383,15 @@ fn keep_for_checkpoint(head: &crate::head::Head, rec: Record, end: i64) -> Optio
 /// Deletes a block directory: renamed first so that a crash never leaves a half-deleted
 /// block that looks like a corrupt one.
 fn remove_block_dir(path: &std::path::Path) {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
     let doomed = path.with_file_name(format!("{name}.deleted.tmp"));
-    let target = if fs::rename(path, &doomed).is_ok() { doomed } else { path.to_owned() };
+    let target = if fs::rename(path, &doomed).is_ok() {
+        doomed
+    } else {
+        path.to_owned()
+    };
     if let Err(e) = fs::remove_dir_all(&target) {
         tracing::warn!(dir = %target.display(), error = %e, "could not delete block directory");
     }
@@ -365,5 +399,8 @@ fn remove_block_dir(path: &std::path::Path) {
 
 /// Compaction metadata of a block written from the head or imported.
 fn level1() -> CompactionMeta {
-    CompactionMeta { level: 1, ..CompactionMeta::default() }
+    CompactionMeta {
+        level: 1,
+        ..CompactionMeta::default()
+    }
 }

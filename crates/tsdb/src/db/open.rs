@@ -55,7 +55,10 @@ impl Db {
     /// Fails if another process holds the directory.
     pub fn open(dir: &Path, tenant: &str, opts: DbOptions) -> Result<(Db, OpenReport)> {
         if opts.block_range_ms <= 0 {
-            return Err(Error::InvalidArgument(format!("block range must be positive, got {} ms", opts.block_range_ms)));
+            return Err(Error::InvalidArgument(format!(
+                "block range must be positive, got {} ms",
+                opts.block_range_ms
+            )));
         }
         fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         let lock_path = dir.join("lock");
@@ -65,9 +68,8 @@ impl Db {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io("open", &lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            Error::Unavailable(format!("{} is locked by another process", dir.display()))
-        })?;
+        lock.try_lock()
+            .map_err(|_| Error::Unavailable(format!("{} is locked by another process", dir.display())))?;
 
         let mut report = OpenReport::default();
         let blocks = load_blocks(dir, &mut report)?;
@@ -75,12 +77,16 @@ impl Db {
 
         let head = Arc::new(Head::new(head_options(&opts, tenant)));
         // In-order data before the end of the newest block is already persisted.
-        if let Some(max) = blocks.iter().filter(|b| b.meta().compaction.level <= 1).map(|b| b.meta().max_time).max()
+        if let Some(max) = blocks
+            .iter()
+            .filter(|b| b.meta().compaction.level <= 1)
+            .map(|b| b.meta().max_time)
+            .max()
         {
             head.set_min_valid(max);
         }
 
-        let (wal, repair) = Wal::open(&dir.join("wal"), opts.wal.clone())?;
+        let (wal, repair) = Wal::open(&dir.join("wal"), opts.wal)?;
         report.wal_repair = repair;
         let started = Instant::now();
         replay(&wal, &head, &mut report)?;
@@ -156,7 +162,9 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
         match rec {
             Record::Series(series) => {
                 for s in series {
-                    let Ok(id) = u32::try_from(s.series_ref) else { continue };
+                    let Ok(id) = u32::try_from(s.series_ref) else {
+                        continue;
+                    };
                     let got = head.create_with_id(id, &s.labels);
                     if got.id != id {
                         alias.insert(s.series_ref, got.id);
@@ -165,12 +173,15 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
             }
             Record::Samples(samples) => {
                 for s in samples {
-                    let id = alias.get(&s.series_ref).copied().or_else(|| u32::try_from(s.series_ref).ok());
+                    let id = alias
+                        .get(&s.series_ref)
+                        .copied()
+                        .or_else(|| u32::try_from(s.series_ref).ok());
                     let Some(series) = id.and_then(|id| head.series(id)) else {
                         report.replay_unknown_series += 1;
                         continue;
                     };
-                    match head.append(&series, s.t, s.v) {
+                    match head.append(&series, s.t, s.v, true) {
                         Ok(_) => report.replayed_samples += 1,
                         Err(_) => report.replay_rejected += 1,
                     }
@@ -178,7 +189,10 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
             }
             Record::Tombstones(ts) => {
                 for t in ts {
-                    let id = alias.get(&t.series_ref).copied().or_else(|| u32::try_from(t.series_ref).ok());
+                    let id = alias
+                        .get(&t.series_ref)
+                        .copied()
+                        .or_else(|| u32::try_from(t.series_ref).ok());
                     if let Some(id) = id {
                         head.delete_range(id, t.mint, t.maxt);
                     }

@@ -26,8 +26,12 @@ enum Route {
 }
 
 impl Head {
-    /// Decides where `(t, v)` would go in `d`, or why it is rejected.
-    fn route(&self, s: &MemSeries, d: &SeriesData, t: i64, v: f64) -> Result<Route> {
+    /// Decides where `(t, v)` would go in `d`, or why it is rejected. With `logged`, the
+    /// sample is already in the WAL (a commit applying what it checked, or replay): window
+    /// and bounds rules were enforced before it was logged, so only a conflicting duplicate
+    /// can still refuse it. That keeps "acknowledged" equal to "stored", live and after a
+    /// restart, even when a concurrent commit moved the window in between.
+    fn route(&self, s: &MemSeries, d: &SeriesData, t: i64, v: f64, logged: bool) -> Result<Route> {
         let min_valid = self.min_valid_time();
         if t > d.last_t && t >= min_valid {
             return Ok(Route::InOrder);
@@ -46,7 +50,7 @@ impl Head {
         let window = self.opts.ooo_window_ms;
         let newest = self.max_t.load(Ordering::Acquire).max(d.last_t);
         let ooo_min = newest.saturating_sub(window);
-        if window > 0 && t >= ooo_min {
+        if logged || (window > 0 && t >= ooo_min) {
             if let Some(stored) = in_order_value_at(d, t) {
                 if stored == v.to_bits() {
                     return Ok(Route::Duplicate);
@@ -75,22 +79,26 @@ impl Head {
             return Err(Error::OutOfBounds {
                 series: self.labels_of(s).to_string(),
                 t,
-                min_valid: if window > 0 { ooo_min.max(i64::MIN) } else { min_valid },
+                min_valid: if window > 0 { ooo_min } else { min_valid },
             });
         }
-        Err(Error::OutOfOrder { series: self.labels_of(s).to_string(), t, last: d.last_t })
+        Err(Error::OutOfOrder {
+            series: self.labels_of(s).to_string(),
+            t,
+            last: d.last_t,
+        })
     }
 
     /// Checks whether `(t, v)` would be accepted, without appending.
     pub(crate) fn check(&self, s: &MemSeries, t: i64, v: f64) -> Result<()> {
         let d = s.data.lock();
-        self.route(s, &d, t, v).map(|_| ())
+        self.route(s, &d, t, v, false).map(|_| ())
     }
 
-    /// Appends `(t, v)` to series `s`.
-    pub(crate) fn append(&self, s: &MemSeries, t: i64, v: f64) -> Result<Appended> {
+    /// Appends `(t, v)` to series `s`; `logged` as in [`Head::route`].
+    pub(crate) fn append(&self, s: &MemSeries, t: i64, v: f64, logged: bool) -> Result<Appended> {
         let mut d = s.data.lock();
-        match self.route(s, &d, t, v)? {
+        match self.route(s, &d, t, v, logged)? {
             Route::Duplicate => Ok(Appended::Duplicate),
             Route::InOrder => {
                 self.append_in_order(&mut d, t, v);
@@ -122,9 +130,17 @@ impl Head {
             }
         };
         if cut && let Some(o) = d.open.take() {
-            d.closed.push(HeadChunk { mint: o.mint, maxt: o.maxt, data: Arc::from(o.chunk.into_bytes()) });
+            d.closed.push(HeadChunk {
+                mint: o.mint,
+                maxt: o.maxt,
+                data: Arc::from(o.chunk.into_bytes()),
+            });
         }
-        let o = d.open.get_or_insert_with(|| OpenChunk { chunk: XorChunk::new(), mint: t, maxt: t });
+        let o = d.open.get_or_insert_with(|| OpenChunk {
+            chunk: XorChunk::new(),
+            mint: t,
+            maxt: t,
+        });
         o.chunk.append(t, v);
         o.maxt = t;
         d.last_t = t;
@@ -147,7 +163,10 @@ fn in_order_value_at(d: &SeriesData, t: i64) -> Option<u64> {
         if crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, bytes, &mut buf).is_err() {
             return None;
         }
-        return buf.binary_search_by_key(&t, |x| x.t).ok().map(|i| buf[i].v.to_bits());
+        return buf
+            .binary_search_by_key(&t, |x| x.t)
+            .ok()
+            .map(|i| buf[i].v.to_bits());
     }
     None
 }
@@ -194,7 +213,11 @@ impl Head {
                     for x in &buf {
                         chunk.append(x.t, x.v);
                     }
-                    d.open = Some(OpenChunk { chunk, mint: first.t, maxt: last.t });
+                    d.open = Some(OpenChunk {
+                        chunk,
+                        mint: first.t,
+                        maxt: last.t,
+                    });
                 }
             }
         }
@@ -203,7 +226,11 @@ impl Head {
         d.ooo_compacting.retain(|x| x.t < mint || x.t > maxt);
         hit |= d.ooo.len() + d.ooo_compacting.len() != before;
         // The newest remaining in-order sample decides duplicates from now on.
-        let last = d.open.as_ref().map(|o| o.chunk.bytes()).or_else(|| d.closed.last().map(|c| &c.data[..]));
+        let last = d
+            .open
+            .as_ref()
+            .map(|o| o.chunk.bytes())
+            .or_else(|| d.closed.last().map(|c| &c.data[..]));
         if let Some(bytes) = last {
             buf.clear();
             if crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, bytes, &mut buf).is_ok()
@@ -225,5 +252,9 @@ fn encode_xor(samples: &[Sample]) -> Option<HeadChunk> {
     for x in samples {
         c.append(x.t, x.v);
     }
-    Some(HeadChunk { mint: first.t, maxt: last.t, data: Arc::from(c.into_bytes()) })
+    Some(HeadChunk {
+        mint: first.t,
+        maxt: last.t,
+        data: Arc::from(c.into_bytes()),
+    })
 }

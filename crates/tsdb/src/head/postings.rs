@@ -17,14 +17,21 @@ pub(crate) struct MemPostings {
 impl MemPostings {
     pub fn add(&mut self, id: u32, labels: impl Iterator<Item = (Arc<str>, Arc<str>)>) {
         for (n, v) in labels {
-            self.by_name.entry(n).or_default().entry(v).or_default().insert(id);
+            self.by_name
+                .entry(n)
+                .or_default()
+                .entry(v)
+                .or_default()
+                .insert(id);
         }
         self.all.insert(id);
     }
 
     pub fn remove(&mut self, id: u32, labels: impl Iterator<Item = (Arc<str>, Arc<str>)>) {
         for (n, v) in labels {
-            let Some(values) = self.by_name.get_mut(&n) else { continue };
+            let Some(values) = self.by_name.get_mut(&n) else {
+                continue;
+            };
             if let Some(p) = values.get_mut(&v) {
                 p.remove(id);
                 if p.is_empty() {
@@ -39,7 +46,11 @@ impl MemPostings {
     }
 
     pub fn get(&self, name: &str, value: &str) -> RoaringBitmap {
-        self.by_name.get(name).and_then(|m| m.get(value)).cloned().unwrap_or_default()
+        self.by_name
+            .get(name)
+            .and_then(|m| m.get(value))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn all(&self) -> RoaringBitmap {
@@ -70,7 +81,9 @@ impl MemPostings {
 
     /// `(name, value, series)` for every pair.
     pub fn pairs(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, u64)> {
-        self.by_name.iter().flat_map(|(n, m)| m.iter().map(move |(v, p)| (n, v, p.len())))
+        self.by_name
+            .iter()
+            .flat_map(|(n, m)| m.iter().map(move |(v, p)| (n, v, p.len())))
     }
 
     pub fn mem_size(&self) -> usize {

@@ -49,7 +49,10 @@ impl Head {
             if chunks.is_empty() {
                 continue;
             }
-            out.push(SeriesEntry { labels: self.labels_of(&s), chunks });
+            out.push(SeriesEntry {
+                labels: self.labels_of(&s),
+                chunks,
+            });
         }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
@@ -57,14 +60,7 @@ impl Head {
 
     /// Chunk sources of `s` overlapping `[mint, maxt]`. With `take_ooo`, out-of-order samples
     /// in the range move to `ooo_compacting` (a compaction is taking them).
-    fn series_chunks(
-        &self,
-        s: &MemSeries,
-        mint: i64,
-        maxt: i64,
-        out: &mut Vec<ChunkSource>,
-        take_ooo: bool,
-    ) {
+    fn series_chunks(&self, s: &MemSeries, mint: i64, maxt: i64, out: &mut Vec<ChunkSource>, take_ooo: bool) {
         let mut d = s.data.lock();
         for c in &d.closed {
             if c.maxt >= mint && c.mint <= maxt {
@@ -73,7 +69,10 @@ impl Head {
                     maxt: c.maxt,
                     prio: PRIO_HEAD,
                     tombstones: None,
-                    data: ChunkData::Bytes { enc: Encoding::Xor, data: c.data.clone() },
+                    data: ChunkData::Bytes {
+                        enc: Encoding::Xor,
+                        data: c.data.clone(),
+                    },
                 });
             }
         }
@@ -85,8 +84,11 @@ impl Head {
                 mint: o.mint,
                 maxt: o.maxt,
                 prio: PRIO_HEAD,
-                    tombstones: None,
-                data: ChunkData::Bytes { enc: Encoding::Xor, data: Arc::from(o.chunk.bytes()) },
+                tombstones: None,
+                data: ChunkData::Bytes {
+                    enc: Encoding::Xor,
+                    data: Arc::from(o.chunk.bytes()),
+                },
             });
         }
         if take_ooo {
@@ -123,7 +125,10 @@ impl Head {
             if chunks.is_empty() {
                 continue;
             }
-            out.push(SeriesEntry { labels: self.labels_of(&s), chunks });
+            out.push(SeriesEntry {
+                labels: self.labels_of(&s),
+                chunks,
+            });
         }
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         out

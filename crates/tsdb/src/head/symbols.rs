@@ -37,11 +37,6 @@ impl Symbols {
         id
     }
 
-    /// The symbol of `s` if it is interned.
-    pub fn lookup(&self, s: &str) -> Option<u32> {
-        self.inner.read().ids.get(s).copied()
-    }
-
     /// Resolves symbols with one lock acquisition.
     pub fn with<R>(&self, f: impl FnOnce(&dyn Fn(u32) -> Arc<str>) -> R) -> R {
         let r = self.inner.read();
