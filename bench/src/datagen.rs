@@ -292,8 +292,10 @@ pub fn generate(cfg: &GenConfig) -> DataSet {
         let hseed = mix(cfg.seed ^ mix(num as u64 ^ 0x686f_7374));
         let mut hr = Rng::new(hseed);
         let ncpu = *hr.pick(&[2, 4, 4, 4, 8, 8, 8, 8, 16, 16, 32]);
+        // Drawn whether used or not, so that jitter does not change the later draws.
+        let r = hr.next_u64();
         let offset_ms = if cfg.jitter_ms > 0 {
-            cfg.jitter_ms + hr.below((cfg.interval_ms - 2 * cfg.jitter_ms) as u64) as i64
+            cfg.jitter_ms + (r % (cfg.interval_ms - 2 * cfg.jitter_ms) as u64) as i64
         } else {
             0
         };
@@ -622,12 +624,18 @@ impl<'a> HostBuilder<'a> {
         for (n, v) in labels {
             pairs.push((Arc::from(*n), Arc::from(*v)));
         }
+        let labels = Labels::from_pairs(pairs);
         let beh = if self.profile == Profile::Smooth {
-            beh.smooth(self.interval_s, &mut self.rng)
+            // A generator of its own: the host's generator must draw the same numbers in both
+            // profiles, or the smooth data set would get other devices and mounts.
+            beh.smooth(
+                self.interval_s,
+                &mut Rng::new(mix(labels.stable_hash() ^ 0x736d_6f6f_7468)),
+            )
         } else {
             beh
         };
-        self.out.push((fam, Labels::from_pairs(pairs), beh));
+        self.out.push((fam, labels, beh));
     }
 
     /// A counter `name` (ending in `_total`).
@@ -1519,6 +1527,29 @@ mod tests {
             .filter(|&i| a.samples(i) != c.samples(i))
             .count();
         assert!(differ > a.num_series() / 2);
+    }
+
+    #[test]
+    fn profiles_and_jitter_share_the_series() {
+        let n = generate(&GenConfig {
+            hosts: 5,
+            ..Default::default()
+        });
+        let s = generate(&GenConfig {
+            hosts: 5,
+            profile: Profile::Smooth,
+            ..Default::default()
+        });
+        let j = generate(&GenConfig {
+            hosts: 5,
+            jitter_ms: 5,
+            ..Default::default()
+        });
+        assert_eq!(n.series, s.series);
+        assert_eq!(n.series, j.series);
+        for i in 0..n.num_series() {
+            assert_eq!(n.reset_at(i), j.reset_at(i));
+        }
     }
 
     #[test]
