@@ -17,8 +17,8 @@
 //! per `device`/`fstype`/`mountpoint`, network and disk counters per `device`, hwmon
 //! temperatures per `chip`/`sensor`, netstat/sockstat/vmstat, timex, pressure, collector
 //! durations, the exporter's own `go_*`/`process_*` metrics) plus the series Prometheus adds
-//! per target (`up`, `scrape_*`). A host has about 450–1050 series depending on its CPU count
-//! (4–32); on average ≈ 620, so 100k series ≈ 160 hosts.
+//! per target (`up`, `scrape_*`). A host has roughly 450 to over 1000 series depending on its CPU count
+//! (2–32) and devices; on average ≈ 670, so 100k series ≈ 150 hosts.
 //!
 //! # Value behaviour ([`Profile::Noisy`])
 //! - CPU seconds: counters in hundredths (2 decimals, like `/proc/stat`), increments varying

@@ -35,8 +35,8 @@ enum ProfileArg {
 #[derive(Debug, Parser)]
 #[command(about = "Compare metricsd's bytes per sample with Prometheus' on a node_exporter-like data set")]
 struct Args {
-    /// Number of hosts (≈620 series each on average).
-    #[arg(long, default_value_t = 160)]
+    /// Number of hosts (≈670 series each on average).
+    #[arg(long, default_value_t = 150)]
     hosts: usize,
     /// Instead of --hosts: the smallest number of hosts giving at least this many series.
     #[arg(long)]
