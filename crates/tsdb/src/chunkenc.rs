@@ -1,15 +1,28 @@
-//! Chunk codecs (no I/O). STUB: the contract only; the real codecs replace this file.
+//! Chunk codecs (no I/O): the bytes of one series' samples over a time range.
 //!
-//! Contract (kept by the real implementation):
-//! - [`Encoding`]: `Xor = 1` (Prometheus-compatible XOR chunk, byte-identical to Prometheus'
-//!   `chunkenc.XORChunk`), `Pco = 2` (our columnar block encoding).
-//! - [`XorChunk`]: an appendable XOR chunk for the head. `bytes()` is a valid chunk at any time.
-//! - [`decode`]: any encoding into a caller's buffer, appending.
-//! - [`encode_best`]: encodes a sorted run of samples for a persisted block with whichever
-//!   encoding is smaller.
+//! - [`Encoding`]: the one byte stored beside each persisted chunk. `Xor = 1` is Prometheus'
+//!   XOR chunk, byte-identical to `chunkenc.XORChunk`; `Pco = 2` is our columnar encoding for
+//!   immutable chunks in blocks.
+//! - [`XorChunk`]: the head's appendable XOR chunk; [`XorChunk::bytes`] is a valid chunk after
+//!   every append. [`XorIter`] decodes one lazily.
+//! - [`decode`]: any encoding into a caller's buffer, appending; never panics on bad bytes.
+//! - [`encode_best`]: a sorted run of samples for a block, in whichever encoding is smaller.
+//!
+//! Byte layouts: [`docs/format/chunks.md`](../../../../docs/format/chunks.md).
+//!
+//! # Layout
+//! - `chunkenc/bstream.rs`: bit writer and reader, Go varints.
+//! - `chunkenc/xor.rs`: the XOR chunk.
+//! - `chunkenc/pco.rs`: the Pco block encoding.
+
+mod bstream;
+mod pco;
+mod xor;
 
 use metricsd_model::Sample;
 
+pub use self::pco::{PCO_MAX_SAMPLES, encode_pco};
+pub use self::xor::{XOR_MAX_SAMPLES, XorChunk, XorIter, encode_xor};
 use crate::{Error, Result};
 
 /// How a chunk's bytes are encoded; stored as one byte beside each persisted chunk.
@@ -33,65 +46,320 @@ impl Encoding {
     }
 }
 
-/// An appendable XOR chunk.
-#[derive(Debug, Clone, Default)]
-pub struct XorChunk {
-    buf: Vec<u8>,
-    n: u16,
+/// Appends the samples of `data` (encoded as `enc`) to `dst`.
+///
+/// Never panics on arbitrary bytes; on error (`Error::InvalidChunk`, saying what was expected
+/// and how much was there) `dst` is left as it was.
+pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
+    match enc {
+        Encoding::Xor => xor::decode_xor(data, dst),
+        Encoding::Pco => pco::decode_pco(data, dst),
+    }
 }
 
-impl XorChunk {
-    /// An empty chunk.
-    pub fn new() -> Self {
-        XorChunk {
-            buf: vec![0, 0],
-            n: 0,
+/// Encodes sorted samples for a block with the smaller of the encodings (XOR on a tie, as
+/// every Prometheus reader understands it).
+///
+/// Runs of more than [`XOR_MAX_SAMPLES`] samples can only be Pco.
+///
+/// # Panics
+///
+/// With more than [`PCO_MAX_SAMPLES`] samples (2^20): cut chunks long before that.
+pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
+    let xor = encode_xor(samples).ok();
+    let pco = encode_pco(samples).ok();
+    match (xor, pco) {
+        (Some(x), Some(p)) if p.len() < x.len() => (Encoding::Pco, p),
+        (Some(x), _) => (Encoding::Xor, x),
+        (None, Some(p)) => (Encoding::Pco, p),
+        (None, None) => panic!(
+            "encode_best: {} samples exceed the {PCO_MAX_SAMPLES} one chunk holds",
+            samples.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use metricsd_model::STALE_NAN;
+    use proptest::prelude::*;
+
+    /// Asserts equal length and bit-identical samples, naming the first difference.
+    pub(crate) fn assert_same(got: &[Sample], want: &[Sample]) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                g.t == w.t && g.v.to_bits() == w.v.to_bits(),
+                "sample {i}: got ({}, {:#x}), want ({}, {:#x})",
+                g.t,
+                g.v.to_bits(),
+                w.t,
+                w.v.to_bits()
+            );
+        }
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "decoded {} samples, want {}",
+            got.len(),
+            want.len()
+        );
+    }
+
+    /// Edge-biased values: arbitrary bit patterns, stale markers, NaNs, infinities, -0.0,
+    /// subnormals, small decimals and integers.
+    pub(crate) fn value_strategy() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            3 => any::<u64>().prop_map(f64::from_bits),
+            1 => Just(f64::from_bits(STALE_NAN)),
+            1 => Just(f64::NAN),
+            1 => any::<u64>().prop_map(|b| f64::from_bits(b | 0x7ff0_0000_0000_0001)),
+            1 => prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(-0.0), Just(0.0)],
+            1 => (1u64..1 << 52).prop_map(f64::from_bits),
+            2 => (-1_000_000i64..1_000_000, 0i32..4).prop_map(|(m, e)| m as f64 / 10f64.powi(e)),
+            2 => any::<i64>().prop_map(|m| m as f64),
+        ]
+    }
+
+    /// Timestamps: regular, jittered, equal, irregular, and i64 extremes.
+    fn timestamps_strategy(n: usize) -> impl Strategy<Value = Vec<i64>> {
+        let deltas = prop::collection::vec(
+            prop_oneof![
+                4 => Just(15_000i64),
+                2 => 14_995i64..=15_005,
+                1 => Just(0i64),
+                1 => 0i64..10_000_000,
+                1 => any::<i64>(),
+            ],
+            n.saturating_sub(1),
+        );
+        (
+            prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MAX),
+                Just(0i64),
+                any::<i64>(),
+                Just(1_700_000_000_000i64)
+            ],
+            deltas,
+            any::<bool>(),
+        )
+            .prop_map(move |(t0, deltas, sorted)| {
+                let mut out = Vec::with_capacity(n);
+                if n == 0 {
+                    return out;
+                }
+                let mut t = t0;
+                out.push(t);
+                for d in deltas {
+                    // Mostly keep the series sorted, as callers do; sometimes let it wrap
+                    // to cover the extremes.
+                    t = if sorted {
+                        t.saturating_add(d.max(0))
+                    } else {
+                        t.wrapping_add(d)
+                    };
+                    out.push(t);
+                }
+                out
+            })
+    }
+
+    /// Edge-biased sample runs of the lengths that matter: 0, 1, 2, 3, 120, 2000 and random.
+    pub(crate) fn samples_strategy() -> impl Strategy<Value = Vec<Sample>> {
+        prop_oneof![
+            Just(0usize),
+            Just(1),
+            Just(2),
+            Just(3),
+            Just(120),
+            Just(2000),
+            0usize..50
+        ]
+        .prop_flat_map(|n| {
+            (
+                timestamps_strategy(n),
+                prop::collection::vec(value_strategy(), n),
+                prop_oneof![Just(0u8), Just(1), Just(2), Just(3)],
+            )
+        })
+        .prop_map(|(ts, vs, shape)| {
+            let mut prev = 0.0f64;
+            ts.into_iter()
+                .zip(vs)
+                .enumerate()
+                .map(|(i, (t, v))| {
+                    // Shapes: random, counter-like, constant, decimal gauge.
+                    let v = match shape {
+                        1 => {
+                            prev += (v.to_bits() % 7) as f64;
+                            prev
+                        }
+                        2 if i % 50 != 49 => 42.0,
+                        3 => (v.to_bits() % 100_000) as f64 / 100.0,
+                        _ => v,
+                    };
+                    Sample::new(t, v)
+                })
+                .collect()
+        })
+    }
+
+    /// A deterministic xorshift generator for synthetic series.
+    pub(crate) struct XorShift(pub u64);
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Uniform in [0, 1).
+        pub(crate) fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
         }
     }
-    /// Appends a sample; the caller keeps timestamps non-decreasing and stops at 65535 samples.
-    pub fn append(&mut self, t: i64, v: f64) {
-        self.buf.extend_from_slice(&t.to_le_bytes());
-        self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
-        self.n += 1;
-        self.buf[0..2].copy_from_slice(&self.n.to_be_bytes());
-    }
-    /// Number of samples.
-    pub fn num_samples(&self) -> usize {
-        self.n as usize
-    }
-    /// The encoded chunk.
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-    /// Bytes of memory the chunk holds (capacity included).
-    pub fn mem_size(&self) -> usize {
-        self.buf.capacity() + std::mem::size_of::<Self>()
-    }
-    /// The bytes, capacity trimmed, for a chunk that will not grow again.
-    pub fn into_bytes(self) -> Box<[u8]> {
-        self.buf.into_boxed_slice()
-    }
-}
 
-/// Appends the samples of `data` (encoded as `enc`) to `dst`.
-pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
-    let _ = enc;
-    if data.len() < 2 {
-        return Err(Error::InvalidChunk("short".into()));
+    /// node_exporter-like series of `n` samples, scraped every 15 s. Noisy: jittered
+    /// timestamps (±5 ms), counters growing by varying amounts, gauges wandering with 3-6
+    /// significant digits. Smooth: exact timestamps, constant-step counters, constant and
+    /// slowly moving gauges.
+    pub(crate) fn node_exporter_like(noisy: bool, n: usize, seed: u64) -> Vec<Vec<Sample>> {
+        let mut r = XorShift(seed | 1);
+        let mut series = Vec::new();
+        let kinds = if noisy { 0..6 } else { 6..10 };
+        for kind in kinds {
+            let mut t = 1_700_000_000_000i64;
+            let mut cents = 1_234_567i64; // CPU seconds in hundredths
+            let mut bytes = 8_123_456_789i64;
+            let mut x = r.unit();
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let v = match kind {
+                    // node_cpu_seconds_total: 12345.67, growing irregularly.
+                    0 => {
+                        cents += (r.unit() * 1500.0) as i64;
+                        cents as f64 / 100.0
+                    }
+                    // node_memory_MemAvailable_bytes: pages come and go.
+                    1 => {
+                        bytes += ((r.next() % 2001) as i64 - 1000) * 4096;
+                        bytes as f64
+                    }
+                    // node_load1: 0.37, two decimals.
+                    2 => {
+                        x = (x + (r.unit() - 0.5) * 0.1).clamp(0.0, 4.0);
+                        (x * 100.0).round() / 100.0
+                    }
+                    // node_hwmon_temp_celsius: 45.5, one decimal.
+                    3 => {
+                        x = (x + (r.unit() - 0.5) * 0.4).clamp(0.0, 10.0);
+                        ((40.0 + x) * 10.0).round() / 10.0
+                    }
+                    // node_network_receive_bytes_total: integer, growing irregularly.
+                    4 => {
+                        bytes += (r.unit() * 2_000_000.0) as i64;
+                        bytes as f64
+                    }
+                    // node_filesystem_avail_bytes / 1e9 style gauge: 6 significant digits.
+                    5 => {
+                        x += (r.unit() - 0.5) * 0.01;
+                        ((100.0 + x) * 1000.0).round() / 1000.0
+                    }
+                    // Smooth: a counter +15 per scrape.
+                    6 => (i * 15) as f64,
+                    // up / constant gauge.
+                    7 => 1.0,
+                    // Slowly moving integer gauge: changes every 40 scrapes.
+                    8 => (8_000_000_000 + (i / 40) as i64 * 4096) as f64,
+                    // Slowly moving decimal gauge.
+                    _ => 20.0 + (i / 60) as f64 * 0.5,
+                };
+                let jitter = if noisy { (r.next() % 11) as i64 - 5 } else { 0 };
+                out.push(Sample::new(t + jitter, v));
+                t += 15_000;
+            }
+            series.push(out);
+        }
+        series
     }
-    for c in data[2..].chunks_exact(16) {
-        let t = i64::from_le_bytes(c[0..8].try_into().unwrap_or_default());
-        let v = f64::from_bits(u64::from_le_bytes(c[8..16].try_into().unwrap_or_default()));
-        dst.push(Sample::new(t, v));
-    }
-    Ok(())
-}
 
-/// Encodes sorted samples for a block with the smaller encoding.
-pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
-    let mut c = XorChunk::new();
-    for s in samples {
-        c.append(s.t, s.v);
+    /// Prints bytes/sample of XOR vs Pco vs `encode_best` on 480-sample series
+    /// (`cargo test -p metricsd-tsdb compression_ratios -- --nocapture`) and holds the targets:
+    /// Pco ≤ 0.5× XOR on noisy data, ≤ 1 byte/sample on smooth data.
+    #[test]
+    fn compression_ratios() {
+        for noisy in [true, false] {
+            let (mut xor, mut pco, mut best, mut n) = (0usize, 0usize, 0usize, 0usize);
+            for seed in 1..=20u64 {
+                for s in node_exporter_like(noisy, 480, seed) {
+                    let x = encode_xor(&s).unwrap().len();
+                    let p = encode_pco(&s).unwrap().len();
+                    xor += x;
+                    pco += p;
+                    best += x.min(p);
+                    n += s.len();
+                    if seed == 1 {
+                        println!(
+                            "  {} series: XOR {:.3} B/sample, Pco {:.3} B/sample",
+                            if noisy { "noisy" } else { "smooth" },
+                            x as f64 / s.len() as f64,
+                            p as f64 / s.len() as f64
+                        );
+                    }
+                }
+            }
+            let (x, p, b) = (
+                xor as f64 / n as f64,
+                pco as f64 / n as f64,
+                best as f64 / n as f64,
+            );
+            println!(
+                "{}: XOR {x:.3} B/sample, Pco {p:.3} B/sample ({:.2}x XOR), encode_best {b:.3} B/sample",
+                if noisy { "noisy" } else { "smooth" },
+                p / x
+            );
+            if noisy {
+                assert!(p <= 0.5 * x, "noisy: Pco {p:.3} B/sample vs XOR {x:.3}");
+            } else {
+                assert!(p <= 1.0, "smooth: Pco {p:.3} B/sample");
+            }
+        }
     }
-    (Encoding::Xor, c.buf)
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn encode_best_round_trips(samples in samples_strategy()) {
+            let (enc, bytes) = encode_best(&samples);
+            let mut got = vec![Sample::new(7, 7.0)];
+            decode(enc, &bytes, &mut got).unwrap();
+            prop_assert_eq!(got[0], Sample::new(7, 7.0));
+            assert_same(&got[1..], &samples);
+            let xor = encode_xor(&samples).unwrap();
+            prop_assert!(bytes.len() <= xor.len());
+        }
+
+        #[test]
+        fn decode_arbitrary_bytes_never_panics(enc in 1u8..=2, data in prop::collection::vec(any::<u8>(), 0..300)) {
+            let enc = Encoding::from_u8(enc).unwrap();
+            let mut dst = Vec::new();
+            if decode(enc, &data, &mut dst).is_err() {
+                prop_assert!(dst.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_bytes() {
+        assert_eq!(Encoding::from_u8(1).unwrap(), Encoding::Xor);
+        assert_eq!(Encoding::from_u8(2).unwrap(), Encoding::Pco);
+        assert_eq!(Encoding::Pco as u8, 2);
+        assert!(
+            Encoding::from_u8(0)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown chunk encoding 0")
+        );
+    }
 }

@@ -1,0 +1,119 @@
+//! Decode throughput of the ingest paths, in samples per second.
+//!
+//! - `remote_write/node_exporter_2000`: one remote_write request of 2,000 series with one
+//!   sample each, shaped like a node_exporter scrape (names, `cpu`/`mode`/`device` labels,
+//!   `instance`/`job`), snappy-compressed, decoded with a reused [`RemoteWriteDecoder`].
+//! - `track_json/batch_100`: a 100-item `/metrics/track/batch` body.
+//!
+//! Run briefly: `cargo bench -p metricsd-ingest --bench decode -- --warm-up-time 1
+//! --measurement-time 3`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use metricsd_ingest::{
+    Label, RemoteWriteDecoder, Sample, TimeSeries, WriteBatch, WriteRequest, encode_write_request,
+    parse_batch,
+};
+use metricsd_model::Limits;
+
+fn node_exporter_request(n: usize) -> WriteRequest {
+    const MODES: [&str; 8] = [
+        "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+    ];
+    const FAMILIES: [(&str, &str); 6] = [
+        ("node_cpu_seconds_total", "cpu"),
+        ("node_disk_read_bytes_total", "device"),
+        ("node_network_receive_bytes_total", "device"),
+        ("node_filesystem_avail_bytes", "mountpoint"),
+        ("node_memory_MemAvailable_bytes", ""),
+        ("node_load1", ""),
+    ];
+    let ts = 1_705_314_600_000i64;
+    let timeseries = (0..n)
+        .map(|i| {
+            let (name, dim) = FAMILIES[i % FAMILIES.len()];
+            let mut labels = vec![
+                Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                },
+                Label {
+                    name: "instance".into(),
+                    value: format!("node-{:03}.prod.example.com:9100", i / 200),
+                },
+                Label {
+                    name: "job".into(),
+                    value: "node".into(),
+                },
+            ];
+            if !dim.is_empty() {
+                labels.push(Label {
+                    name: dim.into(),
+                    value: format!("{}", (i / 6) % 32),
+                });
+            }
+            if dim == "cpu" {
+                labels.push(Label {
+                    name: "mode".into(),
+                    value: MODES[i % 8].into(),
+                });
+            }
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+            TimeSeries {
+                labels,
+                samples: vec![Sample {
+                    value: (i as f64) * 1234.5678 + 0.25,
+                    timestamp: ts,
+                }],
+                exemplars: vec![],
+                histograms: vec![],
+            }
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+}
+
+fn json_batch(n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"name":"api_requests_total","value":{i},"type":"counter","labels":{{"service":"gateway","endpoint":"/api/v1/instruments/{i}","method":"GET","status_code":"200"}},"service":"gateway-service","tenant_id":"tenant-1","timestamp":"2024-01-15T10:30:00Z"}}"#
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+fn bench(c: &mut Criterion) {
+    let req = node_exporter_request(2000);
+    let body = encode_write_request(&req);
+    let mut g = c.benchmark_group("remote_write");
+    g.throughput(Throughput::Elements(2000));
+    let mut dec = RemoteWriteDecoder::new(64 << 20, Limits::default());
+    let mut batch = WriteBatch::default();
+    g.bench_function("node_exporter_2000", |b| {
+        b.iter(|| {
+            dec.decode(black_box(&body), &mut batch).expect("valid request");
+            assert_eq!(batch.series.len(), 2000);
+        })
+    });
+    g.finish();
+
+    let json = json_batch(100);
+    let mut g = c.benchmark_group("track_json");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch_100", |b| {
+        b.iter(|| {
+            let items = parse_batch(black_box(json.as_bytes()), 1000).expect("valid batch");
+            assert!(items.iter().all(|r| r.is_ok()));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,52 @@
+//! metricsd's ingest decoders: pure functions from request bodies to batches of samples.
+//!
+//! Nothing here does I/O: the HTTP layer reads the body (with its size limit and content
+//! decoding), calls a decoder, and maps [`IngestError`] to a response once, through
+//! [`IngestError::code`], [`IngestError::field`] and [`IngestError::status`]. Every decoder
+//! is total over arbitrary bytes (fuzzed in `fuzz-ingest/`, property-tested here): bad input
+//! is an error naming the field, never a panic.
+//!
+//! - [`parse_track`] / [`parse_batch`]: the JSON track API (`POST /metrics/track`,
+//!   `POST /metrics/track/batch`) into [`TrackRequest`]s.
+//! - [`decode_write_request`]: Prometheus remote_write 1.0 (snappy block + protobuf) into a
+//!   [`WriteBatch`] of validated series; [`encode_write_request`] is its inverse.
+//! - [`write_prometheus`] / [`write_openmetrics`]: the text exposition formats, with Go's
+//!   float formatting ([`format_go_g`]).
+//!
+//! # Layout
+//! - `error.rs`: [`IngestError`], [`ErrorStatus`]
+//! - `track.rs`: [`TrackRequest`], [`MetricKind`], [`TrackLimits`]
+//! - `remote_write.rs`: the prost messages ([`WriteRequest`], ...), [`WriteBatch`]
+//! - `exposition.rs`: [`MetricFamily`], the writers, [`format_go_g`]
+//!
+//! # Example
+//! ```
+//! let t = metricsd_ingest::parse_track(
+//!     br#"{"name": "up", "value": 1, "type": "gauge", "labels": {"job": "node"}}"#,
+//! ).unwrap();
+//! assert_eq!(t.labels["job"], "node");
+//!
+//! let e = metricsd_ingest::parse_track(br#"{"name": "up", "value": "1", "type": "gauge"}"#)
+//!     .unwrap_err();
+//! assert_eq!((e.code(), e.field()), ("invalid_type", Some("value")));
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod exposition;
+mod remote_write;
+mod track;
+
+pub use error::{ErrorStatus, IngestError};
+pub use exposition::{
+    FamilyKind, FamilySample, MetricFamily, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, format_go_g,
+    format_openmetrics_float, write_openmetrics, write_prometheus,
+};
+pub use remote_write::{
+    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, RemoteWriteDecoder, Sample, TimeSeries,
+    WriteBatch, WriteRequest, decode_write_request, encode_write_request, histogram, metric_metadata,
+};
+pub use track::{
+    MetricKind, TrackLimits, TrackRequest, is_valid_tenant_id, parse_batch, parse_batch_with, parse_track,
+    parse_track_with,
+};

@@ -1,0 +1,187 @@
+//! Batched appends: validate, write the WAL once, apply to the head.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use metricsd_model::{Labels, Sample};
+
+use super::Db;
+use crate::head::MemSeries;
+use crate::head::append::Appended;
+use crate::wal::{Record, RefSample, RefSeries};
+use crate::{Error, Result};
+
+/// Collects samples and stores them in one [`Appender::commit`]: one WAL write per batch.
+///
+/// Items are numbered in the order they were added (one number per sample); the
+/// [`CommitReport`] names rejected samples by that number, so a batch API can answer
+/// per item while storing the valid ones.
+pub struct Appender<'a> {
+    db: &'a Db,
+    series: Vec<Labels>,
+    /// (index into `series`, sample)
+    samples: Vec<(u32, Sample)>,
+}
+
+/// What a commit did.
+#[derive(Debug, Default)]
+pub struct CommitReport {
+    /// Samples stored (in-order or out-of-order).
+    pub accepted: usize,
+    /// Of those, out-of-order samples.
+    pub out_of_order: usize,
+    /// Samples identical to stored ones (accepted, nothing written).
+    pub duplicates: usize,
+    /// Series created by this commit.
+    pub series_created: usize,
+    /// Rejected samples: their number in the batch and why.
+    pub rejected: Vec<(usize, Error)>,
+}
+
+impl<'a> Appender<'a> {
+    pub(crate) fn new(db: &'a Db) -> Self {
+        Appender {
+            db,
+            series: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Adds one sample of the series `labels`.
+    pub fn append(&mut self, labels: Labels, t: i64, v: f64) {
+        self.append_many(labels, &[Sample::new(t, v)]);
+    }
+
+    /// Adds several samples of one series (cheaper than one `append` each).
+    pub fn append_many(&mut self, labels: Labels, samples: &[Sample]) {
+        let idx = match self.series.last() {
+            Some(last) if *last == labels => self.series.len() - 1,
+            _ => {
+                self.series.push(labels);
+                self.series.len() - 1
+            }
+        } as u32;
+        self.samples.extend(samples.iter().map(|s| (idx, *s)));
+    }
+
+    /// Number of samples added.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether no sample was added.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Validates every sample, writes the accepted ones to the WAL in one write, then to
+    /// the head. Rejected samples are reported, not stored; an `Err` means the WAL write
+    /// failed and nothing of the batch was acknowledged.
+    pub fn commit(self) -> Result<CommitReport> {
+        let db = self.db;
+        let head = &db.head;
+        let mut report = CommitReport::default();
+        if self.samples.is_empty() {
+            return Ok(report);
+        }
+        let _gate = db.gate.read();
+        // Resolve series; new ones log their series record into the WAL's pending buffer
+        // under the head's shard lock, before anyone can append to them.
+        let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(self.series.len());
+        let mut errors: Vec<Option<Error>> = Vec::new();
+        for labels in &self.series {
+            let r = head.get_or_create(labels, |id, l| {
+                db.wal.log_buffered(&Record::Series(vec![RefSeries {
+                    series_ref: id as u64,
+                    labels: l.clone(),
+                }]));
+            });
+            match r {
+                Ok((s, created)) => {
+                    report.series_created += usize::from(created);
+                    resolved.push(Some(s));
+                    errors.push(None);
+                }
+                Err(e) => {
+                    resolved.push(None);
+                    errors.push(Some(e));
+                }
+            }
+        }
+        let mut accepted: Vec<(usize, RefSample)> = Vec::with_capacity(self.samples.len());
+        for (i, &(si, s)) in self.samples.iter().enumerate() {
+            let si = si as usize;
+            let Some(series) = &resolved[si] else {
+                let e = errors[si]
+                    .as_ref()
+                    .map_or_else(|| Error::Unavailable("series".into()), clone_error);
+                report.rejected.push((i, e));
+                continue;
+            };
+            match head.check(series, s.t, s.v) {
+                Ok(()) => accepted.push((
+                    i,
+                    RefSample {
+                        series_ref: series.id as u64,
+                        t: s.t,
+                        v: s.v,
+                    },
+                )),
+                Err(e) => report.rejected.push((i, e)),
+            }
+        }
+        if !accepted.is_empty() {
+            let rec = Record::Samples(accepted.iter().map(|(_, r)| *r).collect());
+            if let Err(e) = db.wal.log(&[rec]) {
+                db.counters.wal_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            db.counters.wal_failures.store(0, Ordering::Relaxed);
+        } else {
+            // Flush new series records even when every sample was rejected.
+            db.wal.flush()?;
+        }
+        for (i, r) in accepted {
+            let Some(series) = &resolved[self.samples[i].0 as usize] else {
+                continue;
+            };
+            match head.append(series, r.t, r.v, true) {
+                Ok(Appended::InOrder) => report.accepted += 1,
+                Ok(Appended::OutOfOrder) => {
+                    report.accepted += 1;
+                    report.out_of_order += 1;
+                }
+                Ok(Appended::Duplicate) => {
+                    report.accepted += 1;
+                    report.duplicates += 1;
+                }
+                // A concurrent commit wrote another value for this timestamp in between.
+                Err(e) => report.rejected.push((i, e)),
+            }
+        }
+        db.counters.commits.fetch_add(1, Ordering::Relaxed);
+        db.counters
+            .samples_rejected
+            .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
+        report.rejected.sort_by_key(|(i, _)| *i);
+        Ok(report)
+    }
+}
+
+/// Errors are not `Clone` (they may hold `io::Error`); series-level errors are model or limit
+/// errors, which are re-created here for each sample of the series.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Model(m) => Error::Model(m.clone()),
+        Error::TooManySeries {
+            tenant,
+            limit,
+            series,
+        } => Error::TooManySeries {
+            tenant: tenant.clone(),
+            limit: *limit,
+            series: series.clone(),
+        },
+        other => Error::Unavailable(other.to_string()),
+    }
+}

@@ -1,0 +1,406 @@
+//! Cutting the head into blocks, merging blocks, retention, backfill.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use metricsd_model::{Labels, Sample};
+
+use super::{Db, block_select, prio_by_creation};
+use crate::block::{self, Block, CompactionMeta};
+use crate::querier::{Series, SeriesEntry, merge_entries};
+use crate::wal::Record;
+use crate::{Error, Result};
+
+/// What a compaction did.
+#[derive(Debug, Default)]
+pub struct CompactReport {
+    /// Blocks written from the head (ULIDs).
+    pub head_blocks: Vec<String>,
+    /// Merges: the source blocks and the block that replaced them.
+    pub merged: Vec<(Vec<String>, String)>,
+    /// Blocks deleted by time retention.
+    pub deleted_retention: Vec<String>,
+    /// Blocks deleted by size retention.
+    pub deleted_size: Vec<String>,
+    /// Head series garbage-collected.
+    pub series_removed: usize,
+    /// The WAL segment a checkpoint was written through.
+    pub wal_checkpoint: Option<u64>,
+}
+
+impl CompactReport {
+    /// Whether the compaction changed anything.
+    pub fn is_empty(&self) -> bool {
+        self.head_blocks.is_empty()
+            && self.merged.is_empty()
+            && self.deleted_retention.is_empty()
+            && self.deleted_size.is_empty()
+    }
+}
+
+impl Db {
+    /// Runs every due maintenance step: cuts the head while it spans more than 1.5 block
+    /// ranges, merges overlapping blocks and full ranges of smaller blocks, rewrites blocks
+    /// with tombstones, applies time and size retention. Call it periodically (the
+    /// [`crate::Storage`] background thread does, every minute by default).
+    pub fn compact(&self) -> Result<CompactReport> {
+        let _c = self.compact_lock.lock();
+        let mut rep = CompactReport::default();
+        let range = self.opts.block_range_ms;
+        // Bounded: each cut moves the head's min time past a block boundary.
+        for _ in 0..10_000 {
+            let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) else {
+                break;
+            };
+            if max.saturating_sub(min) <= range / 2 * 3 {
+                break;
+            }
+            let end = min.div_euclid(range).saturating_add(1).saturating_mul(range);
+            self.cut_head(end, &mut rep)?;
+        }
+        self.compact_blocks(&mut rep)?;
+        self.apply_retention(&mut rep)?;
+        if !rep.is_empty() {
+            self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(tenant = %self.tenant, report = ?rep, "compaction");
+        }
+        Ok(rep)
+    }
+
+    /// Persists everything in the head before `end` (aligned down to the block range),
+    /// out-of-order data included, even if the head does not span 1.5 ranges yet: the
+    /// `flush` admin operation, and tests.
+    pub fn flush_head_before(&self, end: i64) -> Result<CompactReport> {
+        // Aligned down, so no head chunk spans the cut.
+        let range = self.opts.block_range_ms;
+        let end = end.div_euclid(range).saturating_mul(range);
+        let _c = self.compact_lock.lock();
+        let mut rep = CompactReport::default();
+        self.cut_head(end, &mut rep)?;
+        Ok(rep)
+    }
+
+    /// Writes head data before `end` as blocks (one per block range it touches), then
+    /// truncates the head, collects empty series and checkpoints the WAL.
+    fn cut_head(&self, end: i64, rep: &mut CompactReport) -> Result<()> {
+        let (segment, entries) = {
+            let _g = self.gate.write();
+            let segment = self.wal.cut_segment()?;
+            self.head.set_min_valid(end);
+            (segment, self.head.snapshot_range(i64::MIN, end.saturating_sub(1)))
+        };
+        let range = self.opts.block_range_ms;
+        let mut windows = BTreeSet::new();
+        for e in &entries {
+            for c in &e.chunks {
+                let (lo, hi) = (c.mint.div_euclid(range), c.maxt.min(end - 1).div_euclid(range));
+                windows.extend(lo..=hi);
+            }
+        }
+        for w in windows {
+            let (wmin, wmax) = (w * range, (w + 1) * range);
+            if let Some(b) = self.write_entries(&entries, wmin, wmax, level1())? {
+                rep.head_blocks.push(b.meta().ulid.clone());
+                self.set_blocks(|v| v.push(b));
+            }
+        }
+        self.head.truncate(end);
+        {
+            let _g = self.gate.write();
+            rep.series_removed += self.head.gc();
+        }
+        if segment > 0 {
+            let head = &self.head;
+            self.wal
+                .checkpoint(segment - 1, |rec| keep_for_checkpoint(head, rec, end))?;
+            rep.wal_checkpoint = Some(segment - 1);
+        }
+        Ok(())
+    }
+
+    /// Writes the samples of `entries` in `[wmin, wmax)` as a block; `None` if there are none.
+    fn write_entries(
+        &self,
+        entries: &[SeriesEntry],
+        wmin: i64,
+        wmax: i64,
+        compaction: CompactionMeta,
+    ) -> Result<Option<Arc<Block>>> {
+        let mut failed: Option<Error> = None;
+        let series = entries.iter().filter_map(|e| {
+            if !e.chunks.iter().any(|c| c.maxt >= wmin && c.mint < wmax) {
+                return None;
+            }
+            let s = Series::new(SeriesEntry { labels: e.labels.clone(), chunks: e.chunks.clone() }, wmin, wmax - 1);
+            let mut it = s.iter();
+            let samples: Vec<Sample> = it.by_ref().collect();
+            if let Some(err) = it.err() {
+                tracing::error!(series = %e.labels, error = %err, "dropping unreadable chunk while compacting");
+                failed.get_or_insert(Error::InvalidChunk(err.to_string()));
+            }
+            (!samples.is_empty()).then(|| (e.labels.clone(), samples))
+        });
+        let meta = block::write_block(&self.dir, wmin, wmax, series, compaction)?;
+        let path = self.dir.join(&meta.ulid);
+        if meta.stats.num_series == 0 {
+            remove_block_dir(&path);
+            return Ok(None);
+        }
+        let b = Block::open(&path)?;
+        Ok(Some(Arc::new(b)))
+    }
+
+    fn compact_blocks(&self, rep: &mut CompactReport) -> Result<()> {
+        // Bounded: each merge reduces the number of blocks by at least one, each rewrite
+        // clears a block's tombstones.
+        for _ in 0..10_000 {
+            let blocks = self.blocks();
+            if let Some(group) = overlapping_group(&blocks) {
+                self.merge(&group, rep)?;
+                continue;
+            }
+            if let Some(group) = self.leveled_group(&blocks) {
+                self.merge(&group, rep)?;
+                continue;
+            }
+            if let Some(b) = blocks.iter().find(|b| !b.tombstones().is_empty()) {
+                self.merge(std::slice::from_ref(b), rep)?;
+                continue;
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// The first aligned window of a larger compaction range that holds two or more blocks
+    /// and lies entirely before the head's in-order data.
+    fn leveled_group(&self, blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
+        let min_valid = self.head.min_valid_time();
+        for &r in self.opts.compaction_ranges().iter().skip(1) {
+            let mut i = 0;
+            while i < blocks.len() {
+                let w = blocks[i].meta().min_time.div_euclid(r);
+                let (wmin, wmax) = (w * r, (w + 1) * r);
+                let group: Vec<Arc<Block>> = blocks
+                    .iter()
+                    .filter(|b| b.meta().min_time >= wmin && b.meta().max_time <= wmax)
+                    .cloned()
+                    .collect();
+                let skip = blocks
+                    .iter()
+                    .filter(|b| b.meta().min_time.div_euclid(r) == w)
+                    .count()
+                    .max(1);
+                if group.len() >= 2 && wmax <= min_valid {
+                    return Some(group);
+                }
+                i += skip;
+            }
+        }
+        None
+    }
+
+    /// Merges `group` into one block (deduplicating overlapping samples, dropping deleted
+    /// ones), swaps it in and deletes the sources.
+    fn merge(&self, group: &[Arc<Block>], rep: &mut CompactReport) -> Result<()> {
+        let mut lists = Vec::with_capacity(group.len());
+        for (b, prio) in group.iter().zip(prio_by_creation(group)) {
+            lists.push(block_select(b, prio, None, i64::MIN, i64::MAX)?);
+        }
+        let entries = merge_entries(lists);
+        let mint = group.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
+        let maxt = group.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
+        let mut sources: Vec<String> = group
+            .iter()
+            .flat_map(|b| b.meta().compaction.sources.clone())
+            .collect();
+        sources.sort();
+        sources.dedup();
+        let compaction = CompactionMeta {
+            level: group.iter().map(|b| b.meta().compaction.level).max().unwrap_or(1) + 1,
+            sources,
+            parents: group.iter().map(|b| b.meta().ulid.clone()).collect(),
+        };
+        let new = self.write_entries(&entries, mint, maxt, compaction)?;
+        let old: Vec<String> = group.iter().map(|b| b.meta().ulid.clone()).collect();
+        self.set_blocks(|v| {
+            v.retain(|b| !old.contains(&b.meta().ulid));
+            if let Some(n) = &new {
+                v.push(n.clone());
+            }
+        });
+        for b in group {
+            remove_block_dir(b.dir());
+        }
+        rep.merged
+            .push((old, new.map(|n| n.meta().ulid.clone()).unwrap_or_default()));
+        Ok(())
+    }
+
+    fn apply_retention(&self, rep: &mut CompactReport) -> Result<()> {
+        let blocks = self.blocks();
+        let newest = blocks
+            .iter()
+            .map(|b| b.meta().max_time - 1)
+            .chain(self.head.max_time())
+            .max()
+            .unwrap_or(i64::MIN);
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        if self.opts.retention_ms > 0 {
+            let cutoff = newest.saturating_sub(self.opts.retention_ms);
+            for b in blocks.iter().filter(|b| b.meta().max_time <= cutoff) {
+                rep.deleted_retention.push(b.meta().ulid.clone());
+                doomed.push(b.clone());
+            }
+        }
+        if self.opts.max_bytes > 0 {
+            let mut total: u64 = self.wal.size_bytes().unwrap_or(0)
+                + blocks
+                    .iter()
+                    .filter(|b| !doomed.iter().any(|d| Arc::ptr_eq(d, b)))
+                    .map(|b| b.size_bytes())
+                    .sum::<u64>();
+            for b in blocks.iter() {
+                if total <= self.opts.max_bytes {
+                    break;
+                }
+                if doomed.iter().any(|d| Arc::ptr_eq(d, b)) {
+                    continue;
+                }
+                total = total.saturating_sub(b.size_bytes());
+                rep.deleted_size.push(b.meta().ulid.clone());
+                doomed.push(b.clone());
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.set_blocks(|v| v.retain(|b| !doomed.iter().any(|d| Arc::ptr_eq(d, b))));
+        self.counters
+            .blocks_deleted_retention
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        for b in &doomed {
+            remove_block_dir(b.dir());
+        }
+        Ok(())
+    }
+
+    /// Backfill: writes `series` (any time range) directly as blocks, one per block range,
+    /// bypassing the head and the WAL. Blocks that overlap existing data are merged by the
+    /// next compaction; on equal timestamps, existing data wins over imported data only if
+    /// it was compacted later (the newer block wins). Returns the blocks written.
+    pub fn import(&self, mut series: Vec<(Labels, Vec<Sample>)>) -> Result<Vec<String>> {
+        for (l, s) in &mut series {
+            metricsd_model::validate_labels(l, &self.opts.limits)?;
+            s.sort_by_key(|x| x.t);
+            s.dedup_by_key(|x| x.t);
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1.append(&mut b.1);
+                a.1.sort_by_key(|x| x.t);
+                a.1.dedup_by_key(|x| x.t);
+                true
+            } else {
+                false
+            }
+        });
+        let range = self.opts.block_range_ms;
+        let mut windows = BTreeSet::new();
+        for (_, s) in &series {
+            for x in s {
+                windows.insert(x.t.div_euclid(range));
+            }
+        }
+        let _c = self.compact_lock.lock();
+        let mut out = Vec::new();
+        for w in windows {
+            let (wmin, wmax) = (w * range, (w + 1) * range);
+            let it = series.iter().filter_map(|(l, s)| {
+                let lo = s.partition_point(|x| x.t < wmin);
+                let hi = s.partition_point(|x| x.t < wmax);
+                (lo < hi).then(|| (l.clone(), s[lo..hi].to_vec()))
+            });
+            let meta = block::write_block(&self.dir, wmin, wmax, it, level1())?;
+            let b = Arc::new(Block::open(&self.dir.join(&meta.ulid))?);
+            out.push(meta.ulid.clone());
+            self.set_blocks(|v| v.push(b));
+        }
+        Ok(out)
+    }
+}
+
+/// The first set of blocks whose time ranges overlap (transitively), if any.
+fn overlapping_group(blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
+    // `blocks` is sorted by min time.
+    let mut i = 0;
+    while i < blocks.len() {
+        let mut end = blocks[i].meta().max_time;
+        let mut j = i + 1;
+        while j < blocks.len() && blocks[j].meta().min_time < end {
+            end = end.max(blocks[j].meta().max_time);
+            j += 1;
+        }
+        if j - i >= 2 {
+            return Some(blocks[i..j].to_vec());
+        }
+        i = j;
+    }
+    None
+}
+
+fn keep_for_checkpoint(head: &crate::head::Head, rec: Record, end: i64) -> Option<Record> {
+    match rec {
+        Record::Series(mut v) => {
+            v.retain(|s| {
+                u32::try_from(s.series_ref)
+                    .ok()
+                    .and_then(|id| head.series(id))
+                    .is_some()
+            });
+            (!v.is_empty()).then_some(Record::Series(v))
+        }
+        Record::Samples(mut v) => {
+            v.retain(|s| s.t >= end);
+            (!v.is_empty()).then_some(Record::Samples(v))
+        }
+        Record::Tombstones(mut v) => {
+            v.retain(|t| {
+                t.maxt >= end
+                    && u32::try_from(t.series_ref)
+                        .ok()
+                        .and_then(|id| head.series(id))
+                        .is_some()
+            });
+            (!v.is_empty()).then_some(Record::Tombstones(v))
+        }
+    }
+}
+
+/// Deletes a block directory: renamed first so that a crash never leaves a half-deleted
+/// block that looks like a corrupt one.
+fn remove_block_dir(path: &std::path::Path) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let doomed = path.with_file_name(format!("{name}.deleted.tmp"));
+    let target = if fs::rename(path, &doomed).is_ok() {
+        doomed
+    } else {
+        path.to_owned()
+    };
+    if let Err(e) = fs::remove_dir_all(&target) {
+        tracing::warn!(dir = %target.display(), error = %e, "could not delete block directory");
+    }
+}
+
+/// Compaction metadata of a block written from the head or imported.
+fn level1() -> CompactionMeta {
+    CompactionMeta {
+        level: 1,
+        ..CompactionMeta::default()
+    }
+}

@@ -1,0 +1,206 @@
+//! Opening a store: lock the directory, load blocks (quarantining corrupt ones), repair and
+//! replay the WAL into the head.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use parking_lot::{Mutex, RwLock};
+
+use super::{Counters, Db, DbOptions, head_options};
+use crate::block::{self, Block};
+use crate::head::Head;
+use crate::wal::{Record, RepairReport, Wal};
+use crate::{Error, Result};
+
+/// What opening a store found and did.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// What WAL repair truncated or removed.
+    pub wal_repair: RepairReport,
+    /// WAL records replayed.
+    pub replayed_records: u64,
+    /// Samples replayed into the head.
+    pub replayed_samples: u64,
+    /// Replayed samples the head rejected (already in a block, or a conflict).
+    pub replay_rejected: u64,
+    /// Replayed samples of series the WAL did not define.
+    pub replay_unknown_series: u64,
+    /// Blocks that failed to open, moved aside as `<dir>.corrupt`, and why.
+    pub corrupt_blocks: Vec<(PathBuf, String)>,
+    /// Chunks found corrupt in blocks that otherwise opened: (block dir, chunk ref).
+    pub corrupt_chunks: Vec<(PathBuf, u64)>,
+    /// Blocks loaded.
+    pub blocks: usize,
+    /// Time taken to replay the WAL.
+    pub replay_duration: Duration,
+}
+
+impl OpenReport {
+    /// Whether anything was dropped or quarantined.
+    pub fn lost_anything(&self) -> bool {
+        !self.wal_repair.truncated.is_empty()
+            || !self.wal_repair.removed_segments.is_empty()
+            || !self.corrupt_blocks.is_empty()
+            || !self.corrupt_chunks.is_empty()
+    }
+}
+
+impl Db {
+    /// Opens (creating) the store of `tenant` in `dir`. Corruption never prevents opening: a
+    /// torn WAL tail is truncated, a block with a corrupt index or meta is moved aside, a
+    /// corrupt chunk is skipped on read; all of it is logged and in the [`OpenReport`].
+    /// Fails if another process holds the directory.
+    pub fn open(dir: &Path, tenant: &str, opts: DbOptions) -> Result<(Db, OpenReport)> {
+        if opts.block_range_ms <= 0 {
+            return Err(Error::InvalidArgument(format!(
+                "block range must be positive, got {} ms",
+                opts.block_range_ms
+            )));
+        }
+        fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open", &lock_path, e))?;
+        lock.try_lock()
+            .map_err(|_| Error::Unavailable(format!("{} is locked by another process", dir.display())))?;
+
+        let mut report = OpenReport::default();
+        let blocks = load_blocks(dir, &mut report)?;
+        report.blocks = blocks.len();
+
+        let head = Arc::new(Head::new(head_options(&opts, tenant)));
+        // In-order data before the end of the newest block is already persisted.
+        if let Some(max) = blocks
+            .iter()
+            .filter(|b| b.meta().compaction.level <= 1)
+            .map(|b| b.meta().max_time)
+            .max()
+        {
+            head.set_min_valid(max);
+        }
+
+        let (wal, repair) = Wal::open(&dir.join("wal"), opts.wal)?;
+        report.wal_repair = repair;
+        let started = Instant::now();
+        replay(&wal, &head, &mut report)?;
+        report.replay_duration = started.elapsed();
+        if report.lost_anything() {
+            tracing::warn!(tenant, ?report, "store opened after dropping corrupt data");
+        }
+        tracing::info!(
+            tenant,
+            blocks = report.blocks,
+            series = head.num_series(),
+            samples = report.replayed_samples,
+            replay_ms = report.replay_duration.as_millis() as u64,
+            "store opened"
+        );
+        let db = Db {
+            dir: dir.to_owned(),
+            tenant: tenant.to_owned(),
+            opts,
+            head,
+            wal,
+            blocks: RwLock::new(Arc::new(blocks)),
+            gate: RwLock::new(()),
+            compact_lock: Mutex::new(()),
+            counters: Counters::default(),
+            _lock: lock,
+        };
+        Ok((db, report))
+    }
+}
+
+fn load_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
+    block::cleanup_tmp(dir)?;
+    let mut blocks = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !path.is_dir() || !is_ulid(name) {
+            continue;
+        }
+        match Block::open(&path) {
+            Ok(b) => {
+                for &c in b.corrupt_chunks() {
+                    report.corrupt_chunks.push((path.clone(), c));
+                }
+                blocks.push(Arc::new(b));
+            }
+            Err(e) => {
+                let aside = path.with_file_name(format!("{name}.corrupt"));
+                tracing::error!(block = %path.display(), error = %e, moved_to = %aside.display(), "block is corrupt; moved aside");
+                let _ = fs::rename(&path, &aside);
+                report.corrupt_blocks.push((path, e.to_string()));
+            }
+        }
+    }
+    blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+    Ok(blocks)
+}
+
+fn is_ulid(s: &str) -> bool {
+    s.len() == 26 && s.bytes().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
+    // WAL series ids that map onto another live series with the same labels (a series
+    // re-created after garbage collection, say).
+    let mut alias: HashMap<u64, u32> = HashMap::new();
+    let stats = wal.replay(|rec| {
+        report.replayed_records += 1;
+        match rec {
+            Record::Series(series) => {
+                for s in series {
+                    let Ok(id) = u32::try_from(s.series_ref) else {
+                        continue;
+                    };
+                    let got = head.create_with_id(id, &s.labels);
+                    if got.id != id {
+                        alias.insert(s.series_ref, got.id);
+                    }
+                }
+            }
+            Record::Samples(samples) => {
+                for s in samples {
+                    let id = alias
+                        .get(&s.series_ref)
+                        .copied()
+                        .or_else(|| u32::try_from(s.series_ref).ok());
+                    let Some(series) = id.and_then(|id| head.series(id)) else {
+                        report.replay_unknown_series += 1;
+                        continue;
+                    };
+                    match head.append(&series, s.t, s.v, true) {
+                        Ok(_) => report.replayed_samples += 1,
+                        Err(_) => report.replay_rejected += 1,
+                    }
+                }
+            }
+            Record::Tombstones(ts) => {
+                for t in ts {
+                    let id = alias
+                        .get(&t.series_ref)
+                        .copied()
+                        .or_else(|| u32::try_from(t.series_ref).ok());
+                    if let Some(id) = id {
+                        head.delete_range(id, t.mint, t.maxt);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let _ = stats;
+    Ok(())
+}

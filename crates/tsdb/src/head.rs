@@ -1,0 +1,436 @@
+//! The head: the in-memory, writable part of a tenant's store.
+//!
+//! Every series lives here while it receives samples: its labels as interned symbols, its
+//! closed XOR chunks (immutable, shared with readers by `Arc`), one open chunk that samples
+//! are compressed into as they arrive, and an out-of-order buffer. The head is cut into
+//! persisted blocks by [`crate::Db::compact`], which then truncates it.
+//!
+//! # Concurrency
+//! Two sharded maps find a series, by label hash (for appends that carry labels) and by id
+//! (for WAL replay and reads); each series has its own mutex, so appends to different series
+//! never contend on anything but a shard's read lock. Lock order, never reversed:
+//! hash shard → id shard → postings → symbols; a series mutex is taken alone.
+
+pub(crate) mod append;
+mod postings;
+mod read;
+mod symbols;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::HashMap;
+use metricsd_model::{Label, Labels, Limits, Sample};
+use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
+
+use crate::chunkenc::XorChunk;
+use crate::{Error, Result};
+
+pub(crate) use postings::MemPostings;
+pub(crate) use symbols::Symbols;
+
+const SHARDS: usize = 64;
+
+/// Options of the head.
+#[derive(Debug, Clone)]
+pub struct HeadOptions {
+    /// Block range in ms: chunks never span a multiple of it, so blocks cut cleanly.
+    pub block_range_ms: i64,
+    /// Samples per chunk before a new one is started. Default 240: twice Prometheus' 120,
+    /// which halves per-chunk overhead for the same compression ratio.
+    pub chunk_max_samples: usize,
+    /// How far behind the newest sample an out-of-order sample may be (ms); 0 rejects them.
+    pub ooo_window_ms: i64,
+    /// Most series the head may hold; 0 = unlimited.
+    pub max_series: usize,
+    /// Label limits checked when a series is created.
+    pub limits: Limits,
+    /// The tenant, for error messages.
+    pub tenant: String,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            block_range_ms: 2 * 3600 * 1000,
+            chunk_max_samples: 240,
+            ooo_window_ms: 3600 * 1000,
+            max_series: 0,
+            limits: Limits::default(),
+            tenant: "default".into(),
+        }
+    }
+}
+
+/// One series in the head.
+pub(crate) struct MemSeries {
+    pub id: u32,
+    /// Label pairs as (name, value) symbols, sorted by name.
+    pub labels: Box<[(u32, u32)]>,
+    pub data: Mutex<SeriesData>,
+}
+
+/// A closed, immutable head chunk.
+#[derive(Clone)]
+pub(crate) struct HeadChunk {
+    pub mint: i64,
+    pub maxt: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// The mutable state of a series, guarded by its mutex.
+pub(crate) struct SeriesData {
+    pub closed: Vec<HeadChunk>,
+    pub open: Option<OpenChunk>,
+    /// Newest in-order sample; `i64::MIN` when the series has none.
+    pub last_t: i64,
+    pub last_v: u64,
+    /// Out-of-order samples, sorted by time, unique timestamps.
+    pub ooo: Vec<Sample>,
+    /// Out-of-order samples taken by a running compaction: still readable until its block
+    /// is in place.
+    pub ooo_compacting: Vec<Sample>,
+}
+
+pub(crate) struct OpenChunk {
+    pub chunk: XorChunk,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
+impl SeriesData {
+    fn new() -> Self {
+        SeriesData {
+            closed: Vec::new(),
+            open: None,
+            last_t: i64::MIN,
+            last_v: 0,
+            ooo: Vec::new(),
+            ooo_compacting: Vec::new(),
+        }
+    }
+
+    /// Whether the series holds no samples at all.
+    pub fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.open.is_none() && self.ooo.is_empty() && self.ooo_compacting.is_empty()
+    }
+
+    pub fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.closed.capacity() * std::mem::size_of::<HeadChunk>()
+            + self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.chunk.mem_size())
+            + (self.ooo.capacity() + self.ooo_compacting.capacity()) * 16
+    }
+}
+
+/// A handle to a head series, for appending without looking its labels up each time.
+#[derive(Clone)]
+pub struct SeriesRef(Arc<MemSeries>);
+
+impl SeriesRef {
+    /// The series' id in the head.
+    pub fn id(&self) -> u32 {
+        self.0.id
+    }
+}
+
+impl std::fmt::Debug for SeriesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesRef({})", self.0.id)
+    }
+}
+
+type HashShard = HashMap<u64, SmallVec<[Arc<MemSeries>; 1]>, foldhash::fast::RandomState>;
+type IdShard = HashMap<u32, Arc<MemSeries>, foldhash::fast::RandomState>;
+
+/// The in-memory head of one tenant's store.
+pub struct Head {
+    opts: HeadOptions,
+    pub(crate) symbols: Symbols,
+    by_hash: Box<[RwLock<HashShard>]>,
+    by_id: Box<[RwLock<IdShard>]>,
+    pub(crate) postings: RwLock<MemPostings>,
+    next_id: AtomicU32,
+    num_series: AtomicUsize,
+    /// Oldest and newest sample timestamps in the head (`i64::MAX`/`i64::MIN` when empty).
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    /// In-order samples must be at or after this: older data has been cut into blocks.
+    min_valid: AtomicI64,
+    /// Samples appended since start (in-order and out-of-order).
+    pub(crate) samples_appended: AtomicU64,
+    pub(crate) ooo_appended: AtomicU64,
+    pub(crate) series_created: AtomicU64,
+    pub(crate) series_removed: AtomicU64,
+}
+
+impl Head {
+    /// An empty head.
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            opts,
+            symbols: Symbols::default(),
+            by_hash: (0..SHARDS).map(|_| RwLock::new(HashShard::default())).collect(),
+            by_id: (0..SHARDS).map(|_| RwLock::new(IdShard::default())).collect(),
+            postings: RwLock::new(MemPostings::default()),
+            next_id: AtomicU32::new(1),
+            num_series: AtomicUsize::new(0),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            min_valid: AtomicI64::new(i64::MIN),
+            samples_appended: AtomicU64::new(0),
+            ooo_appended: AtomicU64::new(0),
+            series_created: AtomicU64::new(0),
+            series_removed: AtomicU64::new(0),
+        }
+    }
+
+    /// Finds or creates the series `labels` **without logging it to a WAL**: for embedders
+    /// that do not need durability and for benchmarks of the head alone. Durable writes go
+    /// through [`crate::Db::appender`].
+    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
+        self.get_or_create(labels, |_, _| {}).map(|(s, _)| SeriesRef(s))
+    }
+
+    /// Appends one sample to a series **without a WAL** (see [`Head::series_ref`]).
+    pub fn append_sample(&self, series: &SeriesRef, t: i64, v: f64) -> Result<()> {
+        self.append(&series.0, t, v, false).map(|_| ())
+    }
+
+    /// The head's options.
+    pub fn options(&self) -> &HeadOptions {
+        &self.opts
+    }
+
+    /// Number of series.
+    pub fn num_series(&self) -> usize {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// Oldest sample timestamp, `None` when the head is empty.
+    pub fn min_time(&self) -> Option<i64> {
+        let t = self.min_t.load(Ordering::Acquire);
+        (t != i64::MAX).then_some(t)
+    }
+
+    /// Newest sample timestamp, `None` when the head is empty.
+    pub fn max_time(&self) -> Option<i64> {
+        let t = self.max_t.load(Ordering::Acquire);
+        (t != i64::MIN).then_some(t)
+    }
+
+    /// The oldest timestamp an in-order sample may have.
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_min_valid(&self, t: i64) {
+        self.min_valid.fetch_max(t, Ordering::AcqRel);
+    }
+
+    pub(crate) fn set_min_time(&self, t: i64) {
+        self.min_t.store(t, Ordering::Release);
+    }
+
+    #[inline]
+    fn note_time(&self, t: i64) {
+        // Cheap loads first: fetch_max/min on a contended cache line costs more than a load.
+        if t > self.max_t.load(Ordering::Relaxed) {
+            self.max_t.fetch_max(t, Ordering::AcqRel);
+        }
+        if t < self.min_t.load(Ordering::Relaxed) {
+            self.min_t.fetch_min(t, Ordering::AcqRel);
+        }
+    }
+
+    /// Id of the next series to be created (replay sets it past every replayed id).
+    pub(crate) fn bump_next_id(&self, past: u32) {
+        self.next_id.fetch_max(past.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// The series with `id`.
+    pub(crate) fn series(&self, id: u32) -> Option<Arc<MemSeries>> {
+        self.by_id[id as usize % SHARDS].read().get(&id).cloned()
+    }
+
+    /// Finds the series with `labels` (its stable hash is `hash`).
+    pub(crate) fn lookup(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
+        let shard = self.by_hash[hash as usize % SHARDS].read();
+        let cands = shard.get(&hash)?;
+        cands.iter().find(|s| self.labels_equal(s, labels)).cloned()
+    }
+
+    fn labels_equal(&self, s: &MemSeries, labels: &Labels) -> bool {
+        if s.labels.len() != labels.len() {
+            return false;
+        }
+        self.symbols.with(|get| {
+            s.labels
+                .iter()
+                .zip(labels.iter())
+                .all(|(&(n, v), l)| *get(n) == *l.name && *get(v) == *l.value)
+        })
+    }
+
+    /// The labels of a series.
+    pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
+        self.symbols.with(|get| {
+            Labels::from_sorted(
+                s.labels
+                    .iter()
+                    .map(|&(n, v)| Label {
+                        name: get(n),
+                        value: get(v),
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Finds or creates the series with `labels`. `on_create(id, labels)` runs under the
+    /// shard lock before the new series becomes visible (the WAL logs the series record
+    /// there, so it precedes every sample that refers to it). Checks label limits and the
+    /// series limit for new series only.
+    pub(crate) fn get_or_create(
+        &self,
+        labels: &Labels,
+        on_create: impl FnOnce(u32, &Labels),
+    ) -> Result<(Arc<MemSeries>, bool)> {
+        let hash = labels.stable_hash();
+        if let Some(s) = self.lookup(labels, hash) {
+            return Ok((s, false));
+        }
+        metricsd_model::validate_labels(labels, &self.opts.limits)?;
+        let mut shard = self.by_hash[hash as usize % SHARDS].write();
+        if let Some(s) = shard
+            .get(&hash)
+            .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
+        {
+            return Ok((s.clone(), false));
+        }
+        if self.opts.max_series > 0 && self.num_series.load(Ordering::Relaxed) >= self.opts.max_series {
+            return Err(Error::TooManySeries {
+                tenant: self.opts.tenant.clone(),
+                limit: self.opts.max_series,
+                series: labels.to_string(),
+            });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        if id == u32::MAX {
+            return Err(Error::Unavailable(
+                "head series id space exhausted; restart compacts it".into(),
+            ));
+        }
+        on_create(id, labels);
+        let s = self.insert(id, labels);
+        shard.entry(hash).or_default().push(s.clone());
+        Ok((s, true))
+    }
+
+    /// Creates a series with a given id (WAL replay). Returns the existing series when one
+    /// with the same labels exists already (the caller maps the replayed id onto it).
+    pub(crate) fn create_with_id(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
+        let hash = labels.stable_hash();
+        let mut shard = self.by_hash[hash as usize % SHARDS].write();
+        if let Some(s) = shard
+            .get(&hash)
+            .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
+        {
+            return s.clone();
+        }
+        self.bump_next_id(id);
+        let s = self.insert(id, labels);
+        shard.entry(hash).or_default().push(s.clone());
+        s
+    }
+
+    fn insert(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
+        let syms: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value)))
+            .collect();
+        let s = Arc::new(MemSeries {
+            id,
+            labels: syms,
+            data: Mutex::new(SeriesData::new()),
+        });
+        self.by_id[id as usize % SHARDS].write().insert(id, s.clone());
+        self.postings.write().add(
+            id,
+            labels
+                .iter()
+                .map(|l| (self.symbols_arc(&l.name), self.symbols_arc(&l.value))),
+        );
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        self.series_created.fetch_add(1, Ordering::Relaxed);
+        s
+    }
+
+    /// The interned `Arc<str>` of `s` (interning it), so postings share the symbol's string.
+    fn symbols_arc(&self, s: &str) -> Arc<str> {
+        let id = self.symbols.intern(s);
+        self.symbols.with(|get| get(id))
+    }
+
+    /// Removes series that hold no samples (after truncation). Returns how many went.
+    /// Callers hold the append gate exclusively, so no appender holds a removed series.
+    pub(crate) fn gc(&self) -> usize {
+        let mut removed = Vec::new();
+        for shard in self.by_id.iter() {
+            let mut w = shard.write();
+            w.retain(|_, s| {
+                let empty = s.data.lock().is_empty();
+                if empty {
+                    removed.push(s.clone());
+                }
+                !empty
+            });
+        }
+        if removed.is_empty() {
+            return 0;
+        }
+        for s in &removed {
+            let labels = self.labels_of(s);
+            let hash = labels.stable_hash();
+            let mut shard = self.by_hash[hash as usize % SHARDS].write();
+            if let Some(c) = shard.get_mut(&hash) {
+                c.retain(|x| x.id != s.id);
+                if c.is_empty() {
+                    shard.remove(&hash);
+                }
+            }
+            drop(shard);
+            self.postings
+                .write()
+                .remove(s.id, labels.iter().map(|l| (l.name.clone(), l.value.clone())));
+        }
+        self.num_series.fetch_sub(removed.len(), Ordering::Relaxed);
+        self.series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        removed.len()
+    }
+
+    /// Every series, in id order.
+    pub(crate) fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut v: Vec<Arc<MemSeries>> = self
+            .by_id
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect();
+        v.sort_unstable_by_key(|s| s.id);
+        v
+    }
+
+    /// Approximate bytes of memory held by series data, index and symbols.
+    pub fn mem_size(&self) -> usize {
+        let series: usize = self
+            .all_series()
+            .iter()
+            .map(|s| std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + s.data.lock().mem_size() + 48)
+            .sum();
+        let (_, sym_bytes) = self.symbols.stats();
+        series + self.postings.read().mem_size() + sym_bytes
+    }
+}

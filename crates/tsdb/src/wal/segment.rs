@@ -1,0 +1,312 @@
+//! Segment files: names, listing, record framing, a checked reader and a repair scan.
+//!
+//! A frame is `[u32 LE payload length][u32 LE crc32c(payload)][payload]`; see
+//! `docs/format/wal.md`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::record::RecordRef;
+use crate::{Error, Result};
+
+/// Bytes of a frame header: payload length and crc32c.
+pub(crate) const HEADER_LEN: usize = 8;
+
+/// The largest payload a frame may carry. Readers treat a larger length field as corruption,
+/// so a garbage length never makes us allocate more than this (and never more than the file
+/// holds); writers split larger records.
+pub(crate) const MAX_RECORD_LEN: usize = 64 << 20;
+
+/// The file name of segment `index`: 8 decimal digits, zero-padded.
+pub(crate) fn segment_name(index: u64) -> String {
+    format!("{index:08}")
+}
+
+/// The path of segment `index` in `dir`.
+pub(crate) fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(segment_name(index))
+}
+
+/// The index encoded in a segment file name, if `name` is one (all ASCII digits).
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// The segment files in `dir`, sorted by index. Other entries are ignored.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+        let name = entry.file_name();
+        let Some(index) = name.to_str().and_then(parse_segment_name) else {
+            continue;
+        };
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("stat", entry.path(), e))?;
+        if ft.is_file() {
+            out.push((index, entry.path()));
+        }
+    }
+    out.sort_unstable_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+/// fsyncs a directory so that created, renamed and removed entries are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync dir", dir, e))
+}
+
+/// Creates segment `index` in `dir` for appending (failing if it exists) and fsyncs `dir`.
+pub(crate) fn create_segment(dir: &Path, index: u64) -> Result<(File, PathBuf)> {
+    let path = segment_path(dir, index);
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    sync_dir(dir)?;
+    Ok((f, path))
+}
+
+/// Appends `rec` to `dst` as one or more frames of at most `max_payload` bytes each.
+///
+/// A record whose payload is too big is split in halves (its items are independent, so two
+/// smaller records mean the same) until each half fits.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if a single item encodes to more than `max_payload` bytes;
+/// `dst` is then left as it was.
+pub(crate) fn append_framed(dst: &mut Vec<u8>, rec: RecordRef<'_>, max_payload: usize) -> Result<()> {
+    let start = dst.len();
+    dst.extend_from_slice(&[0; HEADER_LEN]);
+    rec.encode(dst);
+    let len = dst.len() - start - HEADER_LEN;
+    if len > max_payload {
+        dst.truncate(start);
+        if rec.len() <= 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a single WAL item encodes to {len} bytes, more than the record limit of {max_payload} bytes"
+            )));
+        }
+        let (a, b) = rec.split();
+        append_framed(dst, a, max_payload)?;
+        if let Err(e) = append_framed(dst, b, max_payload) {
+            dst.truncate(start);
+            return Err(e);
+        }
+        return Ok(());
+    }
+    let crc = crc32c::crc32c(&dst[start + HEADER_LEN..]);
+    // len <= max_payload <= u32::MAX for any sane cap; MAX_RECORD_LEN is 64 MiB.
+    dst[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    dst[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// What [`SegmentReader::next`] found.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// A record whose crc matched: its frame's offset in the file; the payload is in
+    /// [`SegmentReader::payload`].
+    Record { offset: u64 },
+    /// The clean end of the readable part of the file.
+    End,
+    /// A torn or corrupt frame at `offset`; nothing from there on can be trusted.
+    Bad { offset: u64, reason: String },
+}
+
+/// Reads the frames of one segment file, checking each; reuses one payload buffer.
+pub(crate) struct SegmentReader {
+    path: PathBuf,
+    file: BufReader<File>,
+    /// Bytes of the file to read (its size at open, or less for the segment being written).
+    len: u64,
+    pos: u64,
+    payload: Vec<u8>,
+}
+
+impl SegmentReader {
+    /// Opens `path`, reading at most `limit` bytes (all of it if `None`).
+    pub(crate) fn open(path: &Path, limit: Option<u64>) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let size = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            file: BufReader::with_capacity(1 << 20, file),
+            len: limit.map_or(size, |l| l.min(size)),
+            pos: 0,
+            payload: Vec::new(),
+        })
+    }
+
+    /// The bytes this reader covers (the file's size, or the limit).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The payload of the last [`Frame::Record`].
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The next frame. I/O errors are errors; bad bytes are [`Frame::Bad`].
+    pub(crate) fn next(&mut self) -> Result<Frame> {
+        let offset = self.pos;
+        let left = self.len - self.pos;
+        if left == 0 {
+            return Ok(Frame::End);
+        }
+        let bad = |reason: String| Ok(Frame::Bad { offset, reason });
+        if left < HEADER_LEN as u64 {
+            return bad(format!(
+                "torn record header: {left} bytes left, a header has {HEADER_LEN}"
+            ));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        self.read_exact(&mut header)?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        let body_left = left - HEADER_LEN as u64;
+        if len == 0 {
+            // What a zero-filled tail (preallocated or torn by the filesystem) looks like.
+            return bad("zero-length record".to_string());
+        }
+        if len as usize > MAX_RECORD_LEN {
+            return bad(format!(
+                "record length {len} exceeds the limit of {MAX_RECORD_LEN} bytes"
+            ));
+        }
+        if u64::from(len) > body_left {
+            return bad(format!(
+                "record length {len} runs past the end of the file ({body_left} bytes left)"
+            ));
+        }
+        // Bounded by the file's remaining size and MAX_RECORD_LEN (checked above).
+        self.payload.resize(len as usize, 0);
+        let mut payload = std::mem::take(&mut self.payload);
+        let res = self.read_exact(&mut payload);
+        self.payload = payload;
+        res?;
+        let actual = crc32c::crc32c(&self.payload);
+        if actual != crc {
+            return bad(format!(
+                "crc32c mismatch over {len} bytes: stored {crc:#010x}, computed {actual:#010x}"
+            ));
+        }
+        Ok(Frame::Record { offset })
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.file
+            .read_exact(buf)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// A repair done on one file: truncated at `offset` because of `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    pub(crate) offset: u64,
+    pub(crate) reason: String,
+    /// Bytes past `offset` that were cut off.
+    pub(crate) dropped: u64,
+}
+
+/// Checks every frame of `path`; at the first bad one truncates the file there (and fsyncs
+/// it). Returns what was cut, if anything.
+pub(crate) fn check_and_truncate(path: &Path) -> Result<Option<Damage>> {
+    let mut r = SegmentReader::open(path, None)?;
+    loop {
+        match r.next()? {
+            Frame::Record { .. } => {}
+            Frame::End => return Ok(None),
+            Frame::Bad { offset, reason } => {
+                let dropped = r.len() - offset;
+                drop(r);
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("open", path, e))?;
+                f.set_len(offset).map_err(|e| Error::io("truncate", path, e))?;
+                f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+                return Ok(Some(Damage {
+                    offset,
+                    reason,
+                    dropped,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::record::{Record, RefSample};
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(segment_name(3), "00000003");
+        assert_eq!(segment_name(123_456_789), "123456789");
+        assert_eq!(parse_segment_name("00000003"), Some(3));
+        assert_eq!(parse_segment_name("123456789"), Some(123_456_789));
+        for bad in [
+            "",
+            "checkpoint.00000001",
+            "0001.tmp",
+            "-1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn oversized_records_are_split_and_single_items_rejected() {
+        let samples: Vec<RefSample> = (0..100)
+            .map(|i| RefSample {
+                series_ref: i,
+                t: i as i64,
+                v: 1.0,
+            })
+            .collect();
+        let rec = Record::Samples(samples.clone());
+        let mut buf = Vec::new();
+        append_framed(&mut buf, rec.as_ref(), 200).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("00000000");
+        std::fs::write(&p, &buf).unwrap();
+        let mut r = SegmentReader::open(&p, None).unwrap();
+        let mut got = Vec::new();
+        let mut frames = 0;
+        while let Frame::Record { .. } = r.next().unwrap() {
+            assert!(r.payload().len() <= 200);
+            frames += 1;
+            match Record::decode(r.payload()).unwrap() {
+                Record::Samples(s) => got.extend(s),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(frames > 1);
+        assert_eq!(got, samples);
+
+        let mut buf = vec![1, 2, 3];
+        let err = append_framed(&mut buf, rec.as_ref(), 5).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the record limit of 5 bytes"),
+            "{err}"
+        );
+        assert_eq!(buf, [1, 2, 3]);
+    }
+}

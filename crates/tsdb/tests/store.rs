@@ -1,0 +1,528 @@
+//! Store-level tests: append rules, durability across SIGKILL, corruption, and a model-based
+//! property test over random append / cut / compact / restart / delete sequences.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use metricsd_model::{Labels, MatchOp, Matcher, Sample};
+use metricsd_tsdb::{Db, DbOptions, Error, Queryable, Storage};
+use proptest::prelude::*;
+
+fn labels(name: &str, i: usize) -> Labels {
+    Labels::from_pairs([
+        ("__name__", name.to_owned()),
+        ("i", i.to_string()),
+        ("job", "test".to_owned()),
+    ])
+}
+
+fn small_opts() -> DbOptions {
+    DbOptions {
+        block_range_ms: 1000,
+        retention_ms: 0,
+        ooo_window_ms: 5000,
+        ..DbOptions::default()
+    }
+}
+
+fn read_all(db: &Db) -> BTreeMap<Labels, Vec<(i64, u64)>> {
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    let mut out = BTreeMap::new();
+    for s in q
+        .select(&[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()])
+        .unwrap()
+    {
+        let v: Vec<(i64, u64)> = s
+            .samples()
+            .unwrap()
+            .iter()
+            .map(|x| (x.t, x.v.to_bits()))
+            .collect();
+        if !v.is_empty() {
+            out.insert(s.labels().clone(), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn append_rules_follow_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions {
+        ooo_window_ms: 0,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
+    let l = labels("m", 0);
+    let mut a = db.appender();
+    a.append(l.clone(), 1000, 1.0);
+    a.append(l.clone(), 2000, 2.0);
+    assert_eq!(a.commit().unwrap().accepted, 2);
+
+    let mut a = db.appender();
+    a.append(l.clone(), 2000, 2.0); // duplicate: accepted, nothing stored
+    a.append(l.clone(), 2000, 3.0); // conflicting duplicate
+    a.append(l.clone(), 1500, 1.5); // out of order, window 0
+    a.append(l.clone(), 3000, f64::from_bits(metricsd_model::STALE_NAN));
+    let r = a.commit().unwrap();
+    assert_eq!(r.accepted, 2, "{r:?}");
+    assert_eq!(r.duplicates, 1);
+    assert!(
+        matches!(r.rejected[0], (1, Error::DuplicateSample { t: 2000, .. })),
+        "{r:?}"
+    );
+    assert!(
+        matches!(
+            r.rejected[1],
+            (
+                2,
+                Error::OutOfOrder {
+                    t: 1500,
+                    last: 2000,
+                    ..
+                }
+            )
+        ),
+        "{r:?}"
+    );
+    let all = read_all(&db);
+    assert_eq!(
+        all[&l],
+        vec![
+            (1000, 1f64.to_bits()),
+            (2000, 2f64.to_bits()),
+            (3000, metricsd_model::STALE_NAN)
+        ]
+    );
+}
+
+#[test]
+fn out_of_order_window_accepts_recent_and_rejects_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions {
+        ooo_window_ms: 10_000,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
+    let l = labels("m", 0);
+    let mut a = db.appender();
+    a.append(l.clone(), 100_000, 1.0);
+    a.commit().unwrap();
+    let mut a = db.appender();
+    a.append(l.clone(), 95_000, 2.0); // within the window
+    a.append(l.clone(), 80_000, 3.0); // too old
+    let r = a.commit().unwrap();
+    assert_eq!((r.accepted, r.out_of_order), (1, 1), "{r:?}");
+    assert!(matches!(r.rejected[0].1, Error::OutOfBounds { t: 80_000, .. }));
+    assert_eq!(
+        read_all(&db)[&l].iter().map(|x| x.0).collect::<Vec<_>>(),
+        [95_000, 100_000]
+    );
+}
+
+#[test]
+fn limits_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions {
+        max_series: 2,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(dir.path(), "t1", opts).unwrap();
+    let mut a = db.appender();
+    for i in 0..3 {
+        a.append(labels("m", i), 1000, 1.0);
+    }
+    let mut many = vec![("__name__".to_owned(), "m".to_owned())];
+    many.extend((0..100).map(|i| (format!("l{i}"), "v".to_owned())));
+    a.append(Labels::from_pairs(many), 1000, 1.0);
+    let r = a.commit().unwrap();
+    assert_eq!(r.accepted, 2);
+    let msgs: Vec<String> = r.rejected.iter().map(|(_, e)| e.to_string()).collect();
+    assert!(
+        msgs[0].contains("max_series_per_tenant") && msgs[0].contains("t1"),
+        "{msgs:?}"
+    );
+    assert!(msgs[1].contains("max_label_names_per_series"), "{msgs:?}");
+}
+
+#[test]
+fn head_cut_compaction_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions {
+        block_range_ms: 1000,
+        retention_ms: 20_000,
+        ooo_window_ms: 0,
+        ..DbOptions::default()
+    };
+    let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
+    for step in 0..200 {
+        let mut a = db.appender();
+        for i in 0..10 {
+            a.append(labels("m", i), step * 250, (step * i as i64) as f64);
+        }
+        a.commit().unwrap();
+        if step % 8 == 0 {
+            db.compact().unwrap();
+        }
+    }
+    db.compact().unwrap();
+    let blocks = db.blocks();
+    assert!(!blocks.is_empty());
+    // Compacted ranges are 1s, 3s, 9s (capped at retention/10 = 2s → only 1s here).
+    let newest = db.head().max_time().unwrap();
+    for b in blocks.iter() {
+        assert!(
+            b.meta().max_time > newest - 20_000,
+            "block beyond retention kept: {:?}",
+            b.meta()
+        );
+    }
+    let all = read_all(&db);
+    let first = all[&labels("m", 3)].first().unwrap().0;
+    assert!(
+        first >= newest - 21_000,
+        "old data not deleted: first={first} newest={newest}"
+    );
+    assert_eq!(all[&labels("m", 3)].last().unwrap().0, 199 * 250);
+}
+
+#[test]
+fn tenants_are_isolated_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, _) = Storage::open(dir.path(), DbOptions::default()).unwrap();
+    let a = st.tenant("a").unwrap();
+    let b = st.tenant("b").unwrap();
+    let mut app = a.appender();
+    app.append(labels("secret", 0), 1000, 42.0);
+    app.commit().unwrap();
+    assert_eq!(read_all(&a).len(), 1);
+    assert!(read_all(&b).is_empty());
+    assert!(dir.path().join("tenants/a/wal").is_dir());
+    assert!(st.tenant("../x").is_err());
+    assert!(st.existing_tenant("nobody").is_none());
+    drop((a, b, st));
+    let (st, reports) = Storage::open(dir.path(), DbOptions::default()).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(read_all(&st.tenant("a").unwrap()).len(), 1);
+}
+
+#[test]
+fn delete_hides_samples_in_head_and_blocks_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+        let mut a = db.appender();
+        for t in 0..40 {
+            a.append(labels("m", 0), t * 100, t as f64);
+            a.append(labels("m", 1), t * 100, t as f64);
+        }
+        a.commit().unwrap();
+        db.flush_head_before(2000).unwrap(); // [0, 2000) in blocks, the rest in the head
+        let n = db.delete(&[Matcher::equal("i", "0")], 1500, 2500).unwrap();
+        assert!(n >= 2, "head and block series affected: {n}");
+    }
+    let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    let check = |db: &Db| {
+        let all = read_all(db);
+        let ts: Vec<i64> = all[&labels("m", 0)].iter().map(|x| x.0).collect();
+        assert!(ts.iter().all(|&t| !(1500..=2500).contains(&t)), "{ts:?}");
+        assert_eq!(ts.len(), 40 - 11);
+        assert_eq!(all[&labels("m", 1)].len(), 40);
+    };
+    check(&db);
+    db.compact().unwrap();
+    db.flush_head_before(10_000).unwrap();
+    db.compact().unwrap();
+    check(&db);
+}
+
+#[test]
+fn backfill_writes_blocks_that_merge_with_live_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    let mut a = db.appender();
+    a.append(labels("m", 0), 50_000, 5.0);
+    a.commit().unwrap();
+    let hist: Vec<Sample> = (0..30).map(|t| Sample::new(t * 100, t as f64)).collect();
+    let written = db.import(vec![(labels("m", 0), hist)]).unwrap();
+    assert_eq!(written.len(), 3);
+    db.compact().unwrap();
+    let all = read_all(&db);
+    assert_eq!(all[&labels("m", 0)].len(), 31);
+}
+
+// ---------------------------------------------------------------------------------------
+// Durability: a child process appends and prints each acknowledged batch; the parent kills
+// it with SIGKILL and checks that every acknowledged sample is there after reopening.
+
+const CHILD_ENV: &str = "METRICSD_TSDB_CHILD_DIR";
+
+#[test]
+fn child_writer() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let (db, _) = Db::open(Path::new(&dir), "default", DbOptions::default()).unwrap();
+    let out = std::io::stdout();
+    for batch in 0..1_000_000i64 {
+        let mut a = db.appender();
+        for i in 0..50 {
+            a.append(
+                labels("durable", i),
+                1_000 + batch * 15_000,
+                (batch * 50 + i as i64) as f64,
+            );
+        }
+        let r = a.commit().unwrap();
+        assert_eq!(r.accepted, 50);
+        let mut o = out.lock();
+        writeln!(o, "ACK {batch}").unwrap();
+        o.flush().unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_samples_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = -1i64;
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("ACK ") {
+            acked = n.parse().unwrap();
+            if acked >= 300 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(acked >= 300);
+    let (db, report) = Db::open(dir.path(), "default", DbOptions::default()).unwrap();
+    let all = read_all(&db);
+    for i in 0..50 {
+        let got = &all[&labels("durable", i)];
+        assert!(
+            got.len() as i64 > acked,
+            "series {i}: {} samples, {} acknowledged",
+            got.len(),
+            acked + 1
+        );
+        for (b, (t, v)) in got.iter().enumerate().take(acked as usize + 1) {
+            assert_eq!(*t, 1_000 + b as i64 * 15_000);
+            assert_eq!(f64::from_bits(*v), (b as i64 * 50 + i as i64) as f64);
+        }
+    }
+    assert_eq!(report.replay_rejected, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Corruption: the store opens, reports what it dropped, keeps the rest.
+
+fn fill(db: &Db, series: usize, points: i64) {
+    let mut a = db.appender();
+    for i in 0..series {
+        for t in 0..points {
+            a.append(labels("c", i), t * 100, (t * i as i64) as f64);
+        }
+    }
+    a.commit().unwrap();
+}
+
+fn wal_segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .bytes()
+                    .all(|c| c.is_ascii_digit())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn torn_wal_tail_is_truncated_and_earlier_data_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+        fill(&db, 5, 10);
+        let mut a = db.appender();
+        a.append(labels("c", 0), 5_000, 1.0);
+        a.commit().unwrap();
+    }
+    let last = wal_segments(dir.path())
+        .into_iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let (db, report) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    assert!(report.lost_anything(), "{report:?}");
+    let all = read_all(&db);
+    assert_eq!(all.len(), 5);
+    assert!(all.values().all(|v| v.len() >= 10));
+}
+
+fn corrupt_byte(path: &Path, offset_from_middle: i64) {
+    let mut data = std::fs::read(path).unwrap();
+    let at = (data.len() as i64 / 2 + offset_from_middle) as usize;
+    data[at] ^= 0xff;
+    std::fs::write(path, data).unwrap();
+}
+
+fn only_block(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.file_name().unwrap().len() == 26)
+        .unwrap()
+}
+
+#[test]
+fn corrupt_chunk_costs_only_its_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+        fill(&db, 20, 10);
+        db.flush_head_before(1000).unwrap();
+        assert_eq!(db.blocks().len(), 1);
+    }
+    let block = only_block(dir.path());
+    corrupt_byte(&block.join("chunks").join("000001"), 0);
+    let (db, report) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    assert_eq!(report.corrupt_chunks.len(), 1, "{report:?}");
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    let series = q.select(&[Matcher::equal("__name__", "c")]).unwrap();
+    assert_eq!(series.len(), 20);
+    let readable = series.iter().filter(|s| s.samples().is_ok()).count();
+    assert_eq!(readable, 19);
+}
+
+#[test]
+fn corrupt_index_moves_block_aside_and_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+        fill(&db, 20, 10);
+        db.flush_head_before(1000).unwrap();
+        let mut a = db.appender();
+        a.append(labels("c", 0), 3000, 1.0);
+        a.commit().unwrap();
+    }
+    let block = only_block(dir.path());
+    corrupt_byte(&block.join("index"), 0);
+    let (db, report) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    assert_eq!(report.corrupt_blocks.len(), 1, "{report:?}");
+    assert!(report.corrupt_blocks[0].1.contains("index"), "{report:?}");
+    let all = read_all(&db);
+    assert_eq!(
+        all[&labels("c", 0)],
+        vec![(3000, 1f64.to_bits())],
+        "head data kept"
+    );
+    assert!(
+        block
+            .with_file_name(format!(
+                "{}.corrupt",
+                block.file_name().unwrap().to_str().unwrap()
+            ))
+            .is_dir()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Model-based: the store agrees with a BTreeMap across random operation sequences.
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<(usize, i64, f64)>),
+    Cut(i64),
+    Compact,
+    Restart,
+    Delete(usize, i64, i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let value = prop_oneof![
+        4 => (-1000i32..1000).prop_map(f64::from),
+        1 => any::<f64>(),
+        1 => Just(f64::from_bits(metricsd_model::STALE_NAN)),
+    ];
+    prop_oneof![
+        8 => prop::collection::vec((0usize..6, 0i64..20_000, value), 1..40).prop_map(Op::Append),
+        1 => (0i64..20_000).prop_map(Op::Cut),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Restart),
+        1 => (0usize..6, 0i64..20_000, 0i64..3000).prop_map(|(s, a, len)| Op::Delete(s, a, a + len)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn store_agrees_with_model(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path(), "default", small_opts()).unwrap().0;
+        let mut model: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Append(samples) => {
+                    let mut a = db.appender();
+                    for &(s, t, v) in &samples {
+                        a.append(labels("p", s), t, v);
+                    }
+                    let r = a.commit().unwrap();
+                    let rejected: Vec<usize> = r.rejected.iter().map(|x| x.0).collect();
+                    for (i, &(s, t, v)) in samples.iter().enumerate() {
+                        if !rejected.contains(&i) {
+                            // The newest accepted write of a timestamp wins. The head rejects
+                            // conflicts with data it holds; a conflict with persisted data is
+                            // accepted and wins.
+                            model.entry(labels("p", s)).or_default().insert(t, v.to_bits());
+                        }
+                    }
+                }
+                Op::Cut(t) => { db.flush_head_before(t).unwrap(); }
+                Op::Compact => { db.compact().unwrap(); }
+                Op::Restart => {
+                    drop(db);
+                    db = Db::open(dir.path(), "default", small_opts()).unwrap().0;
+                }
+                Op::Delete(s, a, b) => {
+                    db.delete(&[Matcher::equal("i", s.to_string())], a, b).unwrap();
+                    if let Some(m) = model.get_mut(&labels("p", s)) {
+                        m.retain(|t, _| *t < a || *t > b);
+                    }
+                }
+            }
+            let want: BTreeMap<Labels, Vec<(i64, u64)>> = model
+                .iter()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(l, m)| (l.clone(), m.iter().map(|(t, v)| (*t, *v)).collect()))
+                .collect();
+            prop_assert_eq!(read_all(&db), want);
+        }
+    }
+}
