@@ -89,6 +89,10 @@ struct Args {
     /// metricsd binary (`metricsd serve --listen ADDR --data-dir DIR`).
     #[arg(long, default_value = "target/release/metricsd")]
     metricsd_bin: PathBuf,
+    /// Extra argument for `metricsd serve` (repeatable), e.g. to raise its series limit:
+    /// `--metricsd-arg=--max-series-per-tenant=1000000` (the flag name is metricsd's).
+    #[arg(long, allow_hyphen_values = true)]
+    metricsd_arg: Vec<String>,
     /// First loopback port to use (targets use the next free ones).
     #[arg(long, default_value_t = 18600)]
     base_port: u16,
@@ -238,7 +242,9 @@ fn start(kind: Kind, a: &Args, port: u16, dir: &Path) -> Result<Server> {
         }
         Kind::Metricsd => {
             let mut c = Command::new(&a.metricsd_bin);
-            c.args(["serve", "--listen", &addr, "--data-dir"]).arg(&data);
+            c.args(["serve", "--listen", &addr, "--data-dir"])
+                .arg(&data)
+                .args(&a.metricsd_arg);
             c
         }
     };
