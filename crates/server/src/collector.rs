@@ -1,0 +1,733 @@
+//! The collector turns track items into samples: counters accumulate, histograms count
+//! into buckets, summaries keep a sliding window. It keeps, per tenant, the state of each
+//! series it has seen and the metadata (type, help) of each metric name.
+//!
+//! Invariants:
+//! - The in-memory state of a series always equals what the store holds for it: state is
+//!   staged while a batch is built, and applied only for series whose samples were all
+//!   accepted by the commit. A series with a rejected sample is forgotten and reloaded from
+//!   the store (its newest samples) on next use, so a restart and a rejection look the same.
+//! - One lock per tenant serializes staging and commit, so two requests cannot both add
+//!   their increment to the same old value.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use metricsd_model::{Labels, Limits, METRIC_NAME, Matcher};
+use metricsd_tsdb::{Db, Queryable, Storage};
+use parking_lot::Mutex;
+
+use crate::config::NamingPolicy;
+use crate::error::ApiError;
+use crate::selfmetrics::SelfMetrics;
+use crate::track::{Kind, SERVICE_LABEL, TrackItem};
+
+/// The seed's default histogram buckets (upper bounds; `+Inf` is implicit).
+pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Summary quantiles.
+pub const QUANTILES: &[f64] = &[0.5, 0.9, 0.99];
+
+/// Type and help of a metric name in one tenant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    /// The metric name.
+    pub name: String,
+    /// Its type (`counter`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its help text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Counter {
+        value: f64,
+        last_t: i64,
+    },
+    Gauge {
+        last_t: i64,
+    },
+    Histogram {
+        bounds: Arc<[f64]>,
+        counts: Vec<f64>,
+        sum: f64,
+        count: f64,
+        last_t: i64,
+    },
+    Summary {
+        window: VecDeque<(i64, f64)>,
+        sum: f64,
+        count: f64,
+        last_t: i64,
+    },
+}
+
+impl State {
+    fn last_t(&self) -> i64 {
+        match self {
+            State::Counter { last_t, .. }
+            | State::Gauge { last_t }
+            | State::Histogram { last_t, .. }
+            | State::Summary { last_t, .. } => *last_t,
+        }
+    }
+}
+
+#[derive(Default)]
+struct TenantState {
+    series: HashMap<Labels, State>,
+    meta: HashMap<String, Meta>,
+}
+
+/// Options of the collector (from the configuration).
+#[derive(Debug, Clone)]
+pub struct CollectorOptions {
+    /// Label limits, checked before anything is appended.
+    pub limits: Limits,
+    /// Most series per tenant (0 = unlimited).
+    pub max_series: usize,
+    /// Naming policy.
+    pub naming: NamingPolicy,
+    /// Summary window in ms.
+    pub summary_window_ms: i64,
+    /// Most observations in a summary window.
+    pub summary_max: usize,
+    /// Where metadata files live (`<data_dir>/server/metadata`).
+    pub meta_dir: PathBuf,
+}
+
+/// What happened to each item of a batch.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Per item: `Ok(())` when stored, else why not.
+    pub results: Vec<Result<(), ApiError>>,
+}
+
+/// Applies track items to the store. See the module docs.
+pub struct Collector {
+    storage: Arc<Storage>,
+    opts: CollectorOptions,
+    tenants: Mutex<HashMap<String, Arc<Mutex<TenantState>>>>,
+    metrics: Arc<SelfMetrics>,
+}
+
+/// A track item with its tenant resolved.
+pub struct Resolved {
+    /// Index in the request.
+    pub index: usize,
+    /// The tenant.
+    pub tenant: String,
+    /// The item.
+    pub item: TrackItem,
+}
+
+impl Collector {
+    /// A collector over `storage`.
+    pub fn new(storage: Arc<Storage>, opts: CollectorOptions, metrics: Arc<SelfMetrics>) -> Self {
+        Collector {
+            storage,
+            opts,
+            tenants: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn tenant_state(&self, tenant: &str) -> Arc<Mutex<TenantState>> {
+        let mut m = self.tenants.lock();
+        if let Some(s) = m.get(tenant) {
+            return s.clone();
+        }
+        let mut st = TenantState::default();
+        for meta in self.load_meta(tenant) {
+            st.meta.insert(meta.name.clone(), meta);
+        }
+        let s = Arc::new(Mutex::new(st));
+        m.insert(tenant.to_owned(), s.clone());
+        s
+    }
+
+    fn meta_path(&self, tenant: &str) -> PathBuf {
+        self.opts.meta_dir.join(format!("{tenant}.jsonl"))
+    }
+
+    fn load_meta(&self, tenant: &str) -> Vec<Meta> {
+        let Ok(text) = std::fs::read_to_string(self.meta_path(tenant)) else {
+            return Vec::new();
+        };
+        // A torn last line (crash while appending) is skipped; later lines win.
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn save_meta(&self, tenant: &str, metas: &[Meta]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.opts.meta_dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.meta_path(tenant))?;
+        let mut buf = Vec::new();
+        for m in metas {
+            serde_json::to_writer(&mut buf, m).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        f.write_all(&buf)
+    }
+
+    /// Metadata of every metric name of `tenant`.
+    pub fn metadata(&self, tenant: &str) -> HashMap<String, Meta> {
+        self.tenant_state(tenant).lock().meta.clone()
+    }
+
+    /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns
+    /// one result per item, in the order given.
+    pub fn track(&self, items: Vec<Resolved>) -> Outcome {
+        let n = items.len();
+        let mut results: Vec<Result<(), ApiError>> = (0..n).map(|_| Ok(())).collect();
+        let mut by_tenant: HashMap<String, Vec<(usize, TrackItem)>> = HashMap::new();
+        for (pos, r) in items.into_iter().enumerate() {
+            let _ = r.index;
+            by_tenant.entry(r.tenant).or_default().push((pos, r.item));
+        }
+        for (tenant, group) in by_tenant {
+            let db = match self.storage.tenant(&tenant) {
+                Ok(db) => db,
+                Err(e) => {
+                    let err = ApiError::from_store(&e);
+                    for (pos, _) in group {
+                        results[pos] = Err(err.clone());
+                    }
+                    continue;
+                }
+            };
+            self.track_tenant(&tenant, &db, group, &mut results);
+        }
+        for r in &results {
+            match r {
+                Ok(()) => self.metrics.items_collected.inc(),
+                Err(_) => self.metrics.errors.inc(),
+            }
+        }
+        Outcome { results }
+    }
+
+    fn track_tenant(
+        &self,
+        tenant: &str,
+        db: &Db,
+        group: Vec<(usize, TrackItem)>,
+        results: &mut [Result<(), ApiError>],
+    ) {
+        let state = self.tenant_state(tenant);
+        let mut st = state.lock();
+        let mut staged: HashMap<Labels, State> = HashMap::new();
+        let mut new_meta: Vec<Meta> = Vec::new();
+        let mut staged_meta: HashMap<String, Meta> = HashMap::new();
+        let mut app = db.appender();
+        // (first sample number, end, position in results, key)
+        let mut ranges: Vec<(usize, usize, usize, Labels)> = Vec::new();
+        let mut new_series = 0usize;
+        let head_series = db.head().num_series();
+        let now = now_ms();
+        for (pos, item) in group {
+            let key = base_labels(&item);
+            let r = (|| -> Result<Vec<(Labels, f64)>, ApiError> {
+                // Type consistency: a name keeps the type it was first tracked with.
+                let known = staged_meta.get(&item.name).or_else(|| st.meta.get(&item.name));
+                if let Some(m) = known
+                    && m.kind != item.kind.as_str()
+                {
+                    return Err(ApiError::field(
+                        "type",
+                        format!(
+                            "metric {:?} is a {}, not a {}",
+                            item.name,
+                            m.kind,
+                            item.kind.as_str()
+                        ),
+                    ));
+                }
+                check_naming(self.opts.naming, &item)?;
+                let mut cur = match staged.get(&key) {
+                    Some(s) => Some(s.clone()),
+                    None => match st.series.get(&key) {
+                        Some(s) => Some(s.clone()),
+                        None => {
+                            restore(db, &key, item.kind, &self.opts).map_err(|e| ApiError::from_store(&e))?
+                        }
+                    },
+                };
+                let t = match item.timestamp_ms {
+                    Some(t) => {
+                        if item.kind != Kind::Gauge
+                            && let Some(s) = &cur
+                            && t <= s.last_t()
+                        {
+                            return Err(ApiError::field(
+                                "timestamp",
+                                format!(
+                                    "timestamp {t} ms is not after the newest sample of this {} ({} ms); cumulative types need increasing timestamps",
+                                    item.kind.as_str(),
+                                    s.last_t()
+                                ),
+                            ));
+                        }
+                        t
+                    }
+                    // Strictly increasing per series, so two increments in one millisecond
+                    // do not collide as duplicate samples.
+                    None => cur.as_ref().map_or(now, |s| now.max(s.last_t() + 1)),
+                };
+                let is_new = cur.is_none();
+                let (next, samples) = observe(cur.take(), &item, &key, t, &self.opts);
+                for (l, _) in &samples {
+                    metricsd_model::validate_labels(l, &self.opts.limits).map_err(|e| {
+                        let status = match e.kind() {
+                            metricsd_model::ErrorKind::LimitExceeded => "limit_exceeded",
+                            metricsd_model::ErrorKind::InvalidInput => "invalid_field",
+                        };
+                        ApiError {
+                            code: status,
+                            ..ApiError::field("labels", e.to_string())
+                        }
+                    })?;
+                }
+                if is_new && self.opts.max_series > 0 {
+                    // Checked before appending so a histogram is stored whole or not at all;
+                    // the store's own check stays the backstop under concurrency.
+                    let want = head_series + new_series + samples.len();
+                    if want > self.opts.max_series {
+                        return Err(ApiError {
+                            code: "limit_exceeded",
+                            ..ApiError::field(
+                                "name",
+                                format!(
+                                    "series limit of {} reached for tenant {tenant:?} (ACCESS_MAX_METRIC_SERIES); new series {key} rejected",
+                                    self.opts.max_series
+                                ),
+                            )
+                        });
+                    }
+                    new_series += samples.len();
+                }
+                staged.insert(key.clone(), next);
+                if known.is_none()
+                    || (item.help.is_some() && known.and_then(|m| m.help.as_ref()) != item.help.as_ref())
+                {
+                    let m = Meta {
+                        name: item.name.clone(),
+                        kind: item.kind.as_str().into(),
+                        help: item.help.clone(),
+                    };
+                    staged_meta.insert(item.name.clone(), m.clone());
+                    new_meta.push(m);
+                }
+                Ok(samples)
+            })();
+            match r {
+                Ok(samples) => {
+                    let start = app.len();
+                    let t = staged.get(&key).map_or(now, State::last_t);
+                    for (l, v) in samples {
+                        app.append(l, t, v);
+                    }
+                    ranges.push((start, app.len(), pos, key));
+                }
+                Err(e) => results[pos] = Err(e),
+            }
+        }
+        let report = match app.commit() {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ApiError::from_store(&e);
+                for (_, _, pos, _) in &ranges {
+                    results[*pos] = Err(err.clone());
+                }
+                return;
+            }
+        };
+        let mut failed_keys: Vec<Labels> = Vec::new();
+        for (sample_no, e) in &report.rejected {
+            let i = ranges.partition_point(|r| r.1 <= *sample_no);
+            if let Some((_, _, pos, key)) = ranges.get(i) {
+                if results[*pos].is_ok() {
+                    let mut err = ApiError::from_store(e);
+                    err.field = Some("labels".into());
+                    results[*pos] = Err(err);
+                }
+                failed_keys.push(key.clone());
+            }
+        }
+        self.metrics.points_stored.add(report.accepted as u64);
+        self.metrics.points_dropped.add(report.rejected.len() as u64);
+        for k in &failed_keys {
+            staged.remove(k);
+            st.series.remove(k);
+        }
+        st.series.extend(staged);
+        if !new_meta.is_empty() {
+            if let Err(e) = self.save_meta(tenant, &new_meta) {
+                tracing::error!(tenant, error = %e, "cannot save metric metadata");
+            }
+            for m in new_meta {
+                st.meta.insert(m.name.clone(), m);
+            }
+        }
+    }
+}
+
+/// The labels of the item's series: `__name__`, its labels, and `service_name` from the
+/// `service` field.
+pub fn base_labels(item: &TrackItem) -> Labels {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(item.labels.len() + 2);
+    pairs.push((METRIC_NAME, &item.name));
+    for (k, v) in &item.labels {
+        pairs.push((k, v));
+    }
+    if let Some(s) = &item.service {
+        pairs.push((SERVICE_LABEL, s));
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn with_name(base: &Labels, name: &str, extra: Option<(&str, String)>) -> Labels {
+    let mut b = base.builder();
+    b.set(METRIC_NAME, name);
+    if let Some((k, v)) = extra {
+        b.set(k, v);
+    }
+    b.build()
+}
+
+/// Formats a float as Prometheus does in `le`/`quantile` labels and sample values.
+pub fn fmt_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Applies one observation to a series' state; returns the new state and the samples to
+/// write (labels, value), all at the same timestamp.
+fn observe(
+    cur: Option<State>,
+    item: &TrackItem,
+    base: &Labels,
+    t: i64,
+    o: &CollectorOptions,
+) -> (State, Vec<(Labels, f64)>) {
+    let v = item.value;
+    let name = &item.name;
+    match item.kind {
+        Kind::Counter => {
+            let prev = match cur {
+                Some(State::Counter { value, .. }) => value,
+                _ => 0.0,
+            };
+            let value = prev + v;
+            (State::Counter { value, last_t: t }, vec![(base.clone(), value)])
+        }
+        Kind::Gauge => (State::Gauge { last_t: t }, vec![(base.clone(), v)]),
+        Kind::Histogram => {
+            let (bounds, mut counts, mut sum, mut count) = match cur {
+                Some(State::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                    ..
+                }) => (bounds, counts, sum, count),
+                _ => {
+                    let b: Arc<[f64]> = item
+                        .buckets
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())
+                        .into();
+                    let n = b.len();
+                    (b, vec![0.0; n], 0.0, 0.0)
+                }
+            };
+            for (i, b) in bounds.iter().enumerate() {
+                if v <= *b {
+                    counts[i] += 1.0;
+                }
+            }
+            sum += v;
+            count += 1.0;
+            let mut out = Vec::with_capacity(bounds.len() + 3);
+            let bucket = format!("{name}_bucket");
+            for (b, c) in bounds.iter().zip(&counts) {
+                out.push((with_name(base, &bucket, Some(("le", fmt_float(*b)))), *c));
+            }
+            out.push((with_name(base, &bucket, Some(("le", "+Inf".into()))), count));
+            out.push((with_name(base, &format!("{name}_sum"), None), sum));
+            out.push((with_name(base, &format!("{name}_count"), None), count));
+            (
+                State::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                    last_t: t,
+                },
+                out,
+            )
+        }
+        Kind::Summary => {
+            let (mut window, mut sum, mut count) = match cur {
+                Some(State::Summary {
+                    window, sum, count, ..
+                }) => (window, sum, count),
+                _ => (VecDeque::new(), 0.0, 0.0),
+            };
+            window.push_back((t, v));
+            while window.len() > o.summary_max
+                || window
+                    .front()
+                    .is_some_and(|(wt, _)| *wt <= t - o.summary_window_ms)
+            {
+                window.pop_front();
+            }
+            sum += v;
+            count += 1.0;
+            let mut sorted: Vec<f64> = window.iter().map(|(_, v)| *v).collect();
+            sorted.sort_by(f64::total_cmp);
+            let mut out = Vec::with_capacity(QUANTILES.len() + 2);
+            for q in QUANTILES {
+                out.push((
+                    with_name(base, name, Some(("quantile", fmt_float(*q)))),
+                    quantile(&sorted, *q),
+                ));
+            }
+            out.push((with_name(base, &format!("{name}_sum"), None), sum));
+            out.push((with_name(base, &format!("{name}_count"), None), count));
+            (
+                State::Summary {
+                    window,
+                    sum,
+                    count,
+                    last_t: t,
+                },
+                out,
+            )
+        }
+    }
+}
+
+/// Nearest-rank quantile of sorted values (NaN when empty).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The newest sample of each series matching `matchers` (all time).
+fn newest(db: &Db, matchers: &[Matcher]) -> metricsd_tsdb::Result<Vec<(Labels, i64, f64)>> {
+    let q = db.querier(i64::MIN, i64::MAX)?;
+    let mut out = Vec::new();
+    for s in q.select(matchers)? {
+        let mut last = None;
+        for smp in s.iter() {
+            if !metricsd_model::is_stale_nan(smp.v) {
+                last = Some(smp);
+            }
+        }
+        if let Some(smp) = last {
+            out.push((s.labels().clone(), smp.t, smp.v));
+        }
+    }
+    Ok(out)
+}
+
+fn exact_matchers(base: &Labels, name: &str) -> Vec<Matcher> {
+    base.iter()
+        .map(|l| {
+            if &*l.name == METRIC_NAME {
+                Matcher::equal(METRIC_NAME, name)
+            } else {
+                Matcher::equal(&*l.name, &*l.value)
+            }
+        })
+        .collect()
+}
+
+/// Whether `l` is `base` renamed to `name` plus at most the label `extra`.
+fn same_series(l: &Labels, base: &Labels, name: &str, extra: Option<&str>) -> bool {
+    let mut b = l.builder();
+    if let Some(e) = extra {
+        b.del(e);
+    }
+    b.set(METRIC_NAME, name);
+    let mut want = base.builder();
+    want.set(METRIC_NAME, name);
+    b.build() == want.build()
+}
+
+/// Rebuilds a series' state from the store (after a restart, or after a rejection).
+fn restore(db: &Db, base: &Labels, kind: Kind, o: &CollectorOptions) -> metricsd_tsdb::Result<Option<State>> {
+    let name = base.metric_name().unwrap_or_default().to_owned();
+    let one = |n: &str| -> metricsd_tsdb::Result<Option<(i64, f64)>> {
+        Ok(newest(db, &exact_matchers(base, n))?
+            .into_iter()
+            .find(|(l, _, _)| same_series(l, base, n, None))
+            .map(|(_, t, v)| (t, v)))
+    };
+    Ok(match kind {
+        Kind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
+        Kind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
+        Kind::Histogram => {
+            let (Some((t, count)), Some((_, sum))) =
+                (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
+            else {
+                return Ok(None);
+            };
+            let bucket = format!("{name}_bucket");
+            let mut bs: Vec<(f64, f64)> = newest(db, &exact_matchers(base, &bucket))?
+                .into_iter()
+                .filter(|(l, _, _)| same_series(l, base, &bucket, Some("le")))
+                .filter_map(|(l, _, v)| {
+                    l.get("le")
+                        .and_then(|le| le.parse::<f64>().ok())
+                        .map(|le| (le, v))
+                })
+                .filter(|(le, _)| le.is_finite())
+                .collect();
+            bs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if bs.is_empty() {
+                bs = DEFAULT_BUCKETS.iter().map(|b| (*b, 0.0)).collect();
+            }
+            let bounds: Arc<[f64]> = bs.iter().map(|b| b.0).collect::<Vec<_>>().into();
+            let counts = bs.iter().map(|b| b.1).collect();
+            Some(State::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+                last_t: t,
+            })
+        }
+        Kind::Summary => {
+            let (Some((t, count)), Some((_, sum))) =
+                (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
+            else {
+                return Ok(None);
+            };
+            // The window's observations are not stored; quantiles restart from the next one.
+            let _ = o;
+            Some(State::Summary {
+                window: VecDeque::new(),
+                sum,
+                count,
+                last_t: t,
+            })
+        }
+    })
+}
+
+/// Checks seed 002's conventions: counters end in `_total`; histograms and summaries do
+/// not; base units (`_seconds`, `_bytes`, `_ratio`) instead of scaled ones.
+pub fn naming_violation(item: &TrackItem) -> Option<String> {
+    let n = item.name.as_str();
+    if item.kind == Kind::Counter && !n.ends_with("_total") {
+        return Some(format!("counter {n:?} should end in _total"));
+    }
+    if item.kind != Kind::Counter && n.ends_with("_total") {
+        return Some(format!(
+            "{} {n:?} should not end in _total (reserved for counters)",
+            item.kind.as_str()
+        ));
+    }
+    const SCALED: &[(&str, &str)] = &[
+        ("_milliseconds", "_seconds"),
+        ("_millis", "_seconds"),
+        ("_ms", "_seconds"),
+        ("_microseconds", "_seconds"),
+        ("_minutes", "_seconds"),
+        ("_hours", "_seconds"),
+        ("_kilobytes", "_bytes"),
+        ("_megabytes", "_bytes"),
+        ("_gigabytes", "_bytes"),
+        ("_kb", "_bytes"),
+        ("_mb", "_bytes"),
+        ("_percent", "_ratio"),
+    ];
+    let stem = n.strip_suffix("_total").unwrap_or(n);
+    for (bad, good) in SCALED {
+        if stem.ends_with(bad) || stem.contains(&format!("{bad}_")) {
+            return Some(format!(
+                "{n:?} uses the unit suffix {bad}; use base units ({good})"
+            ));
+        }
+    }
+    None
+}
+
+fn check_naming(policy: NamingPolicy, item: &TrackItem) -> Result<(), ApiError> {
+    if policy == NamingPolicy::Off {
+        return Ok(());
+    }
+    if let Some(msg) = naming_violation(item) {
+        if policy == NamingPolicy::Enforce {
+            return Err(ApiError {
+                code: "naming_policy",
+                ..ApiError::field("name", msg)
+            });
+        }
+        tracing::warn!(metric_name = %item.name, violation = %msg, "naming policy violation");
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.9), 90.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&[3.0], 0.5), 3.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn naming() {
+        let item = |name: &str, kind| TrackItem {
+            name: name.into(),
+            value: 1.0,
+            kind,
+            labels: vec![],
+            service: None,
+            tenant_id: None,
+            timestamp_ms: None,
+            help: None,
+            buckets: None,
+        };
+        assert!(naming_violation(&item("requests", Kind::Counter)).is_some());
+        assert!(naming_violation(&item("requests_total", Kind::Counter)).is_none());
+        assert!(naming_violation(&item("latency_ms", Kind::Histogram)).is_some());
+        assert!(naming_violation(&item("latency_seconds", Kind::Histogram)).is_none());
+        assert!(naming_violation(&item("size_total", Kind::Gauge)).is_some());
+    }
+}
