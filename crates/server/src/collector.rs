@@ -11,6 +11,9 @@
 //!   their increment to the same old value.
 
 use std::collections::{HashMap, VecDeque};
+
+/// Maps keyed by labels, hashed with foldhash (keys are hashed per item on the hot path).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +46,7 @@ pub struct Meta {
     pub help: Option<String>,
 }
 
+/// What the collector remembers of a series (keyed by its base labels).
 #[derive(Debug, Clone)]
 enum State {
     Counter {
@@ -58,12 +62,16 @@ enum State {
         sum: f64,
         count: f64,
         last_t: i64,
+        /// Labels of `_bucket` per bound, `_bucket{le="+Inf"}`, `_sum`, `_count`: built once.
+        series: Arc<[Labels]>,
     },
     Summary {
         window: VecDeque<(i64, f64)>,
         sum: f64,
         count: f64,
         last_t: i64,
+        /// Labels of each quantile, `_sum`, `_count`: built once.
+        series: Arc<[Labels]>,
     },
 }
 
@@ -80,7 +88,7 @@ impl State {
 
 #[derive(Default)]
 struct TenantState {
-    series: HashMap<Labels, State>,
+    series: FastMap<Labels, State>,
     meta: HashMap<String, Meta>,
 }
 
@@ -225,7 +233,7 @@ impl Collector {
     ) {
         let state = self.tenant_state(tenant);
         let mut st = state.lock();
-        let mut staged: HashMap<Labels, State> = HashMap::new();
+        let mut staged: FastMap<Labels, State> = FastMap::default();
         let mut new_meta: Vec<Meta> = Vec::new();
         let mut staged_meta: HashMap<String, Meta> = HashMap::new();
         let mut app = db.appender();
@@ -236,72 +244,25 @@ impl Collector {
         let now = now_ms();
         for (pos, item) in group {
             let key = base_labels(&item);
-            let r = (|| -> Result<Vec<(Labels, f64)>, ApiError> {
-                // Type consistency: a name keeps the type it was first tracked with.
-                let known = staged_meta.get(&item.name).or_else(|| st.meta.get(&item.name));
-                if let Some(m) = known
-                    && m.kind != item.kind.as_str()
-                {
-                    return Err(ApiError::field(
-                        "type",
-                        format!(
-                            "metric {:?} is a {}, not a {}",
-                            item.name,
-                            m.kind,
-                            item.kind.as_str()
-                        ),
-                    ));
-                }
-                check_naming(self.opts.naming, &item)?;
-                let mut cur = match staged.get(&key) {
-                    Some(s) => Some(s.clone()),
-                    None => match st.series.get(&key) {
-                        Some(s) => Some(s.clone()),
-                        None => {
-                            restore(db, &key, item.kind, &self.opts).map_err(|e| ApiError::from_store(&e))?
-                        }
-                    },
-                };
-                let t = match item.timestamp_ms {
-                    Some(t) => {
-                        if item.kind != Kind::Gauge
-                            && let Some(s) = &cur
-                            && t <= s.last_t()
-                        {
-                            return Err(ApiError::field(
-                                "timestamp",
-                                format!(
-                                    "timestamp {t} ms is not after the newest sample of this {} ({} ms); cumulative types need increasing timestamps",
-                                    item.kind.as_str(),
-                                    s.last_t()
-                                ),
-                            ));
-                        }
-                        t
+            // The state moves out of the maps while the item is applied, and back into
+            // `staged` afterwards, so nothing is cloned (summaries carry their window).
+            let mut cur = staged.remove(&key).or_else(|| st.series.remove(&key));
+            if cur.is_none() {
+                match restore(db, &key, item.kind) {
+                    Ok(s) => cur = s,
+                    Err(e) => {
+                        results[pos] = Err(ApiError::from_store(&e));
+                        continue;
                     }
-                    // Strictly increasing per series, so two increments in one millisecond
-                    // do not collide as duplicate samples.
-                    None => cur.as_ref().map_or(now, |s| now.max(s.last_t() + 1)),
-                };
-                let is_new = cur.is_none();
-                let (next, samples) = observe(cur.take(), &item, &key, t, &self.opts);
-                for (l, _) in &samples {
-                    metricsd_model::validate_labels(l, &self.opts.limits).map_err(|e| {
-                        let status = match e.kind() {
-                            metricsd_model::ErrorKind::LimitExceeded => "limit_exceeded",
-                            metricsd_model::ErrorKind::InvalidInput => "invalid_field",
-                        };
-                        ApiError {
-                            code: status,
-                            ..ApiError::field("labels", e.to_string())
-                        }
-                    })?;
                 }
-                if is_new && self.opts.max_series > 0 {
+            }
+            let known = staged_meta.get(&item.name).or_else(|| st.meta.get(&item.name));
+            let checked = self.check(&item, &key, cur.as_ref(), known, now).and_then(|t| {
+                if cur.is_none() && self.opts.max_series > 0 {
                     // Checked before appending so a histogram is stored whole or not at all;
                     // the store's own check stays the backstop under concurrency.
-                    let want = head_series + new_series + samples.len();
-                    if want > self.opts.max_series {
+                    let n = derived_count(&item);
+                    if head_series + new_series + n > self.opts.max_series {
                         return Err(ApiError {
                             code: "limit_exceeded",
                             ..ApiError::field(
@@ -313,33 +274,35 @@ impl Collector {
                             )
                         });
                     }
-                    new_series += samples.len();
+                    new_series += n;
                 }
-                staged.insert(key.clone(), next);
-                if known.is_none()
-                    || (item.help.is_some() && known.and_then(|m| m.help.as_ref()) != item.help.as_ref())
-                {
-                    let m = Meta {
-                        name: item.name.clone(),
-                        kind: item.kind.as_str().into(),
-                        help: item.help.clone(),
-                    };
-                    staged_meta.insert(item.name.clone(), m.clone());
-                    new_meta.push(m);
-                }
-                Ok(samples)
-            })();
-            match r {
-                Ok(samples) => {
-                    let start = app.len();
-                    let t = staged.get(&key).map_or(now, State::last_t);
-                    for (l, v) in samples {
-                        app.append(l, t, v);
+                Ok(t)
+            });
+            let t = match checked {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Some(c) = cur {
+                        staged.insert(key, c);
                     }
-                    ranges.push((start, app.len(), pos, key));
+                    results[pos] = Err(e);
+                    continue;
                 }
-                Err(e) => results[pos] = Err(e),
+            };
+            if known.is_none()
+                || (item.help.is_some() && known.and_then(|m| m.help.as_ref()) != item.help.as_ref())
+            {
+                let m = Meta {
+                    name: item.name.clone(),
+                    kind: item.kind.as_str().into(),
+                    help: item.help.clone(),
+                };
+                staged_meta.insert(item.name.clone(), m.clone());
+                new_meta.push(m);
             }
+            let start = app.len();
+            let next = observe(cur, &item, &key, t, &self.opts, |l, v| app.append(l, t, v));
+            ranges.push((start, app.len(), pos, key.clone()));
+            staged.insert(key, next);
         }
         let report = match app.commit() {
             Ok(r) => r,
@@ -381,6 +344,73 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// Every check of an item against its series' state (type, naming policy, timestamp
+    /// order, label limits of every series it writes); returns the sample timestamp.
+    fn check(
+        &self,
+        item: &TrackItem,
+        key: &Labels,
+        cur: Option<&State>,
+        known: Option<&Meta>,
+        now: i64,
+    ) -> Result<i64, ApiError> {
+        // A name keeps the type it was first tracked with.
+        if let Some(m) = known
+            && m.kind != item.kind.as_str()
+        {
+            return Err(ApiError::field(
+                "type",
+                format!(
+                    "metric {:?} is a {}, not a {}",
+                    item.name,
+                    m.kind,
+                    item.kind.as_str()
+                ),
+            ));
+        }
+        check_naming(self.opts.naming, item, &self.metrics)?;
+        let t = match (item.timestamp_ms, cur) {
+            (Some(t), Some(s)) if item.kind != Kind::Gauge && t <= s.last_t() => {
+                return Err(ApiError::field(
+                    "timestamp",
+                    format!(
+                        "timestamp {t} ms is not after the newest sample of this {} ({} ms); cumulative types need increasing timestamps",
+                        item.kind.as_str(),
+                        s.last_t()
+                    ),
+                ));
+            }
+            (Some(t), _) => t,
+            // Strictly increasing per series, so two updates in one millisecond do not
+            // collide as duplicate samples.
+            (None, Some(s)) => now.max(s.last_t() + 1),
+            (None, None) => now,
+        };
+        // The widest series the item writes: the longest name plus the extra label.
+        let widest = match item.kind {
+            Kind::Counter | Kind::Gauge => key.clone(),
+            Kind::Histogram => with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into()))),
+            Kind::Summary => with_name(
+                key,
+                &format!("{}_count", item.name),
+                Some(("quantile", "0.99".into())),
+            ),
+        };
+        metricsd_model::validate_labels(&widest, &self.opts.limits).map_err(|e| {
+            let code = match e.kind() {
+                metricsd_model::ErrorKind::LimitExceeded => "limit_exceeded",
+                metricsd_model::ErrorKind::InvalidInput => "invalid_field",
+            };
+            ApiError {
+                code,
+                ..ApiError::field("labels", e.to_string())
+            }
+        })?;
+        Ok(t)
+    }
+}
+
 /// The labels of the item's series: `__name__`, its labels, and `service_name` from the
 /// `service` field.
 pub fn base_labels(item: &TrackItem) -> Labels {
@@ -417,44 +447,86 @@ pub fn fmt_float(v: f64) -> String {
     }
 }
 
-/// Applies one observation to a series' state; returns the new state and the samples to
-/// write (labels, value), all at the same timestamp.
+/// Labels of a histogram's series: one `_bucket` per bound, `+Inf`, `_sum`, `_count`.
+fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
+    let bucket = format!("{name}_bucket");
+    let mut v: Vec<Labels> = bounds
+        .iter()
+        .map(|b| with_name(base, &bucket, Some(("le", fmt_float(*b)))))
+        .collect();
+    v.push(with_name(base, &bucket, Some(("le", "+Inf".into()))));
+    v.push(with_name(base, &format!("{name}_sum"), None));
+    v.push(with_name(base, &format!("{name}_count"), None));
+    v.into()
+}
+
+/// Labels of a summary's series: one per quantile, `_sum`, `_count`.
+fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
+    let mut v: Vec<Labels> = QUANTILES
+        .iter()
+        .map(|q| with_name(base, name, Some(("quantile", fmt_float(*q)))))
+        .collect();
+    v.push(with_name(base, &format!("{name}_sum"), None));
+    v.push(with_name(base, &format!("{name}_count"), None));
+    v.into()
+}
+
+/// How many series an item writes (for the series limit).
+fn derived_count(item: &TrackItem) -> usize {
+    match item.kind {
+        Kind::Counter | Kind::Gauge => 1,
+        Kind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
+        Kind::Summary => QUANTILES.len() + 2,
+    }
+}
+
+/// Applies one observation to a series' state, emitting the samples to write (labels,
+/// value; all at the item's timestamp) through `emit`. Cannot fail: every check is done
+/// before, so an item is applied whole or not at all.
 fn observe(
     cur: Option<State>,
     item: &TrackItem,
     base: &Labels,
     t: i64,
     o: &CollectorOptions,
-) -> (State, Vec<(Labels, f64)>) {
+    mut emit: impl FnMut(Labels, f64),
+) -> State {
     let v = item.value;
-    let name = &item.name;
     match item.kind {
         Kind::Counter => {
             let prev = match cur {
                 Some(State::Counter { value, .. }) => value,
                 _ => 0.0,
             };
-            let value = prev + v;
-            (State::Counter { value, last_t: t }, vec![(base.clone(), value)])
+            emit(base.clone(), prev + v);
+            State::Counter {
+                value: prev + v,
+                last_t: t,
+            }
         }
-        Kind::Gauge => (State::Gauge { last_t: t }, vec![(base.clone(), v)]),
+        Kind::Gauge => {
+            emit(base.clone(), v);
+            State::Gauge { last_t: t }
+        }
         Kind::Histogram => {
-            let (bounds, mut counts, mut sum, mut count) = match cur {
+            let (bounds, mut counts, mut sum, mut count, series) = match cur {
                 Some(State::Histogram {
                     bounds,
                     counts,
                     sum,
                     count,
+                    series,
                     ..
-                }) => (bounds, counts, sum, count),
+                }) => (bounds, counts, sum, count, series),
                 _ => {
                     let b: Arc<[f64]> = item
                         .buckets
                         .clone()
                         .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())
                         .into();
+                    let series = hist_series(base, &item.name, &b);
                     let n = b.len();
-                    (b, vec![0.0; n], 0.0, 0.0)
+                    (b, vec![0.0; n], 0.0, 0.0, series)
                 }
             };
             for (i, b) in bounds.iter().enumerate() {
@@ -464,31 +536,32 @@ fn observe(
             }
             sum += v;
             count += 1.0;
-            let mut out = Vec::with_capacity(bounds.len() + 3);
-            let bucket = format!("{name}_bucket");
-            for (b, c) in bounds.iter().zip(&counts) {
-                out.push((with_name(base, &bucket, Some(("le", fmt_float(*b)))), *c));
+            let n = bounds.len();
+            for (i, c) in counts.iter().enumerate() {
+                emit(series[i].clone(), *c);
             }
-            out.push((with_name(base, &bucket, Some(("le", "+Inf".into()))), count));
-            out.push((with_name(base, &format!("{name}_sum"), None), sum));
-            out.push((with_name(base, &format!("{name}_count"), None), count));
-            (
-                State::Histogram {
-                    bounds,
-                    counts,
-                    sum,
-                    count,
-                    last_t: t,
-                },
-                out,
-            )
+            emit(series[n].clone(), count);
+            emit(series[n + 1].clone(), sum);
+            emit(series[n + 2].clone(), count);
+            State::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+                last_t: t,
+                series,
+            }
         }
         Kind::Summary => {
-            let (mut window, mut sum, mut count) = match cur {
+            let (mut window, mut sum, mut count, series) = match cur {
                 Some(State::Summary {
-                    window, sum, count, ..
-                }) => (window, sum, count),
-                _ => (VecDeque::new(), 0.0, 0.0),
+                    window,
+                    sum,
+                    count,
+                    series,
+                    ..
+                }) => (window, sum, count, series),
+                _ => (VecDeque::new(), 0.0, 0.0, summary_series(base, &item.name)),
             };
             window.push_back((t, v));
             while window.len() > o.summary_max
@@ -502,24 +575,19 @@ fn observe(
             count += 1.0;
             let mut sorted: Vec<f64> = window.iter().map(|(_, v)| *v).collect();
             sorted.sort_by(f64::total_cmp);
-            let mut out = Vec::with_capacity(QUANTILES.len() + 2);
-            for q in QUANTILES {
-                out.push((
-                    with_name(base, name, Some(("quantile", fmt_float(*q)))),
-                    quantile(&sorted, *q),
-                ));
+            let n = QUANTILES.len();
+            for (i, q) in QUANTILES.iter().enumerate() {
+                emit(series[i].clone(), quantile(&sorted, *q));
             }
-            out.push((with_name(base, &format!("{name}_sum"), None), sum));
-            out.push((with_name(base, &format!("{name}_count"), None), count));
-            (
-                State::Summary {
-                    window,
-                    sum,
-                    count,
-                    last_t: t,
-                },
-                out,
-            )
+            emit(series[n].clone(), sum);
+            emit(series[n + 1].clone(), count);
+            State::Summary {
+                window,
+                sum,
+                count,
+                last_t: t,
+                series,
+            }
         }
     }
 }
@@ -576,7 +644,7 @@ fn same_series(l: &Labels, base: &Labels, name: &str, extra: Option<&str>) -> bo
 }
 
 /// Rebuilds a series' state from the store (after a restart, or after a rejection).
-fn restore(db: &Db, base: &Labels, kind: Kind, o: &CollectorOptions) -> metricsd_tsdb::Result<Option<State>> {
+fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<State>> {
     let name = base.metric_name().unwrap_or_default().to_owned();
     let one = |n: &str| -> metricsd_tsdb::Result<Option<(i64, f64)>> {
         Ok(newest(db, &exact_matchers(base, n))?
@@ -610,12 +678,14 @@ fn restore(db: &Db, base: &Labels, kind: Kind, o: &CollectorOptions) -> metricsd
             }
             let bounds: Arc<[f64]> = bs.iter().map(|b| b.0).collect::<Vec<_>>().into();
             let counts = bs.iter().map(|b| b.1).collect();
+            let series = hist_series(base, &name, &bounds);
             Some(State::Histogram {
                 bounds,
                 counts,
                 sum,
                 count,
                 last_t: t,
+                series,
             })
         }
         Kind::Summary => {
@@ -625,12 +695,13 @@ fn restore(db: &Db, base: &Labels, kind: Kind, o: &CollectorOptions) -> metricsd
                 return Ok(None);
             };
             // The window's observations are not stored; quantiles restart from the next one.
-            let _ = o;
+            let series = summary_series(base, &name);
             Some(State::Summary {
                 window: VecDeque::new(),
                 sum,
                 count,
                 last_t: t,
+                series,
             })
         }
     })
@@ -674,11 +745,12 @@ pub fn naming_violation(item: &TrackItem) -> Option<String> {
     None
 }
 
-fn check_naming(policy: NamingPolicy, item: &TrackItem) -> Result<(), ApiError> {
+fn check_naming(policy: NamingPolicy, item: &TrackItem, metrics: &SelfMetrics) -> Result<(), ApiError> {
     if policy == NamingPolicy::Off {
         return Ok(());
     }
     if let Some(msg) = naming_violation(item) {
+        metrics.naming_violations.inc();
         if policy == NamingPolicy::Enforce {
             return Err(ApiError {
                 code: "naming_policy",

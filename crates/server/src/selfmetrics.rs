@@ -81,6 +81,8 @@ pub struct SelfMetrics {
     pub points_stored: Counter,
     /// Samples rejected (all ingest paths): `dropped_points`.
     pub points_dropped: Counter,
+    /// Track items that broke the naming policy (warn or enforce).
+    pub naming_violations: Counter,
     /// `/metrics` exports served.
     pub exports: Counter,
     /// Aggregated exports computed (`aggregator.total_windows`).
@@ -164,6 +166,18 @@ impl SelfMetrics {
             "Samples rejected, all ingest paths.",
             &|o| {
                 let _ = writeln!(o, "metrics_points_dropped_total {}", self.points_dropped.get());
+            },
+        );
+        fam(
+            "metrics_naming_violations_total",
+            "counter",
+            "Track items that broke the naming policy.",
+            &|o| {
+                let _ = writeln!(
+                    o,
+                    "metrics_naming_violations_total {}",
+                    self.naming_violations.get()
+                );
             },
         );
         fam(

@@ -104,4 +104,5 @@ fn naming_policy_enforce() {
             .0,
         200
     );
+    assert_eq!(crate::util::sample(&s.get("/metrics").1, "metrics_naming_violations_total"), Some(2.0));
 }
