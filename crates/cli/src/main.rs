@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use metricsd_server::config::{Fsync, NamingPolicy};
 use metricsd_server::{Config, Overrides};
 
+// The request path allocates many small, short-lived objects (JSON values, label sets);
+// mimalloc's thread-local free lists cut the allocator's share of the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "metricsd",
