@@ -104,5 +104,22 @@ fn naming_policy_enforce() {
             .0,
         200
     );
-    assert_eq!(crate::util::sample(&s.get("/metrics").1, "metrics_naming_violations_total"), Some(2.0));
+    assert_eq!(
+        crate::util::sample(&s.get("/metrics").1, "metrics_naming_violations_total"),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn health_degrades_when_the_data_dir_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(&data);
+    assert!(s.healthy());
+    std::fs::remove_dir_all(&data).unwrap();
+    let (st, body) = s.get("/health");
+    assert_eq!(st, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["dependencies"]["collector"], "failing");
 }
