@@ -2,6 +2,8 @@
 //! functions from bytes to [`TrackItem`]s, each error naming the field at fault. (To be
 //! replaced by `metricsd-ingest`'s `parse_track`/`parse_batch` once that crate lands.)
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -73,6 +75,9 @@ pub struct TrackItem {
 
 /// Decodes the body of `POST /metrics/track`.
 pub fn parse_track(body: &[u8]) -> Result<TrackItem, ApiError> {
+    if let Ok(raw) = serde_json::from_slice::<RawItem<'_>>(body) {
+        return raw.build();
+    }
     let v: Value = parse_json(body)?;
     parse_item(&v)
 }
@@ -80,6 +85,18 @@ pub fn parse_track(body: &[u8]) -> Result<TrackItem, ApiError> {
 /// Decodes the body of `POST /metrics/track/batch`: a JSON array (or `{"metrics": [...]}`).
 /// The outer error is for the whole body; each element is decoded on its own.
 pub fn parse_batch(body: &[u8], max_items: usize) -> Result<Vec<Result<TrackItem, ApiError>>, ApiError> {
+    // Fast path: a well-formed array decodes straight into borrowed items; anything else
+    // (a type error anywhere, an object wrapper, too many items) takes the slow path.
+    if let Ok(raw) = serde_json::from_slice::<Vec<RawItem<'_>>>(body)
+        && !raw.is_empty()
+        && raw.len() <= max_items
+    {
+        return Ok(raw
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.build().map_err(|e| e.at_index(i)))
+            .collect());
+    }
     let v: Value = parse_json(body)?;
     let items = match v {
         Value::Array(a) => a,
@@ -159,7 +176,93 @@ fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, 
     }
 }
 
-/// Decodes one item object.
+/// The fields of an item, borrowed from the body, before the checks of [`build`].
+struct Fields<'a> {
+    name: &'a str,
+    kind: &'a str,
+    value: f64,
+    labels: Vec<(&'a str, &'a str)>,
+    service: Option<&'a str>,
+    tenant_id: Option<&'a str>,
+    timestamp: Option<&'a Value>,
+    help: Option<&'a str>,
+    buckets: Option<Vec<f64>>,
+}
+
+/// An item as serde decodes it on the fast path (no intermediate `Value` tree). Any
+/// decoding error sends the body to the slow path, [`parse_item`], for a precise message.
+#[derive(serde::Deserialize)]
+struct RawItem<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    value: f64,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    labels: Option<pairs::Pairs<'a>>,
+    #[serde(default, borrow)]
+    service: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tenant_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    timestamp: Option<Value>,
+    #[serde(default, borrow)]
+    help: Option<Cow<'a, str>>,
+    #[serde(default)]
+    buckets: Option<Vec<f64>>,
+}
+
+impl RawItem<'_> {
+    fn build(&self) -> Result<TrackItem, ApiError> {
+        build(Fields {
+            name: &self.name,
+            kind: &self.kind,
+            value: self.value,
+            labels: self
+                .labels
+                .iter()
+                .flat_map(|p| p.0.iter())
+                .map(|(k, v)| (&**k, &**v))
+                .collect(),
+            service: self.service.as_deref(),
+            tenant_id: self.tenant_id.as_deref(),
+            timestamp: self.timestamp.as_ref(),
+            help: self.help.as_deref(),
+            buckets: self.buckets.clone(),
+        })
+    }
+}
+
+/// Labels arrive as a JSON object; serde gives them to the fast path as pairs.
+mod pairs {
+    use std::borrow::Cow;
+
+    use serde::de::{Deserializer, MapAccess, Visitor};
+
+    pub struct Pairs<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+    impl<'de: 'a, 'a> serde::Deserialize<'de> for Pairs<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Pairs<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object of string label values")
+                }
+                fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Pairs<'de>, M::Error> {
+                    let mut v = Vec::with_capacity(m.size_hint().unwrap_or(4).min(64));
+                    while let Some((k, val)) = m.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
+                        v.push((k, val));
+                    }
+                    Ok(Pairs(v))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
+/// Decodes one item object (the slow path: every type error names its field).
 pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
     let Value::Object(o) = v else {
         return Err(ApiError::field(
@@ -168,6 +271,73 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
         ));
     };
     let name = opt_str(o, "name")?.ok_or_else(|| ApiError::field("name", "name is required"))?;
+    let kind = opt_str(o, "type")?.ok_or_else(|| ApiError::field("type", "type is required"))?;
+    let value = match o.get("value") {
+        None | Some(Value::Null) => return Err(ApiError::field("value", "value is required")),
+        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()),
+        Some(v) => {
+            return Err(ApiError::field(
+                "value",
+                format!("value must be a number, got {}", type_name(v)),
+            ));
+        }
+    }
+    .ok_or_else(|| ApiError::field("value", "value must be a finite number"))?;
+    let mut labels = Vec::new();
+    match o.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let Value::String(s) = v else {
+                    return Err(ApiError::field(
+                        format!("labels.{}", abbreviate(k)),
+                        format!("label values must be strings, got {}", type_name(v)),
+                    ));
+                };
+                labels.push((k.as_str(), s.as_str()));
+            }
+        }
+        Some(v) => {
+            return Err(ApiError::field(
+                "labels",
+                format!("labels must be an object, got {}", type_name(v)),
+            ));
+        }
+    }
+    let buckets = match o.get("buckets") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => {
+            let mut b = Vec::with_capacity(a.len().min(MAX_BUCKETS + 1));
+            for (i, x) in a.iter().enumerate().take(MAX_BUCKETS + 1) {
+                b.push(x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                    ApiError::field(format!("buckets[{i}]"), "bucket bounds must be finite numbers")
+                })?);
+            }
+            Some(b)
+        }
+        Some(v) => {
+            return Err(ApiError::field(
+                "buckets",
+                format!("buckets must be an array of numbers, got {}", type_name(v)),
+            ));
+        }
+    };
+    build(Fields {
+        name,
+        kind,
+        value,
+        labels,
+        service: opt_str(o, "service")?,
+        tenant_id: opt_str(o, "tenant_id")?,
+        timestamp: o.get("timestamp").filter(|v| !v.is_null()),
+        help: opt_str(o, "help")?,
+        buckets,
+    })
+}
+
+/// The checks shared by both paths: names, types, limits of the track API.
+fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
+    let name = f.name;
     if name.is_empty() {
         return Err(ApiError::field("name", "name must not be empty"));
     }
@@ -180,27 +350,19 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
             ),
         ));
     }
-    let kind_s = opt_str(o, "type")?.ok_or_else(|| ApiError::field("type", "type is required"))?;
-    let kind = Kind::parse(kind_s).ok_or_else(|| {
+    let kind = Kind::parse(f.kind).ok_or_else(|| {
         ApiError::field(
             "type",
             format!(
                 "unknown type {:?}: use counter, gauge, histogram or summary",
-                abbreviate(kind_s)
+                abbreviate(f.kind)
             ),
         )
     })?;
-    let value = match o.get("value") {
-        None | Some(Value::Null) => return Err(ApiError::field("value", "value is required")),
-        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()),
-        Some(v) => {
-            return Err(ApiError::field(
-                "value",
-                format!("value must be a number, got {}", type_name(v)),
-            ));
-        }
+    let value = f.value;
+    if !value.is_finite() {
+        return Err(ApiError::field("value", "value must be a finite number"));
     }
-    .ok_or_else(|| ApiError::field("value", "value must be a finite number"))?;
     if kind == Kind::Counter && value < 0.0 {
         return Err(ApiError::field(
             "value",
@@ -209,12 +371,11 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
             ),
         ));
     }
-    let service = opt_str(o, "service")?.map(str::to_owned);
-    if service.as_deref() == Some("") {
+    let service = f.service;
+    if service == Some("") {
         return Err(ApiError::field("service", "service must not be empty when given"));
     }
-    let tenant_id = opt_str(o, "tenant_id")?.map(str::to_owned);
-    if let Some(t) = &tenant_id
+    if let Some(t) = f.tenant_id
         && !metricsd_tsdb::is_valid_tenant(t)
     {
         return Err(ApiError::field(
@@ -225,95 +386,66 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
             ),
         ));
     }
-    let mut labels = Vec::new();
-    match o.get("labels") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let field = format!("labels.{}", abbreviate(k));
-                let Value::String(s) = v else {
-                    return Err(ApiError::field(
-                        field,
-                        format!("label values must be strings, got {}", type_name(v)),
-                    ));
-                };
-                if !metricsd_model::is_valid_label_name(k) {
-                    return Err(ApiError::field(
-                        field,
-                        format!(
-                            "invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*",
-                            abbreviate(k)
-                        ),
-                    ));
-                }
-                if k.starts_with("__") {
-                    return Err(ApiError::field(
-                        field,
-                        "label names starting with __ are reserved",
-                    ));
-                }
-                if (kind == Kind::Histogram && k == "le") || (kind == Kind::Summary && k == "quantile") {
-                    return Err(ApiError::field(
-                        field,
-                        format!("label {k:?} is reserved for {} series", kind.as_str()),
-                    ));
-                }
-                if k == SERVICE_LABEL && service.as_deref().is_some_and(|svc| svc != s) {
-                    return Err(ApiError::field(
-                        field,
-                        format!("label {SERVICE_LABEL:?} carries the service field and differs from it"),
-                    ));
-                }
-                labels.push((k.clone(), s.clone()));
+    let mut labels = Vec::with_capacity(f.labels.len());
+    for (k, s) in f.labels {
+        if !metricsd_model::is_valid_label_name(k) || k.starts_with("__") {
+            let field = format!("labels.{}", abbreviate(k));
+            if k.starts_with("__") {
+                return Err(ApiError::field(
+                    field,
+                    "label names starting with __ are reserved",
+                ));
             }
-        }
-        Some(v) => {
             return Err(ApiError::field(
-                "labels",
-                format!("labels must be an object, got {}", type_name(v)),
+                field,
+                format!(
+                    "invalid label name {:?}: must match [a-zA-Z_][a-zA-Z0-9_]*",
+                    abbreviate(k)
+                ),
             ));
         }
+        if (kind == Kind::Histogram && k == "le") || (kind == Kind::Summary && k == "quantile") {
+            return Err(ApiError::field(
+                format!("labels.{k}"),
+                format!("label {k:?} is reserved for {} series", kind.as_str()),
+            ));
+        }
+        if k == SERVICE_LABEL && service.is_some_and(|svc| svc != s) {
+            return Err(ApiError::field(
+                format!("labels.{k}"),
+                format!("label {SERVICE_LABEL:?} carries the service field and differs from it"),
+            ));
+        }
+        labels.push((k.to_owned(), s.to_owned()));
     }
-    let timestamp_ms = match o.get("timestamp") {
-        None | Some(Value::Null) => None,
+    let timestamp_ms = match f.timestamp {
+        None => None,
         Some(v) => Some(parse_timestamp(v).map_err(|m| ApiError::field("timestamp", m))?),
     };
-    let help = opt_str(o, "help")?.map(str::to_owned);
-    if help.as_ref().is_some_and(|h| h.len() > 4096) {
+    if f.help.is_some_and(|h| h.len() > 4096) {
         return Err(ApiError::field("help", "help must be at most 4096 bytes"));
     }
-    let buckets = match o.get("buckets") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(a)) => {
+    let buckets = match f.buckets {
+        None => None,
+        Some(b) => {
             if kind != Kind::Histogram {
                 return Err(ApiError::field("buckets", "buckets are only for histograms"));
             }
-            if a.is_empty() || a.len() > MAX_BUCKETS {
+            if b.is_empty() || b.len() > MAX_BUCKETS {
                 return Err(ApiError::field(
                     "buckets",
                     format!("give 1 to {MAX_BUCKETS} bucket bounds"),
                 ));
             }
-            let mut b = Vec::with_capacity(a.len());
-            for (i, x) in a.iter().enumerate() {
-                let f = x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
-                    ApiError::field(format!("buckets[{i}]"), "bucket bounds must be finite numbers")
-                })?;
-                if b.last().is_some_and(|&p| f <= p) {
+            for i in 1..b.len() {
+                if b[i] <= b[i - 1] {
                     return Err(ApiError::field(
                         format!("buckets[{i}]"),
                         "bucket bounds must be strictly increasing",
                     ));
                 }
-                b.push(f);
             }
             Some(b)
-        }
-        Some(v) => {
-            return Err(ApiError::field(
-                "buckets",
-                format!("buckets must be an array of numbers, got {}", type_name(v)),
-            ));
         }
     };
     Ok(TrackItem {
@@ -321,10 +453,10 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
         value,
         kind,
         labels,
-        service,
-        tenant_id,
+        service: service.map(str::to_owned),
+        tenant_id: f.tenant_id.map(str::to_owned),
         timestamp_ms,
-        help,
+        help: f.help.map(str::to_owned),
         buckets,
     })
 }
@@ -458,5 +590,33 @@ mod tests {
             parse_batch(b"[1,2,3]", 2).unwrap_err().status,
             axum::http::StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        let bodies = [
+            r#"{"name":"a_total","value":1,"type":"counter","labels":{"b":"x\"y","a":"1"},"service":"s","tenant_id":"t","timestamp":1700000000,"help":"h"}"#,
+            r#"{"name":"h","value":0.5,"type":"histogram","buckets":[1,2.5],"timestamp":"2024-01-15T10:30:00Z","extra":{"ignored":[1]}}"#,
+            r#"{"name":"g","value":-3,"type":"gauge","labels":null,"service":null}"#,
+        ];
+        for b in bodies {
+            let raw: RawItem<'_> = serde_json::from_slice(b.as_bytes()).unwrap();
+            let slow = parse_item(&serde_json::from_str(b).unwrap()).unwrap();
+            // Label order may differ (the slow path's map is sorted); the series do not.
+            let sorted = |mut t: TrackItem| {
+                t.labels.sort();
+                t
+            };
+            assert_eq!(sorted(raw.build().unwrap()), slow, "{b}");
+            assert_eq!(sorted(parse_track(b.as_bytes()).unwrap()), slow);
+        }
+        // Typed errors fall back to the slow path and keep their field.
+        let e = parse_batch(
+            br#"[{"name":"a","value":1,"type":"gauge"},{"name":"b","value":true,"type":"gauge"}]"#,
+            10,
+        )
+        .unwrap();
+        assert!(e[0].is_ok());
+        assert_eq!(e[1].as_ref().unwrap_err().field.as_deref(), Some("[1].value"));
     }
 }
