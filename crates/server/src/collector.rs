@@ -86,9 +86,16 @@ impl State {
     }
 }
 
+/// A series the collector knows: its labels and state.
+struct Slot {
+    labels: Labels,
+    state: State,
+}
+
 #[derive(Default)]
 struct TenantState {
-    series: FastMap<Labels, State>,
+    /// Keyed by [`series_key`]'s hash.
+    series: FastMap<u128, Slot>,
     meta: HashMap<String, Meta>,
 }
 
@@ -232,33 +239,53 @@ impl Collector {
         results: &mut [Result<(), ApiError>],
     ) {
         let state = self.tenant_state(tenant);
-        let mut st = state.lock();
-        let mut staged: FastMap<Labels, State> = FastMap::default();
+        let mut guard = state.lock();
+        // Split borrows: series and metadata are used side by side below.
+        let st = &mut *guard;
         let mut new_meta: Vec<Meta> = Vec::new();
         let mut staged_meta: HashMap<String, Meta> = HashMap::new();
         let mut app = db.appender();
-        // (first sample number, end, position in results, key)
-        let mut ranges: Vec<(usize, usize, usize, Labels)> = Vec::new();
+        // (first sample number, end, position in results, series key)
+        let mut ranges: Vec<(usize, usize, usize, u128)> = Vec::new();
         let mut new_series = 0usize;
         let head_series = db.head().num_series();
         let now = now_ms();
         for (pos, item) in group {
-            let key = base_labels(&item);
-            // The state moves out of the maps while the item is applied, and back into
-            // `staged` afterwards, so nothing is cloned (summaries carry their window).
-            let mut cur = staged.remove(&key).or_else(|| st.series.remove(&key));
-            if cur.is_none() {
-                match restore(db, &key, item.kind) {
-                    Ok(s) => cur = s,
-                    Err(e) => {
-                        results[pos] = Err(ApiError::from_store(&e));
-                        continue;
+            // The series is found by a hash of the item's borrowed fields: no label set is
+            // built for a series the collector already knows.
+            let (h, pairs) = series_key(&item);
+            let mut fresh: Option<Labels> = None;
+            match st.series.get(&h) {
+                Some(slot) if !same_labels(&slot.labels, &pairs) => {
+                    results[pos] = Err(ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "series key collision",
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    let labels = Labels::from_pairs(pairs.iter().copied());
+                    match restore(db, &labels, item.kind) {
+                        Ok(Some(state)) => {
+                            st.series.insert(h, Slot { labels, state });
+                        }
+                        Ok(None) => fresh = Some(labels),
+                        Err(e) => {
+                            results[pos] = Err(ApiError::from_store(&e));
+                            continue;
+                        }
                     }
                 }
             }
+            let mut slot = st.series.get_mut(&h);
+            let Some(key) = slot.as_ref().map(|s| &s.labels).or(fresh.as_ref()) else {
+                continue;
+            };
             let known = staged_meta.get(&item.name).or_else(|| st.meta.get(&item.name));
-            let checked = self.check(&item, &key, cur.as_ref(), known, now).and_then(|t| {
-                if cur.is_none() && self.opts.max_series > 0 {
+            let checked = self.check(&item, key, slot.as_ref().map(|s| &s.state), known, now).and_then(|t| {
+                if fresh.is_some() && self.opts.max_series > 0 {
                     // Checked before appending so a histogram is stored whole or not at all;
                     // the store's own check stays the backstop under concurrency.
                     let n = derived_count(&item);
@@ -281,9 +308,6 @@ impl Collector {
             let t = match checked {
                 Ok(t) => t,
                 Err(e) => {
-                    if let Some(c) = cur {
-                        staged.insert(key, c);
-                    }
                     results[pos] = Err(e);
                     continue;
                 }
@@ -300,39 +324,46 @@ impl Collector {
                 new_meta.push(m);
             }
             let start = app.len();
-            let next = observe(cur, &item, &key, t, &self.opts, |l, v| app.append(l, t, v));
-            ranges.push((start, app.len(), pos, key.clone()));
-            staged.insert(key, next);
+            let emit = |l, v| app.append(l, t, v);
+            match (slot.take(), fresh) {
+                (Some(slot), _) => {
+                    // Updated in place; a rejected commit drops the slot (see below).
+                    let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
+                    slot.state = observe(Some(cur), &item, &slot.labels, t, &self.opts, emit);
+                }
+                (None, Some(labels)) => {
+                    let state = observe(None, &item, &labels, t, &self.opts, emit);
+                    st.series.insert(h, Slot { labels, state });
+                }
+                (None, None) => continue,
+            }
+            ranges.push((start, app.len(), pos, h));
         }
         let report = match app.commit() {
             Ok(r) => r,
             Err(e) => {
                 let err = ApiError::from_store(&e);
-                for (_, _, pos, _) in &ranges {
+                for (_, _, pos, h) in &ranges {
                     results[*pos] = Err(err.clone());
+                    // The state ran ahead of the store: forget it, reload on next use.
+                    st.series.remove(h);
                 }
                 return;
             }
         };
-        let mut failed_keys: Vec<Labels> = Vec::new();
         for (sample_no, e) in &report.rejected {
             let i = ranges.partition_point(|r| r.1 <= *sample_no);
-            if let Some((_, _, pos, key)) = ranges.get(i) {
+            if let Some((_, _, pos, h)) = ranges.get(i) {
                 if results[*pos].is_ok() {
                     let mut err = ApiError::from_store(e);
                     err.field = Some("labels".into());
                     results[*pos] = Err(err);
                 }
-                failed_keys.push(key.clone());
+                st.series.remove(h);
             }
         }
         self.metrics.points_stored.add(report.accepted as u64);
         self.metrics.points_dropped.add(report.rejected.len() as u64);
-        for k in &failed_keys {
-            staged.remove(k);
-            st.series.remove(k);
-        }
-        st.series.extend(staged);
         if !new_meta.is_empty() {
             if let Err(e) = self.save_meta(tenant, &new_meta) {
                 tracing::error!(tenant, error = %e, "cannot save metric metadata");
@@ -409,6 +440,44 @@ impl Collector {
         })?;
         Ok(t)
     }
+}
+
+/// The item's series as sorted (name, value) pairs with the semantics of
+/// [`Labels::from_pairs`] (last value wins, empty values dropped), and a 128-bit hash of
+/// them: the collector's key for the series.
+fn series_key(item: &TrackItem) -> (u128, smallvec::SmallVec<[(&str, &str); 8]>) {
+    let mut pairs: smallvec::SmallVec<[(&str, &str); 8]> = smallvec::SmallVec::new();
+    pairs.push((METRIC_NAME, item.name.as_str()));
+    for (k, v) in &item.labels {
+        pairs.push((k, v));
+    }
+    if let Some(s) = &item.service {
+        pairs.push((SERVICE_LABEL, s));
+    }
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: smallvec::SmallVec<[(&str, &str); 8]> = smallvec::SmallVec::new();
+    for p in pairs {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out.retain(|p| !p.1.is_empty());
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (k, v) in &out {
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    (h.digest128(), out)
+}
+
+fn same_labels(l: &Labels, pairs: &[(&str, &str)]) -> bool {
+    l.len() == pairs.len()
+        && l.iter()
+            .zip(pairs)
+            .all(|(a, b)| &*a.name == b.0 && &*a.value == b.1)
 }
 
 /// The labels of the item's series: `__name__`, its labels, and `service_name` from the
@@ -801,5 +870,37 @@ mod tests {
         assert!(naming_violation(&item("latency_ms", Kind::Histogram)).is_some());
         assert!(naming_violation(&item("latency_seconds", Kind::Histogram)).is_none());
         assert!(naming_violation(&item("size_total", Kind::Gauge)).is_some());
+    }
+
+    #[test]
+    fn series_key_matches_the_label_set() {
+        let item = |labels: &[(&str, &str)], service: Option<&str>| TrackItem {
+            name: "m".into(),
+            value: 1.0,
+            kind: Kind::Gauge,
+            labels: labels
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            service: service.map(str::to_owned),
+            tenant_id: None,
+            timestamp_ms: None,
+            help: None,
+            buckets: None,
+        };
+        let a = item(&[("b", "2"), ("a", "1"), ("e", "")], Some("svc"));
+        let b = item(&[("a", "1"), ("b", "2"), ("service_name", "svc")], Some("svc"));
+        let (ha, pa) = series_key(&a);
+        let (hb, _) = series_key(&b);
+        assert_eq!(ha, hb);
+        assert!(same_labels(&base_labels(&a), &pa));
+        assert_ne!(
+            series_key(&item(&[("a", "1")], None)).0,
+            series_key(&item(&[("a", "2")], None)).0
+        );
+        assert_ne!(
+            series_key(&item(&[("ab", "")], None)).0,
+            series_key(&item(&[("a", "b")], None)).0
+        );
     }
 }
