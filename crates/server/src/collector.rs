@@ -96,7 +96,7 @@ struct Slot {
 struct TenantState {
     /// Keyed by [`series_key`]'s hash.
     series: FastMap<u128, Slot>,
-    meta: HashMap<String, Meta>,
+    meta: FastMap<String, Meta>,
 }
 
 /// Options of the collector (from the configuration).
@@ -196,7 +196,12 @@ impl Collector {
 
     /// Metadata of every metric name of `tenant`.
     pub fn metadata(&self, tenant: &str) -> HashMap<String, Meta> {
-        self.tenant_state(tenant).lock().meta.clone()
+        self.tenant_state(tenant)
+            .lock()
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns
@@ -243,7 +248,7 @@ impl Collector {
         // Split borrows: series and metadata are used side by side below.
         let st = &mut *guard;
         let mut new_meta: Vec<Meta> = Vec::new();
-        let mut staged_meta: HashMap<String, Meta> = HashMap::new();
+        let mut staged_meta: FastMap<String, Meta> = FastMap::default();
         let mut app = db.appender();
         // (first sample number, end, position in results, series key)
         let mut ranges: Vec<(usize, usize, usize, u128)> = Vec::new();
@@ -418,6 +423,10 @@ impl Collector {
             (None, Some(s)) => now.max(s.last_t() + 1),
             (None, None) => now,
         };
+        if cur.is_some() {
+            // A known series was validated when it was created.
+            return Ok(t);
+        }
         // The widest series the item writes: the longest name plus the extra label.
         let widest = match item.kind {
             Kind::Counter | Kind::Gauge => key.clone(),
