@@ -190,15 +190,19 @@ fn read_tenant(h: &HeaderMap, param: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-fn resolve(item: track::TrackItem, header: &Option<String>, index: usize) -> Result<Resolved, ApiError> {
-    let tenant = match (&item.tenant_id, header) {
+fn resolve<'a>(
+    item: track::TrackItem<'a>,
+    header: &Option<String>,
+    index: usize,
+) -> Result<Resolved<'a>, ApiError> {
+    let tenant = match (item.tenant_id.as_deref(), header) {
         (Some(t), Some(h)) if t != h => {
             return Err(ApiError::field(
                 "tenant_id",
                 "tenant_id differs from the X-Scope-OrgID header",
             ));
         }
-        (Some(t), _) => t.clone(),
+        (Some(t), _) => t.to_owned(),
         (None, Some(h)) => h.clone(),
         (None, None) => metricsd_tsdb::DEFAULT_TENANT.to_owned(),
     };
@@ -225,18 +229,22 @@ async fn track_one(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let header = header_tenant(&headers)?;
-    let item = track::parse_track(&b).inspect_err(|_| st.metrics.errors.inc())?;
-    let name = item.name.clone();
-    let r = resolve(item, &header, 0).inspect_err(|_| st.metrics.errors.inc())?;
     let st2 = st.clone();
-    let mut out = blocking(move || st2.collector.track(vec![r])).await?;
-    match out.results.pop() {
-        Some(Err(e)) => Err(e),
-        _ => {
+    // Decoding runs with the store work on the blocking pool, so items can borrow the body.
+    let r = blocking(move || -> Result<(), ApiError> {
+        let item = track::parse_track(&b).inspect_err(|_| st2.metrics.errors.inc())?;
+        let r = resolve(item, &header, 0).inspect_err(|_| st2.metrics.errors.inc())?;
+        let name = r.item.name.to_string();
+        let mut out = st2.collector.track(vec![r]);
+        let res = out.results.pop().unwrap_or(Ok(()));
+        if res.is_ok() {
             tracing::debug!(metric_name = %name, "metric collected");
-            Ok(Json(json!({ "success": true, "message": "Metric tracked successfully" })).into_response())
         }
-    }
+        res
+    })
+    .await?;
+    r?;
+    Ok(Json(json!({ "success": true, "message": "Metric tracked successfully" })).into_response())
 }
 
 async fn track_batch(
@@ -246,30 +254,34 @@ async fn track_batch(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let header = header_tenant(&headers)?;
-    let parsed = track::parse_batch(&b, st.cfg.max_batch_items)?;
-    let total = parsed.len();
-    let mut errors: Vec<(usize, ApiError)> = Vec::new();
-    let mut ok: Vec<Resolved> = Vec::with_capacity(total);
-    for (i, p) in parsed.into_iter().enumerate() {
-        match p.and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i))) {
-            Ok(r) => ok.push(r),
-            Err(e) => errors.push((i, e)),
-        }
-    }
-    st.metrics.errors.add(errors.len() as u64);
-    let indices: Vec<usize> = ok.iter().map(|r| r.index).collect();
     let st2 = st.clone();
-    let out = blocking(move || st2.collector.track(ok)).await?;
-    for (i, r) in indices.into_iter().zip(out.results) {
-        if let Err(e) = r {
-            let e = if e.field.as_deref().is_some_and(|f| f.starts_with('[')) {
-                e
-            } else {
-                e.at_index(i)
-            };
-            errors.push((i, e));
+    let (total, mut errors) = blocking(move || -> Result<(usize, Vec<(usize, ApiError)>), ApiError> {
+        let parsed = track::parse_batch(&b, st2.cfg.max_batch_items)?;
+        let total = parsed.len();
+        let mut errors: Vec<(usize, ApiError)> = Vec::new();
+        let mut ok: Vec<Resolved<'_>> = Vec::with_capacity(total);
+        for (i, p) in parsed.into_iter().enumerate() {
+            match p.and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i))) {
+                Ok(r) => ok.push(r),
+                Err(e) => errors.push((i, e)),
+            }
         }
-    }
+        st2.metrics.errors.add(errors.len() as u64);
+        let indices: Vec<usize> = ok.iter().map(|r| r.index).collect();
+        let out = st2.collector.track(ok);
+        for (i, r) in indices.into_iter().zip(out.results) {
+            if let Err(e) = r {
+                let e = if e.field.as_deref().is_some_and(|f| f.starts_with('[')) {
+                    e
+                } else {
+                    e.at_index(i)
+                };
+                errors.push((i, e));
+            }
+        }
+        Ok((total, errors))
+    })
+    .await??;
     errors.sort_by_key(|e| e.0);
     let failed = errors.len();
     let mut resp =

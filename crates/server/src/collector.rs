@@ -132,13 +132,13 @@ pub struct Collector {
 }
 
 /// A track item with its tenant resolved.
-pub struct Resolved {
+pub struct Resolved<'a> {
     /// Index in the request.
     pub index: usize,
     /// The tenant.
     pub tenant: String,
     /// The item.
-    pub item: TrackItem,
+    pub item: TrackItem<'a>,
 }
 
 impl Collector {
@@ -206,10 +206,10 @@ impl Collector {
 
     /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns
     /// one result per item, in the order given.
-    pub fn track(&self, items: Vec<Resolved>) -> Outcome {
+    pub fn track(&self, items: Vec<Resolved<'_>>) -> Outcome {
         let n = items.len();
         let mut results: Vec<Result<(), ApiError>> = (0..n).map(|_| Ok(())).collect();
-        let mut by_tenant: HashMap<String, Vec<(usize, TrackItem)>> = HashMap::new();
+        let mut by_tenant: HashMap<String, Vec<(usize, TrackItem<'_>)>> = HashMap::new();
         for (pos, r) in items.into_iter().enumerate() {
             let _ = r.index;
             by_tenant.entry(r.tenant).or_default().push((pos, r.item));
@@ -240,7 +240,7 @@ impl Collector {
         &self,
         tenant: &str,
         db: &Db,
-        group: Vec<(usize, TrackItem)>,
+        group: Vec<(usize, TrackItem<'_>)>,
         results: &mut [Result<(), ApiError>],
     ) {
         let state = self.tenant_state(tenant);
@@ -288,7 +288,7 @@ impl Collector {
             let Some(key) = slot.as_ref().map(|s| &s.labels).or(fresh.as_ref()) else {
                 continue;
             };
-            let known = staged_meta.get(&item.name).or_else(|| st.meta.get(&item.name));
+            let known = staged_meta.get(&*item.name).or_else(|| st.meta.get(&*item.name));
             let checked = self.check(&item, key, slot.as_ref().map(|s| &s.state), known, now).and_then(|t| {
                 if fresh.is_some() && self.opts.max_series > 0 {
                     // Checked before appending so a histogram is stored whole or not at all;
@@ -318,14 +318,14 @@ impl Collector {
                 }
             };
             if known.is_none()
-                || (item.help.is_some() && known.and_then(|m| m.help.as_ref()) != item.help.as_ref())
+                || (item.help.is_some() && known.and_then(|m| m.help.as_deref()) != item.help.as_deref())
             {
                 let m = Meta {
-                    name: item.name.clone(),
+                    name: item.name.to_string(),
                     kind: item.kind.as_str().into(),
-                    help: item.help.clone(),
+                    help: item.help.as_deref().map(str::to_owned),
                 };
-                staged_meta.insert(item.name.clone(), m.clone());
+                staged_meta.insert(item.name.to_string(), m.clone());
                 new_meta.push(m);
             }
             let start = app.len();
@@ -385,7 +385,7 @@ impl Collector {
     /// order, label limits of every series it writes); returns the sample timestamp.
     fn check(
         &self,
-        item: &TrackItem,
+        item: &TrackItem<'_>,
         key: &Labels,
         cur: Option<&State>,
         known: Option<&Meta>,
@@ -454,9 +454,9 @@ impl Collector {
 /// The item's series as sorted (name, value) pairs with the semantics of
 /// [`Labels::from_pairs`] (last value wins, empty values dropped), and a 128-bit hash of
 /// them: the collector's key for the series.
-fn series_key(item: &TrackItem) -> (u128, smallvec::SmallVec<[(&str, &str); 8]>) {
-    let mut pairs: smallvec::SmallVec<[(&str, &str); 8]> = smallvec::SmallVec::new();
-    pairs.push((METRIC_NAME, item.name.as_str()));
+fn series_key<'i>(item: &'i TrackItem<'_>) -> (u128, smallvec::SmallVec<[(&'i str, &'i str); 8]>) {
+    let mut pairs: smallvec::SmallVec<[(&'i str, &'i str); 8]> = smallvec::SmallVec::new();
+    pairs.push((METRIC_NAME, &item.name));
     for (k, v) in &item.labels {
         pairs.push((k, v));
     }
@@ -464,7 +464,7 @@ fn series_key(item: &TrackItem) -> (u128, smallvec::SmallVec<[(&str, &str); 8]>)
         pairs.push((SERVICE_LABEL, s));
     }
     pairs.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out: smallvec::SmallVec<[(&str, &str); 8]> = smallvec::SmallVec::new();
+    let mut out: smallvec::SmallVec<[(&'i str, &'i str); 8]> = smallvec::SmallVec::new();
     for p in pairs {
         match out.last_mut() {
             Some(last) if last.0 == p.0 => *last = p,
@@ -491,7 +491,7 @@ fn same_labels(l: &Labels, pairs: &[(&str, &str)]) -> bool {
 
 /// The labels of the item's series: `__name__`, its labels, and `service_name` from the
 /// `service` field.
-pub fn base_labels(item: &TrackItem) -> Labels {
+pub fn base_labels(item: &TrackItem<'_>) -> Labels {
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(item.labels.len() + 2);
     pairs.push((METRIC_NAME, &item.name));
     for (k, v) in &item.labels {
@@ -550,7 +550,7 @@ fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
 }
 
 /// How many series an item writes (for the series limit).
-fn derived_count(item: &TrackItem) -> usize {
+fn derived_count(item: &TrackItem<'_>) -> usize {
     match item.kind {
         Kind::Counter | Kind::Gauge => 1,
         Kind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
@@ -563,7 +563,7 @@ fn derived_count(item: &TrackItem) -> usize {
 /// before, so an item is applied whole or not at all.
 fn observe(
     cur: Option<State>,
-    item: &TrackItem,
+    item: &TrackItem<'_>,
     base: &Labels,
     t: i64,
     o: &CollectorOptions,
@@ -787,8 +787,8 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
 
 /// Checks seed 002's conventions: counters end in `_total`; histograms and summaries do
 /// not; base units (`_seconds`, `_bytes`, `_ratio`) instead of scaled ones.
-pub fn naming_violation(item: &TrackItem) -> Option<String> {
-    let n = item.name.as_str();
+pub fn naming_violation(item: &TrackItem<'_>) -> Option<String> {
+    let n: &str = &item.name;
     if item.kind == Kind::Counter && !n.ends_with("_total") {
         return Some(format!("counter {n:?} should end in _total"));
     }
@@ -823,7 +823,7 @@ pub fn naming_violation(item: &TrackItem) -> Option<String> {
     None
 }
 
-fn check_naming(policy: NamingPolicy, item: &TrackItem, metrics: &SelfMetrics) -> Result<(), ApiError> {
+fn check_naming(policy: NamingPolicy, item: &TrackItem<'_>, metrics: &SelfMetrics) -> Result<(), ApiError> {
     if policy == NamingPolicy::Off {
         return Ok(());
     }
@@ -864,7 +864,7 @@ mod tests {
     #[test]
     fn naming() {
         let item = |name: &str, kind| TrackItem {
-            name: name.into(),
+            name: name.to_owned().into(),
             value: 1.0,
             kind,
             labels: vec![],
@@ -883,19 +883,21 @@ mod tests {
 
     #[test]
     fn series_key_matches_the_label_set() {
-        let item = |labels: &[(&str, &str)], service: Option<&str>| TrackItem {
-            name: "m".into(),
-            value: 1.0,
-            kind: Kind::Gauge,
-            labels: labels
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            service: service.map(str::to_owned),
-            tenant_id: None,
-            timestamp_ms: None,
-            help: None,
-            buckets: None,
+        let item = |labels: &[(&str, &str)], service: Option<&str>| -> TrackItem<'static> {
+            TrackItem {
+                name: "m".into(),
+                value: 1.0,
+                kind: Kind::Gauge,
+                labels: labels
+                    .iter()
+                    .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
+                    .collect(),
+                service: service.map(|s| s.to_owned().into()),
+                tenant_id: None,
+                timestamp_ms: None,
+                help: None,
+                buckets: None,
+            }
         };
         let a = item(&[("b", "2"), ("a", "1"), ("e", "")], Some("svc"));
         let b = item(&[("a", "1"), ("b", "2"), ("service_name", "svc")], Some("svc"));

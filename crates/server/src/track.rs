@@ -50,33 +50,59 @@ impl Kind {
     }
 }
 
-/// One decoded track item.
+/// One decoded track item. Strings borrow from the request body where they need no
+/// unescaping (the fast path), so a batch costs few allocations.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrackItem {
+pub struct TrackItem<'a> {
     /// Metric name (validated).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The increment, value or observation (finite).
     pub value: f64,
     /// Metric type.
     pub kind: Kind,
     /// User labels, names validated, `service_name` not among them unless equal to `service`.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The `service` field.
-    pub service: Option<String>,
+    pub service: Option<Cow<'a, str>>,
     /// The `tenant_id` field.
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<Cow<'a, str>>,
     /// Explicit timestamp in ms.
     pub timestamp_ms: Option<i64>,
     /// `# HELP` text.
-    pub help: Option<String>,
+    pub help: Option<Cow<'a, str>>,
     /// Histogram bucket upper bounds (strictly increasing, finite), used on first use.
     pub buckets: Option<Vec<f64>>,
 }
 
+fn owned(c: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(c.into_owned())
+}
+
+impl TrackItem<'_> {
+    /// A copy that borrows nothing.
+    pub fn into_owned(self) -> TrackItem<'static> {
+        TrackItem {
+            name: owned(self.name),
+            value: self.value,
+            kind: self.kind,
+            labels: self
+                .labels
+                .into_iter()
+                .map(|(k, v)| (owned(k), owned(v)))
+                .collect(),
+            service: self.service.map(owned),
+            tenant_id: self.tenant_id.map(owned),
+            timestamp_ms: self.timestamp_ms,
+            help: self.help.map(owned),
+            buckets: self.buckets,
+        }
+    }
+}
+
 /// Decodes the body of `POST /metrics/track`.
-pub fn parse_track(body: &[u8]) -> Result<TrackItem, ApiError> {
+pub fn parse_track(body: &[u8]) -> Result<TrackItem<'_>, ApiError> {
     if let Ok(raw) = serde_json::from_slice::<RawItem<'_>>(body) {
-        return raw.build();
+        return raw.into_item();
     }
     let v: Value = parse_json(body)?;
     parse_item(&v)
@@ -84,7 +110,7 @@ pub fn parse_track(body: &[u8]) -> Result<TrackItem, ApiError> {
 
 /// Decodes the body of `POST /metrics/track/batch`: a JSON array (or `{"metrics": [...]}`).
 /// The outer error is for the whole body; each element is decoded on its own.
-pub fn parse_batch(body: &[u8], max_items: usize) -> Result<Vec<Result<TrackItem, ApiError>>, ApiError> {
+pub fn parse_batch(body: &[u8], max_items: usize) -> Result<Vec<Result<TrackItem<'_>, ApiError>>, ApiError> {
     // Fast path: a well-formed array decodes straight into borrowed items; anything else
     // (a type error anywhere, an object wrapper, too many items) takes the slow path.
     if let Ok(raw) = serde_json::from_slice::<Vec<RawItem<'_>>>(body)
@@ -92,9 +118,9 @@ pub fn parse_batch(body: &[u8], max_items: usize) -> Result<Vec<Result<TrackItem
         && raw.len() <= max_items
     {
         return Ok(raw
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, r)| r.build().map_err(|e| e.at_index(i)))
+            .map(|(i, r)| r.into_item().map_err(|e| e.at_index(i)))
             .collect());
     }
     let v: Value = parse_json(body)?;
@@ -177,15 +203,15 @@ fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, 
 }
 
 /// The fields of an item, borrowed from the body, before the checks of [`build`].
-struct Fields<'a> {
-    name: &'a str,
-    kind: &'a str,
+struct Fields<'a, 'k> {
+    name: Cow<'a, str>,
+    kind: &'k str,
     value: f64,
-    labels: Vec<(&'a str, &'a str)>,
-    service: Option<&'a str>,
-    tenant_id: Option<&'a str>,
-    timestamp: Option<&'a Value>,
-    help: Option<&'a str>,
+    labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    service: Option<Cow<'a, str>>,
+    tenant_id: Option<Cow<'a, str>>,
+    timestamp: Option<&'k Value>,
+    help: Option<Cow<'a, str>>,
     buckets: Option<Vec<f64>>,
 }
 
@@ -212,24 +238,25 @@ struct RawItem<'a> {
     buckets: Option<Vec<f64>>,
 }
 
-impl RawItem<'_> {
-    fn build(&self) -> Result<TrackItem, ApiError> {
-        build(Fields {
-            name: &self.name,
+impl<'a> RawItem<'a> {
+    fn into_item(self) -> Result<TrackItem<'a>, ApiError> {
+        let ts = self
+            .timestamp
+            .as_ref()
+            .map(|v| parse_timestamp(v).map_err(|m| ApiError::field("timestamp", m)));
+        let mut item = build(Fields {
+            name: self.name,
             kind: &self.kind,
             value: self.value,
-            labels: self
-                .labels
-                .iter()
-                .flat_map(|p| p.0.iter())
-                .map(|(k, v)| (&**k, &**v))
-                .collect(),
-            service: self.service.as_deref(),
-            tenant_id: self.tenant_id.as_deref(),
-            timestamp: self.timestamp.as_ref(),
-            help: self.help.as_deref(),
-            buckets: self.buckets.clone(),
-        })
+            labels: self.labels.map(|p| p.0).unwrap_or_default(),
+            service: self.service,
+            tenant_id: self.tenant_id,
+            timestamp: None,
+            help: self.help,
+            buckets: self.buckets,
+        })?;
+        item.timestamp_ms = ts.transpose()?;
+        Ok(item)
     }
 }
 
@@ -263,7 +290,7 @@ mod pairs {
 }
 
 /// Decodes one item object (the slow path: every type error names its field).
-pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
+pub fn parse_item(v: &Value) -> Result<TrackItem<'static>, ApiError> {
     let Value::Object(o) = v else {
         return Err(ApiError::field(
             "body",
@@ -323,30 +350,35 @@ pub fn parse_item(v: &Value) -> Result<TrackItem, ApiError> {
         }
     };
     build(Fields {
-        name,
+        name: Cow::Borrowed(name),
         kind,
         value,
-        labels,
-        service: opt_str(o, "service")?,
-        tenant_id: opt_str(o, "tenant_id")?,
+        labels: labels
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+            .collect(),
+        service: opt_str(o, "service")?.map(Cow::Borrowed),
+        tenant_id: opt_str(o, "tenant_id")?.map(Cow::Borrowed),
         timestamp: o.get("timestamp").filter(|v| !v.is_null()),
-        help: opt_str(o, "help")?,
+        help: opt_str(o, "help")?.map(Cow::Borrowed),
         buckets,
     })
+    .map(TrackItem::into_owned)
 }
 
 /// The checks shared by both paths: names, types, limits of the track API.
-fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
+fn build<'a>(f: Fields<'a, '_>) -> Result<TrackItem<'a>, ApiError> {
     let name = f.name;
-    if name.is_empty() {
+    let n: &str = &name;
+    if n.is_empty() {
         return Err(ApiError::field("name", "name must not be empty"));
     }
-    if !metricsd_model::is_valid_metric_name(name) {
+    if !metricsd_model::is_valid_metric_name(n) {
         return Err(ApiError::field(
             "name",
             format!(
                 "invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                abbreviate(name)
+                abbreviate(n)
             ),
         ));
     }
@@ -372,10 +404,10 @@ fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
         ));
     }
     let service = f.service;
-    if service == Some("") {
+    if service.as_deref() == Some("") {
         return Err(ApiError::field("service", "service must not be empty when given"));
     }
-    if let Some(t) = f.tenant_id
+    if let Some(t) = f.tenant_id.as_deref()
         && !metricsd_tsdb::is_valid_tenant(t)
     {
         return Err(ApiError::field(
@@ -387,7 +419,8 @@ fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
         ));
     }
     let mut labels = Vec::with_capacity(f.labels.len());
-    for (k, s) in f.labels {
+    for (kc, sc) in f.labels {
+        let (k, s): (&str, &str) = (&kc, &sc);
         if !metricsd_model::is_valid_label_name(k) || k.starts_with("__") {
             let field = format!("labels.{}", abbreviate(k));
             if k.starts_with("__") {
@@ -410,19 +443,19 @@ fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
                 format!("label {k:?} is reserved for {} series", kind.as_str()),
             ));
         }
-        if k == SERVICE_LABEL && service.is_some_and(|svc| svc != s) {
+        if k == SERVICE_LABEL && service.as_deref().is_some_and(|svc| svc != s) {
             return Err(ApiError::field(
                 format!("labels.{k}"),
                 format!("label {SERVICE_LABEL:?} carries the service field and differs from it"),
             ));
         }
-        labels.push((k.to_owned(), s.to_owned()));
+        labels.push((kc, sc));
     }
     let timestamp_ms = match f.timestamp {
         None => None,
         Some(v) => Some(parse_timestamp(v).map_err(|m| ApiError::field("timestamp", m))?),
     };
-    if f.help.is_some_and(|h| h.len() > 4096) {
+    if f.help.as_ref().is_some_and(|h| h.len() > 4096) {
         return Err(ApiError::field("help", "help must be at most 4096 bytes"));
     }
     let buckets = match f.buckets {
@@ -449,14 +482,14 @@ fn build(f: Fields<'_>) -> Result<TrackItem, ApiError> {
         }
     };
     Ok(TrackItem {
-        name: name.to_owned(),
+        name,
         value,
         kind,
         labels,
-        service: service.map(str::to_owned),
-        tenant_id: f.tenant_id.map(str::to_owned),
+        service,
+        tenant_id: f.tenant_id,
         timestamp_ms,
-        help: f.help.map(str::to_owned),
+        help: f.help,
         buckets,
     })
 }
@@ -603,11 +636,11 @@ mod tests {
             let raw: RawItem<'_> = serde_json::from_slice(b.as_bytes()).unwrap();
             let slow = parse_item(&serde_json::from_str(b).unwrap()).unwrap();
             // Label order may differ (the slow path's map is sorted); the series do not.
-            let sorted = |mut t: TrackItem| {
+            fn sorted(mut t: TrackItem<'_>) -> TrackItem<'_> {
                 t.labels.sort();
                 t
-            };
-            assert_eq!(sorted(raw.build().unwrap()), slow, "{b}");
+            }
+            assert_eq!(sorted(raw.into_item().unwrap()), slow, "{b}");
             assert_eq!(sorted(parse_track(b.as_bytes()).unwrap()), slow);
         }
         // Typed errors fall back to the slow path and keep their field.
