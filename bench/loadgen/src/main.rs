@@ -52,7 +52,13 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
 
 fn proc_rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -133,10 +139,18 @@ fn main() -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_secs(a.seconds));
     stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+    let mut lat: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0) * 1000.0;
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+            * 1000.0
+    };
     let n = points.load(Ordering::Relaxed);
     println!(
         "points={n} seconds={secs:.1} points_per_s={:.0} requests={} errors={} p50_ms={:.2} p99_ms={:.2}",
