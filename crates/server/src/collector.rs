@@ -914,4 +914,46 @@ mod tests {
             series_key(&item(&[("a", "b")], None)).0
         );
     }
+
+    #[test]
+    fn summary_window_slides() {
+        let o = CollectorOptions {
+            limits: Limits::default(),
+            max_series: 0,
+            naming: NamingPolicy::Off,
+            summary_window_ms: 10_000,
+            summary_max: 3,
+            meta_dir: PathBuf::new(),
+        };
+        let base = Labels::from_pairs([(METRIC_NAME, "s")]);
+        let mut state = None;
+        let mut last = Vec::new();
+        for (t, v) in [
+            (0, 100.0),
+            (1_000, 1.0),
+            (2_000, 2.0),
+            (3_000, 3.0),
+            (20_000, 7.0),
+        ] {
+            let item = TrackItem {
+                name: "s".into(),
+                value: v,
+                kind: Kind::Summary,
+                labels: vec![],
+                service: None,
+                tenant_id: None,
+                timestamp_ms: Some(t),
+                help: None,
+                buckets: None,
+            };
+            last.clear();
+            state = Some(observe(state, &item, &base, t, &o, |_, v| last.push(v)));
+            if t == 3_000 {
+                // At most 3 observations: 100 fell out.
+                assert_eq!(&last[..3], &[2.0, 3.0, 3.0]);
+            }
+        }
+        // Only the observation at 20 s is inside the 10 s window; sum and count keep everything.
+        assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
+    }
 }

@@ -219,3 +219,32 @@ fn series_limit_rejects_per_item() {
     assert_eq!(s.get_json("/metrics/stats")["collector"]["total_series"], 3);
     assert!(s.healthy());
 }
+
+#[test]
+fn series_returns_the_most_recent_points_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[("ACCESS_MAX_POINTS_PER_SERIES", "3")], &[]);
+    let base = 1_700_000_000_000i64;
+    for i in 0..5 {
+        let item = json!({"name": "q", "value": i, "type": "gauge", "timestamp": base + i * 1000});
+        assert_eq!(s.track(&item).0, 200);
+    }
+    let v = s.get_json("/metrics/series?name=q");
+    let vals: Vec<i64> = v["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(vals, vec![2, 3, 4]);
+    assert_eq!(v["series"][0]["points"][0]["timestamp"], "2023-11-14T22:13:22Z");
+    // start/end select a window (RFC 3339 or Unix seconds).
+    let v = s.get_json("/metrics/series?name=q&start=1700000000&end=2023-11-14T22:13:21Z");
+    let vals: Vec<i64> = v["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(vals, vec![0, 1]);
+}
