@@ -1,6 +1,17 @@
 //! The `metricsd` binary: flags, wiring and exit codes.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use metricsd_server::config::{Fsync, NamingPolicy};
+use metricsd_server::{Config, Overrides};
+
+// The request path allocates many small, short-lived objects (JSON values, label sets);
+// mimalloc's thread-local free lists cut the allocator's share of the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -15,20 +26,110 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the service (the HTTP server lands with issue 4; today this opens the store).
+    /// Run the service. Settings: defaults < --config file < ACCESS_* environment < flags
+    /// (see docs/configuration.md).
     Serve {
-        /// Where the store keeps its data.
-        #[arg(long, default_value = "./data", env = "METRICSD_DATA_DIR")]
-        data_dir: std::path::PathBuf,
+        /// Optional YAML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 0.0.0.0:8012].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the store keeps its data [default: ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Log level: trace, debug, info, warn, error [default: info].
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Most series per tenant (0 = no limit) [default: 10000].
+        #[arg(long)]
+        max_metric_series: Option<usize>,
+        /// Naming policy: off, warn, enforce [default: off].
+        #[arg(long)]
+        naming_policy: Option<NamingPolicy>,
+        /// WAL fsync: always, interval, never [default: interval].
+        #[arg(long)]
+        fsync: Option<Fsync>,
+        /// Check the configuration, print it and exit.
+        #[arg(long)]
+        check_config: bool,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit codes: 0 after a clean shutdown, 1 when the service fails, 2 for bad configuration.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Serve { data_dir } => {
-            eprintln!("metricsd: no server yet (data dir {})", data_dir.display());
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+            log_level,
+            max_metric_series,
+            naming_policy,
+            fsync,
+            check_config,
+        } => {
+            let flags = Overrides {
+                listen,
+                data_dir,
+                log_level,
+                max_metric_series,
+                naming_policy,
+                fsync,
+            };
+            let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("metricsd: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if check_config {
+                println!("{cfg:#?}");
+                return ExitCode::SUCCESS;
+            }
+            metricsd_server::logging::init(&cfg.log_level, &cfg.env);
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "metricsd failed");
+                    eprintln!("metricsd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
-    Ok(())
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+        metricsd_server::serve(cfg, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let int = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = int.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = int => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = int.await;
 }

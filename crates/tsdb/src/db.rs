@@ -386,10 +386,11 @@ pub(crate) fn block_select(
     let reader: Arc<dyn ChunkReader> = block.clone();
     let tomb = block.tombstones();
     let mut metas = Vec::new();
+    let mut lbuf = Vec::new();
     let mut out = Vec::with_capacity(ids.len() as usize);
     for id in &ids {
-        metas.clear();
-        block.series_chunks(id, &mut metas)?;
+        // One decode of the series record for labels and chunk metas.
+        ix.series(id, Some(&mut lbuf), Some(&mut metas))?;
         let tombstones = tomb.get(&id).map(|t| Arc::new(t.clone()));
         let chunks: Vec<ChunkSource> = metas
             .iter()

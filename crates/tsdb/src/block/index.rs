@@ -256,6 +256,9 @@ pub struct BlockIndex {
     postings_pos: usize,
     /// Sorted by name.
     labels: Vec<LabelEntry>,
+    /// Symbols as shared strings, filled on first use: a selected series' labels then
+    /// cost reference-count increments, not one allocation per name and value.
+    sym_cache: Box<[std::sync::OnceLock<Arc<str>>]>,
 }
 
 #[inline]
@@ -464,6 +467,7 @@ impl BlockIndex {
             num_series: (n_off - 1) as u32,
             postings_pos: p0,
             labels,
+            sym_cache: (0..num_symbols).map(|_| std::sync::OnceLock::new()).collect(),
             mmap,
         })
     }
@@ -500,6 +504,18 @@ impl BlockIndex {
         self.syms()
             .get(r)
             .map_err(|()| self.corrupt(self.sym_offsets_pos, format!("bad symbol ref {r}")))
+    }
+
+    fn sym_arc(&self, r: u32) -> Result<Arc<str>> {
+        let slot = self
+            .sym_cache
+            .get(r as usize)
+            .ok_or_else(|| self.corrupt(self.sym_offsets_pos, format!("bad symbol ref {r}")))?;
+        if let Some(a) = slot.get() {
+            return Ok(a.clone());
+        }
+        let a: Arc<str> = Arc::from(self.sym(r)?);
+        Ok(slot.get_or_init(|| a).clone())
     }
 
     fn label(&self, name: &str) -> Option<&LabelEntry> {
@@ -551,14 +567,14 @@ impl BlockIndex {
                     let n = d.uvarint().map_err(err)?;
                     let v = d.uvarint().map_err(err)?;
                     let sym = |r: u64| match u32::try_from(r) {
-                        Ok(r) => self.sym(r),
+                        Ok(r) => self.sym_arc(r),
                         Err(_) => Err(self.corrupt(base, format!("series {id}: symbol ref {r} exceeds u32"))),
                     };
                     let (n, v) = (sym(n)?, sym(v)?);
                     if v.is_empty() || out.last().is_some_and(|l: &Label| *l.name >= *n) {
                         return Err(self.corrupt(base, format!("series {id}: labels unsorted or empty")));
                     }
-                    out.push(Label::new(n, v));
+                    out.push(Label { name: n, value: v });
                 }
             }
             None => {

@@ -28,6 +28,10 @@ pub struct CompactReport {
     pub series_removed: usize,
     /// The WAL segment a checkpoint was written through.
     pub wal_checkpoint: Option<u64>,
+    /// Closed head chunks re-encoded with the block codec.
+    pub head_chunks_recompressed: usize,
+    /// Head bytes that re-encoding saved.
+    pub head_bytes_saved: usize,
 }
 
 impl CompactReport {
@@ -60,6 +64,9 @@ impl Db {
             let end = min.div_euclid(range).saturating_add(1).saturating_mul(range);
             self.cut_head(end, &mut rep)?;
         }
+        let (n, before, after) = self.head.recompress();
+        rep.head_chunks_recompressed = n;
+        rep.head_bytes_saved = before.saturating_sub(after);
         self.compact_blocks(&mut rep)?;
         self.apply_retention(&mut rep)?;
         if !rep.is_empty() {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use metricsd_model::Sample;
 
 use super::{Head, HeadChunk, MemSeries, OpenChunk, SeriesData};
-use crate::chunkenc::XorChunk;
+use crate::chunkenc::{Encoding, XorChunk};
 use crate::{Error, Result};
 
 /// Where an accepted sample went.
@@ -133,6 +133,8 @@ impl Head {
             d.closed.push(HeadChunk {
                 mint: o.mint,
                 maxt: o.maxt,
+                enc: Encoding::Xor,
+                settled: false,
                 data: Arc::from(o.chunk.into_bytes()),
             });
         }
@@ -153,14 +155,17 @@ impl Head {
 #[inline(never)]
 fn in_order_value_at(d: &SeriesData, t: i64) -> Option<u64> {
     let mut buf = Vec::new();
-    let open = d.open.as_ref().map(|o| (o.mint, o.maxt, o.chunk.bytes()));
-    let closed = d.closed.iter().map(|c| (c.mint, c.maxt, &c.data[..]));
-    for (mint, maxt, bytes) in closed.chain(open) {
+    let open = d
+        .open
+        .as_ref()
+        .map(|o| (o.mint, o.maxt, Encoding::Xor, o.chunk.bytes()));
+    let closed = d.closed.iter().map(|c| (c.mint, c.maxt, c.enc, &c.data[..]));
+    for (mint, maxt, enc, bytes) in closed.chain(open) {
         if t < mint || t > maxt {
             continue;
         }
         buf.clear();
-        if crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, bytes, &mut buf).is_err() {
+        if crate::chunkenc::decode(enc, bytes, &mut buf).is_err() {
             return None;
         }
         return buf
@@ -187,7 +192,7 @@ impl Head {
                 continue;
             }
             buf.clear();
-            if crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, &c.data, &mut buf).is_err() {
+            if crate::chunkenc::decode(c.enc, &c.data, &mut buf).is_err() {
                 closed.push(c);
                 continue;
             }
@@ -204,7 +209,7 @@ impl Head {
                 d.open = Some(o);
             } else {
                 buf.clear();
-                let _ = crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, o.chunk.bytes(), &mut buf);
+                let _ = crate::chunkenc::decode(Encoding::Xor, o.chunk.bytes(), &mut buf);
                 let before = buf.len();
                 buf.retain(|x| x.t < mint || x.t > maxt);
                 hit |= buf.len() != before;
@@ -229,11 +234,11 @@ impl Head {
         let last = d
             .open
             .as_ref()
-            .map(|o| o.chunk.bytes())
-            .or_else(|| d.closed.last().map(|c| &c.data[..]));
-        if let Some(bytes) = last {
+            .map(|o| (Encoding::Xor, o.chunk.bytes()))
+            .or_else(|| d.closed.last().map(|c| (c.enc, &c.data[..])));
+        if let Some((enc, bytes)) = last {
             buf.clear();
-            if crate::chunkenc::decode(crate::chunkenc::Encoding::Xor, bytes, &mut buf).is_ok()
+            if crate::chunkenc::decode(enc, bytes, &mut buf).is_ok()
                 && let Some(x) = buf.last()
             {
                 d.last_t = x.t;
@@ -253,6 +258,8 @@ fn encode_xor(samples: &[Sample]) -> Option<HeadChunk> {
         c.append(x.t, x.v);
     }
     Some(HeadChunk {
+        enc: Encoding::Xor,
+        settled: false,
         mint: first.t,
         maxt: last.t,
         data: Arc::from(c.into_bytes()),

@@ -70,7 +70,7 @@ impl Head {
                     prio: PRIO_HEAD,
                     tombstones: None,
                     data: ChunkData::Bytes {
-                        enc: Encoding::Xor,
+                        enc: c.enc,
                         data: c.data.clone(),
                     },
                 });

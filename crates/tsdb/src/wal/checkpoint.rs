@@ -103,7 +103,7 @@ impl Writer {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
         }
         fs::create_dir(&tmp).map_err(|e| Error::io("create dir", &tmp, e))?;
-        let (file, file_path) = segment::create_segment(&tmp, 0)?;
+        let (file, file_path) = segment::create_segment(&tmp, 0, 0)?;
         Ok(Writer {
             tmp,
             index,
@@ -111,10 +111,10 @@ impl Writer {
             file,
             file_path,
             file_index: 0,
-            file_size: 0,
+            file_size: segment::SEGMENT_HEADER_LEN,
             buf: Vec::new(),
             scratch: Vec::new(),
-            bytes: 0,
+            bytes: segment::SEGMENT_HEADER_LEN,
         })
     }
 
@@ -123,14 +123,16 @@ impl Writer {
         self.scratch.clear();
         segment::append_framed(&mut self.scratch, rec.as_ref(), MAX_RECORD_LEN)?;
         let n = self.scratch.len() as u64;
-        if self.file_size > 0 && self.file_size + n > self.segment_size {
+        if self.file_size > segment::SEGMENT_HEADER_LEN && self.file_size + n > self.segment_size {
             self.write_buf()?;
             self.file
                 .sync_all()
                 .map_err(|e| Error::io("fsync", &self.file_path, e))?;
             self.file_index += 1;
-            (self.file, self.file_path) = segment::create_segment(&self.tmp, self.file_index)?;
-            self.file_size = 0;
+            (self.file, self.file_path) =
+                segment::create_segment(&self.tmp, self.file_index, self.file_size)?;
+            self.file_size = segment::SEGMENT_HEADER_LEN;
+            self.bytes += segment::SEGMENT_HEADER_LEN;
         }
         self.buf.extend_from_slice(&self.scratch);
         self.file_size += n;

@@ -4,7 +4,7 @@
 //! `docs/format/wal.md`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::record::RecordRef;
@@ -17,6 +17,88 @@ pub(crate) const HEADER_LEN: usize = 8;
 /// so a garbage length never makes us allocate more than this (and never more than the file
 /// holds); writers split larger records.
 pub(crate) const MAX_RECORD_LEN: usize = 64 << 20;
+
+/// The payload type byte of a segment header (record types start at 1).
+const TYPE_SEGMENT_HEADER: u8 = 0;
+
+/// Bytes of a segment header's payload: type, own index, predecessor's final size.
+const SEGMENT_HEADER_PAYLOAD_LEN: usize = 1 + 8 + 8;
+
+/// Bytes of a segment header frame, the first frame of every segment written by this version.
+pub(crate) const SEGMENT_HEADER_LEN: u64 = (HEADER_LEN + SEGMENT_HEADER_PAYLOAD_LEN) as u64;
+
+/// The first frame of a segment: which segment it is and how long its predecessor was when
+/// this one was started.
+///
+/// A segment whose tail is cut off exactly at a frame boundary (or to zero bytes) still reads
+/// as a clean sequence of frames; only its successor's record of its final size shows that
+/// records are missing. Without it, repair would keep the later segments and replay would
+/// skip the lost records as if the log were contiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    /// The index of the segment holding this header.
+    pub(crate) index: u64,
+    /// The size in bytes of segment `index - 1` when this segment was created: the end of its
+    /// last whole record.
+    pub(crate) prev_size: u64,
+}
+
+impl SegmentHeader {
+    /// The header as a frame.
+    pub(crate) fn framed(&self) -> [u8; SEGMENT_HEADER_LEN as usize] {
+        let mut payload = [0u8; SEGMENT_HEADER_PAYLOAD_LEN];
+        payload[0] = TYPE_SEGMENT_HEADER;
+        payload[1..9].copy_from_slice(&self.index.to_le_bytes());
+        payload[9..17].copy_from_slice(&self.prev_size.to_le_bytes());
+        let mut out = [0u8; SEGMENT_HEADER_LEN as usize];
+        out[..4].copy_from_slice(&(SEGMENT_HEADER_PAYLOAD_LEN as u32).to_le_bytes());
+        out[4..8].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        out[HEADER_LEN..].copy_from_slice(&payload);
+        out
+    }
+
+    /// Parses a (crc-checked) frame payload that starts with the header type byte.
+    fn parse(payload: &[u8]) -> std::result::Result<Self, String> {
+        if payload.len() != SEGMENT_HEADER_PAYLOAD_LEN {
+            return Err(format!(
+                "segment header of {} bytes, expected {SEGMENT_HEADER_PAYLOAD_LEN}",
+                payload.len()
+            ));
+        }
+        let u = |r: std::ops::Range<usize>| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&payload[r]);
+            u64::from_le_bytes(b)
+        };
+        Ok(SegmentHeader {
+            index: u(1..9),
+            prev_size: u(9..17),
+        })
+    }
+
+    /// The header of the segment at `path`, if its first frame is a whole, correct one.
+    /// `None` for a segment without one (empty, damaged at the start, or written before
+    /// segment headers existed).
+    pub(crate) fn read(path: &Path) -> Result<Option<Self>> {
+        let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let mut buf = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
+        (&mut f)
+            .take(SEGMENT_HEADER_LEN)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
+        if buf.len() < SEGMENT_HEADER_LEN as usize
+            || buf[..4] != (SEGMENT_HEADER_PAYLOAD_LEN as u32).to_le_bytes()
+            || buf[HEADER_LEN] != TYPE_SEGMENT_HEADER
+        {
+            return Ok(None);
+        }
+        let payload = &buf[HEADER_LEN..];
+        if buf[4..8] != crc32c::crc32c(payload).to_le_bytes() {
+            return Ok(None);
+        }
+        Ok(SegmentHeader::parse(payload).ok())
+    }
+}
 
 /// The file name of segment `index`: 8 decimal digits, zero-padded.
 pub(crate) fn segment_name(index: u64) -> String {
@@ -63,14 +145,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync dir", dir, e))
 }
 
-/// Creates segment `index` in `dir` for appending (failing if it exists) and fsyncs `dir`.
-pub(crate) fn create_segment(dir: &Path, index: u64) -> Result<(File, PathBuf)> {
+/// Creates segment `index` in `dir` for appending (failing if it exists), writes its
+/// [`SegmentHeader`] (recording `prev_size`, the final size of segment `index - 1`) and fsyncs
+/// `dir`. The segment then holds [`SEGMENT_HEADER_LEN`] bytes.
+pub(crate) fn create_segment(dir: &Path, index: u64, prev_size: u64) -> Result<(File, PathBuf)> {
     let path = segment_path(dir, index);
-    let f = OpenOptions::new()
-        .write(true)
+    let mut f = OpenOptions::new()
+        .append(true)
         .create_new(true)
         .open(&path)
         .map_err(|e| Error::io("create", &path, e))?;
+    let header = SegmentHeader { index, prev_size };
+    f.write_all(&header.framed())
+        .map_err(|e| Error::io("write", &path, e))?;
     sync_dir(dir)?;
     Ok((f, path))
 }
@@ -128,8 +215,13 @@ pub(crate) struct SegmentReader {
     file: BufReader<File>,
     /// Bytes of the file to read (its size at open, or less for the segment being written).
     len: u64,
+    /// The file's size at open.
+    size: u64,
     pos: u64,
+    /// The end of the last whole frame read (the segment header included).
+    good: u64,
     payload: Vec<u8>,
+    header: Option<SegmentHeader>,
 }
 
 impl SegmentReader {
@@ -141,14 +233,27 @@ impl SegmentReader {
             path: path.to_path_buf(),
             file: BufReader::with_capacity(1 << 20, file),
             len: limit.map_or(size, |l| l.min(size)),
+            size,
             pos: 0,
+            good: 0,
             payload: Vec::new(),
+            header: None,
         })
     }
 
-    /// The bytes this reader covers (the file's size, or the limit).
-    pub(crate) fn len(&self) -> u64 {
-        self.len
+    /// The file's size when it was opened.
+    pub(crate) fn file_size(&self) -> u64 {
+        self.size
+    }
+
+    /// The end of the last whole frame read so far (a segment header counts).
+    pub(crate) fn good_len(&self) -> u64 {
+        self.good
+    }
+
+    /// The segment header, once the first frame has been read (`None` if it has none).
+    pub(crate) fn header(&self) -> Option<SegmentHeader> {
+        self.header
     }
 
     /// The payload of the last [`Frame::Record`].
@@ -156,8 +261,27 @@ impl SegmentReader {
         &self.payload
     }
 
-    /// The next frame. I/O errors are errors; bad bytes are [`Frame::Bad`].
+    /// The next record frame (a segment header at offset 0 is checked and skipped). I/O
+    /// errors are errors; bad bytes are [`Frame::Bad`].
     pub(crate) fn next(&mut self) -> Result<Frame> {
+        match self.next_frame()? {
+            Frame::Record { offset: 0 } if self.payload.first() == Some(&TYPE_SEGMENT_HEADER) => {
+                match SegmentHeader::parse(&self.payload) {
+                    Ok(h) => {
+                        self.header = Some(h);
+                        self.next_frame()
+                    }
+                    Err(reason) => {
+                        self.good = 0;
+                        Ok(Frame::Bad { offset: 0, reason })
+                    }
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn next_frame(&mut self) -> Result<Frame> {
         let offset = self.pos;
         let left = self.len - self.pos;
         if left == 0 {
@@ -201,6 +325,7 @@ impl SegmentReader {
                 "crc32c mismatch over {len} bytes: stored {crc:#010x}, computed {actual:#010x}"
             ));
         }
+        self.good = self.pos;
         Ok(Frame::Record { offset })
     }
 
@@ -222,31 +347,77 @@ pub(crate) struct Damage {
     pub(crate) dropped: u64,
 }
 
-/// Checks every frame of `path`; at the first bad one truncates the file there (and fsyncs
-/// it). Returns what was cut, if anything.
-pub(crate) fn check_and_truncate(path: &Path) -> Result<Option<Damage>> {
-    let mut r = SegmentReader::open(path, None)?;
-    loop {
+/// Checks segment `index` at `path`: every frame, that its header (if any) names `index`,
+/// and, if `expected_size` is given (the size its successor's header recorded for it), that
+/// it ends exactly there. At the first bad frame, or past `expected_size`, it truncates the
+/// file (and fsyncs it). A file shorter than `expected_size` lost whole records off its tail:
+/// that is damage too (nothing to cut, but what follows it must not be replayed). Returns the
+/// damage, if any.
+pub(crate) fn check_and_truncate(
+    path: &Path,
+    index: u64,
+    expected_size: Option<u64>,
+) -> Result<Option<Damage>> {
+    let mut r = SegmentReader::open(path, expected_size)?;
+    let mut bad = loop {
         match r.next()? {
             Frame::Record { .. } => {}
-            Frame::End => return Ok(None),
-            Frame::Bad { offset, reason } => {
-                let dropped = r.len() - offset;
-                drop(r);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io("open", path, e))?;
-                f.set_len(offset).map_err(|e| Error::io("truncate", path, e))?;
-                f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-                return Ok(Some(Damage {
-                    offset,
-                    reason,
-                    dropped,
-                }));
-            }
+            Frame::End => break None,
+            Frame::Bad { offset, reason } => break Some((offset, reason)),
+        }
+    };
+    let size = r.file_size();
+    if let Some(h) = r.header()
+        && h.index != index
+    {
+        bad = Some((
+            0,
+            format!(
+                "segment header names segment {}, not {}",
+                segment_name(h.index),
+                segment_name(index)
+            ),
+        ));
+    }
+    drop(r);
+    if bad.is_none()
+        && let Some(want) = expected_size
+    {
+        if size < want {
+            return Ok(Some(Damage {
+                offset: size,
+                reason: format!(
+                    "segment is {size} bytes long but the next segment recorded {want}: \
+                     the last {} bytes of whole records are missing",
+                    want - size
+                ),
+                dropped: 0,
+            }));
+        }
+        if size > want {
+            bad = Some((
+                want,
+                format!(
+                    "{} bytes past the end of the segment recorded by the next segment ({want})",
+                    size - want
+                ),
+            ));
         }
     }
+    let Some((offset, reason)) = bad else {
+        return Ok(None);
+    };
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.set_len(offset).map_err(|e| Error::io("truncate", path, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    Ok(Some(Damage {
+        offset,
+        reason,
+        dropped: size - offset,
+    }))
 }
 
 #[cfg(test)]

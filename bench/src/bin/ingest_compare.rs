@@ -1,0 +1,594 @@
+//! ingest_compare: remote_write ingestion of metricsd vs VictoriaMetrics vs Prometheus.
+//!
+//! For each data set size (`--sizes`), pre-encodes the remote_write requests once
+//! ([`metricsd_bench::rwload`]), then for each target: starts the server on 127.0.0.1 with a
+//! fresh temporary data directory, waits until it is ready, sends the SAME requests, reads the
+//! server's CPU time (`/proc/<pid>/stat` utime+stime, before and after) and memory
+//! (`/proc/<pid>/status` VmRSS after the load, VmHWM), checks that the data was stored (a
+//! `count({__name__=~".+"})` query at the last timestamp), and stops it. Prints a table with
+//! ratios against VictoriaMetrics and optionally writes JSON (`--json`).
+//!
+//! metricsd is started the same way from `--metricsd-bin` (`serve --listen ADDR --data-dir
+//! DIR`) and skipped, with a note, if the binary is absent or has no `serve` subcommand. Its
+//! stored-data check is skipped if it has no `/api/v1/query`.
+//!
+//! Example (the figures in docs/benchmarks.md):
+//! `ingest_compare --sizes 100000,10000 --steps 20 --json ingest.json`
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Parser, ValueEnum};
+use metricsd_bench::datagen;
+use metricsd_bench::rwload::{self, DataArgs, EncodedRequest, LoadConfig, LoadReport};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    #[value(name = "vm")]
+    VictoriaMetrics,
+    Prometheus,
+    Metricsd,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::VictoriaMetrics => "VictoriaMetrics",
+            Kind::Prometheus => "Prometheus",
+            Kind::Metricsd => "metricsd",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Compare remote_write ingestion (throughput, server CPU per sample, RSS) across servers")]
+struct Args {
+    /// Data set sizes (series), run one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "100000,10000")]
+    sizes: Vec<usize>,
+    /// Steps (scrapes) per series; keep each run under a minute.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Scrape interval, ms.
+    #[arg(long, default_value_t = 15_000)]
+    interval_ms: i64,
+    /// Series (one sample each) per request.
+    #[arg(long, default_value_t = 2000)]
+    samples_per_request: usize,
+    /// Smooth values instead of noisy ones.
+    #[arg(long)]
+    smooth: bool,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Concurrent sender workers.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Maximal load duration per run, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Targets, in order (VictoriaMetrics is the reference for the ratios).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vm,prometheus,metricsd"
+    )]
+    targets: Vec<Kind>,
+    /// VictoriaMetrics single-node binary.
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    vm_bin: PathBuf,
+    /// Prometheus binary (2.x, with --web.enable-remote-write-receiver).
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    prometheus_bin: PathBuf,
+    /// metricsd binary (`metricsd serve --listen ADDR --data-dir DIR`).
+    #[arg(long, default_value = "target/release/metricsd")]
+    metricsd_bin: PathBuf,
+    /// Extra argument for `metricsd serve` (repeatable), e.g. to raise its series limit:
+    /// `--metricsd-arg=--max-series-per-tenant=1000000` (the flag name is metricsd's).
+    #[arg(long, allow_hyphen_values = true)]
+    metricsd_arg: Vec<String>,
+    /// First loopback port to use (targets use the next free ones).
+    #[arg(long, default_value_t = 18600)]
+    base_port: u16,
+    /// Where the temporary data directories go.
+    #[arg(long, default_value = "/tmp")]
+    work_dir: PathBuf,
+    /// Seconds the server idles after becoming ready, before the load (start-up work settles).
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn get(url: &str) -> Result<(u16, String)> {
+    let mut r = agent().get(url).call().with_context(|| format!("GET {url}"))?;
+    let code = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    Ok((code, body))
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &s[s.rfind(')').context("malformed stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM).
+fn status_kb(pid: u32, field: &str) -> Result<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    for line in s.lines() {
+        if let Some(v) = line.strip_prefix(field).and_then(|v| v.strip_prefix(':')) {
+            return Ok(v.trim().trim_end_matches("kB").trim().parse()?);
+        }
+    }
+    bail!("no {field} in /proc/{pid}/status")
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn free_port(from: u16) -> Result<u16> {
+    (from..from.saturating_add(200))
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .context("no free loopback port")
+}
+
+/// Whether `bin` exists and has a `serve` subcommand (`bin serve --help` succeeds).
+fn metricsd_usable(bin: &Path) -> Result<(), String> {
+    if !bin.exists() {
+        return Err(format!("{} not found", bin.display()));
+    }
+    match Command::new(bin)
+        .args(["serve", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!(
+            "`{} serve --help` exited with {s}: no serve command yet",
+            bin.display()
+        )),
+        Err(e) => Err(format!("cannot run {}: {e}", bin.display())),
+    }
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log_tail(&self) -> String {
+        let s = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(kind: Kind, a: &Args, port: u16, dir: &Path) -> Result<Server> {
+    let data = dir.join("data");
+    fs::create_dir_all(&data)?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = match kind {
+        Kind::VictoriaMetrics => {
+            let mut c = Command::new(&a.vm_bin);
+            c.arg(format!("-storageDataPath={}", data.display()))
+                .arg(format!("-httpListenAddr={addr}"))
+                // Make the last samples queryable at once for the stored-data check.
+                .arg("-search.latencyOffset=0s");
+            c
+        }
+        Kind::Prometheus => {
+            let cfg = dir.join("prometheus.yml");
+            fs::write(&cfg, "global:\n  scrape_interval: 15s\nscrape_configs: []\n")?;
+            let mut c = Command::new(&a.prometheus_bin);
+            c.arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--web.enable-remote-write-receiver");
+            c
+        }
+        Kind::Metricsd => {
+            let mut c = Command::new(&a.metricsd_bin);
+            c.args(["serve", "--listen", &addr, "--data-dir"])
+                .arg(&data)
+                .args(&a.metricsd_arg);
+            c
+        }
+    };
+    let log = dir.join("server.log");
+    let out = fs::File::create(&log)?;
+    cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    let child = cmd.spawn().with_context(|| format!("starting {}", kind.name()))?;
+    let mut srv = Server { child, port, log };
+    let ready_path = match kind {
+        Kind::Prometheus => "/-/ready",
+        _ => "/health",
+    };
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(st)) = srv.child.try_wait() {
+            bail!(
+                "{} exited during start-up ({st}):\n{}",
+                kind.name(),
+                srv.log_tail()
+            );
+        }
+        if let Ok((200, _)) = get(&srv.url(ready_path)) {
+            return Ok(srv);
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let tail = srv.log_tail();
+            srv.stop();
+            bail!("{} not ready after 60 s:\n{tail}", kind.name());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `count({__name__=~".+"})` at `time_ms`: `Ok(Some(n))`, `Ok(None)` if the server has no
+/// query API (404), or an error.
+fn query_count(srv: &Server, time_ms: i64) -> Result<Option<f64>> {
+    let url = srv.url(&format!(
+        "/api/v1/query?query=count(%7B__name__%3D~%22.%2B%22%7D)&time={:.3}",
+        time_ms as f64 / 1000.0
+    ));
+    let (code, body) = get(&url)?;
+    if code == 404 {
+        return Ok(None);
+    }
+    ensure!(code == 200, "query answered {code}: {body}");
+    let v: Value = serde_json::from_str(&body).with_context(|| format!("query answer {body}"))?;
+    let result = &v["data"]["result"];
+    let Some(first) = result.as_array().and_then(|r| r.first()) else {
+        return Ok(Some(0.0));
+    };
+    let n = first["value"][1]
+        .as_str()
+        .context("no value in the query answer")?
+        .parse()?;
+    Ok(Some(n))
+}
+
+#[derive(Debug)]
+struct Row {
+    size: usize,
+    target: Kind,
+    skipped: Option<String>,
+    report: Option<LoadReport>,
+    cpu_s: f64,
+    rss_mb: f64,
+    hwm_mb: f64,
+    stored: Option<f64>,
+    expected: usize,
+    check: String,
+    loadavg: String,
+}
+
+impl Row {
+    fn skipped(size: usize, target: Kind, why: String) -> Self {
+        Row {
+            size,
+            target,
+            skipped: Some(why),
+            report: None,
+            cpu_s: 0.0,
+            rss_mb: 0.0,
+            hwm_mb: 0.0,
+            stored: None,
+            expected: 0,
+            check: String::new(),
+            loadavg: loadavg(),
+        }
+    }
+
+    fn cpu_us_per_sample(&self) -> f64 {
+        match &self.report {
+            Some(r) if r.samples_ok > 0 => self.cpu_s * 1e6 / r.samples_ok as f64,
+            _ => f64::NAN,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.report
+            .as_ref()
+            .map(|r| r.samples_per_sec())
+            .unwrap_or(f64::NAN)
+    }
+}
+
+fn run_one(
+    a: &Args,
+    kind: Kind,
+    reqs: &[EncodedRequest],
+    per_step: usize,
+    series: usize,
+    last_ts: i64,
+) -> Result<Row> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ingest-{}-", kind.name().to_lowercase()))
+        .tempdir_in(&a.work_dir)?;
+    let port = free_port(a.base_port)?;
+    let srv = start(kind, a, port, dir.path())?;
+    let pid = srv.child.id();
+    std::thread::sleep(Duration::from_secs_f64(a.settle));
+    let la = loadavg();
+    let tck = clk_tck();
+    let cpu0 = cpu_ticks(pid)?;
+    let lc = LoadConfig {
+        url: srv.url("/api/v1/write"),
+        concurrency: a.concurrency,
+        duration: Some(Duration::from_secs_f64(a.duration)),
+        requests_per_step: per_step,
+        timeout: Duration::from_secs(30),
+    };
+    let rep = rwload::run_load(reqs, &lc);
+    let cpu1 = cpu_ticks(pid)?;
+    let rss = status_kb(pid, "VmRSS")?;
+    let hwm = status_kb(pid, "VmHWM")?;
+    // Stored-data check: all series have a sample at the last fully accepted step.
+    let expected = if rep.last_full_step.is_some() { series } else { 0 };
+    let check_ts = rep
+        .last_full_step
+        .map(|s| last_ts - (reqs.last().map(|r| r.step).unwrap_or(0) - s) as i64 * a.interval_ms)
+        .unwrap_or(last_ts);
+    let (stored, check) = {
+        if kind == Kind::VictoriaMetrics {
+            let _ = get(&srv.url("/internal/force_flush"));
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        match query_count(&srv, check_ts) {
+            Ok(Some(n)) if n as usize == expected => (Some(n), "ok".to_string()),
+            Ok(Some(n)) => (Some(n), format!("MISMATCH: {n} series, want {expected}")),
+            Ok(None) => (None, "skipped: no /api/v1/query".to_string()),
+            Err(e) if kind == Kind::Metricsd => (None, format!("skipped: query failed ({e:#})")),
+            Err(e) => (None, format!("FAILED: {e:#}")),
+        }
+    };
+    if rep.error_count() > 0 {
+        eprintln!(
+            "  {}: {} failed requests {:?}; first: {}",
+            kind.name(),
+            rep.error_count(),
+            rep.errors,
+            rep.first_error.as_deref().unwrap_or("")
+        );
+    }
+    srv.stop();
+    Ok(Row {
+        size: series,
+        target: kind,
+        skipped: None,
+        cpu_s: (cpu1 - cpu0) as f64 / tck,
+        rss_mb: rss as f64 / 1024.0,
+        hwm_mb: hwm as f64 / 1024.0,
+        report: Some(rep),
+        stored,
+        expected,
+        check,
+        loadavg: la,
+    })
+}
+
+fn ratio(x: f64, base: f64) -> String {
+    if x.is_finite() && base.is_finite() && base > 0.0 {
+        format!("{:.2}", x / base)
+    } else {
+        "-".into()
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:>7} {:<16} {:>11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7}  stored",
+        "series",
+        "target",
+        "samples/s",
+        "µsCPU/smp",
+        "RSS MB",
+        "HWM MB",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "×rate",
+        "×cpu",
+        "×RSS"
+    );
+    for r in rows {
+        if let Some(why) = &r.skipped {
+            println!("{:>7} {:<16} skipped: {why}", r.size, r.target.name());
+            continue;
+        }
+        let rep = r.report.as_ref().expect("run rows have a report");
+        let base = rows
+            .iter()
+            .find(|b| b.size == r.size && b.target == Kind::VictoriaMetrics && b.report.is_some());
+        let (br, bc, bm) = base
+            .map(|b| (b.rate(), b.cpu_us_per_sample(), b.rss_mb))
+            .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+        println!(
+            "{:>7} {:<16} {:>11.0} {:>9.3} {:>8.0} {:>8.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7} {:>7}  {}",
+            r.size,
+            r.target.name(),
+            r.rate(),
+            r.cpu_us_per_sample(),
+            r.rss_mb,
+            r.hwm_mb,
+            rep.latency_pct(50.0) as f64 / 1e3,
+            rep.latency_pct(99.0) as f64 / 1e3,
+            rep.error_count(),
+            ratio(r.rate(), br),
+            ratio(r.cpu_us_per_sample(), bc),
+            ratio(r.rss_mb, bm),
+            r.check
+        );
+    }
+    println!("(µsCPU/smp = server CPU µs per accepted sample; ×: ratio to VictoriaMetrics, same size)");
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    ensure!(
+        a.samples_per_request > 0 && a.steps > 0,
+        "--steps and --samples-per-request must be positive"
+    );
+    ensure!(
+        a.duration > 0.0 && a.duration <= 600.0,
+        "--duration must be in (0, 600] s"
+    );
+    let mut rows = Vec::new();
+    let mut sets = Vec::new();
+    for &size in &a.sizes {
+        let da = DataArgs {
+            series: size,
+            steps: a.steps,
+            interval_ms: a.interval_ms,
+            jitter_ms: 0,
+            smooth: a.smooth,
+            seed: a.seed,
+            start_ms: None,
+            samples_per_request: a.samples_per_request,
+        };
+        let cfg = da.gen_config();
+        let t0 = Instant::now();
+        let ds = datagen::generate(&cfg);
+        let reqs = rwload::encode_requests(&ds, a.samples_per_request);
+        let bytes: usize = reqs.iter().map(|r| r.body.len()).sum();
+        let per_step = rwload::requests_per_step(ds.num_series(), a.samples_per_request);
+        let last_ts = cfg.start_ms + (cfg.samples_per_series as i64 - 1) * cfg.interval_ms;
+        println!(
+            "== {} series ({} hosts) × {} steps = {} samples; {} requests of ≤{} samples, {:.1} MB snappy; encoded in {:.1} s",
+            ds.num_series(),
+            ds.num_hosts(),
+            cfg.samples_per_series,
+            ds.num_samples(),
+            reqs.len(),
+            a.samples_per_request,
+            bytes as f64 / 1e6,
+            t0.elapsed().as_secs_f64()
+        );
+        for &kind in &a.targets {
+            if kind == Kind::Metricsd
+                && let Err(why) = metricsd_usable(&a.metricsd_bin)
+            {
+                println!("  {}: skipped ({why})", kind.name());
+                rows.push(Row::skipped(ds.num_series(), kind, why));
+                continue;
+            }
+            print!("  {}: ", kind.name());
+            match run_one(&a, kind, &reqs, per_step, ds.num_series(), last_ts) {
+                Ok(r) => {
+                    println!(
+                        "{:.0} samples/s, {:.2} s CPU, {:.3} µs CPU/sample, RSS {:.0} MB, stored check {}",
+                        r.rate(),
+                        r.cpu_s,
+                        r.cpu_us_per_sample(),
+                        r.rss_mb,
+                        r.check
+                    );
+                    rows.push(r);
+                }
+                Err(e) => {
+                    println!("FAILED: {e:#}");
+                    rows.push(Row::skipped(ds.num_series(), kind, format!("failed: {e:#}")));
+                }
+            }
+        }
+        sets.push(json!({
+            "series": ds.num_series(),
+            "hosts": ds.num_hosts(),
+            "steps": cfg.samples_per_series,
+            "samples": ds.num_samples(),
+            "requests": reqs.len(),
+            "bytes": bytes,
+            "start_ms": cfg.start_ms,
+        }));
+    }
+    print_table(&rows);
+    if let Some(path) = &a.json {
+        let v = json!({
+            "config": {
+                "steps": a.steps,
+                "interval_ms": a.interval_ms,
+                "samples_per_request": a.samples_per_request,
+                "concurrency": a.concurrency,
+                "profile": if a.smooth { "smooth" } else { "noisy" },
+                "seed": a.seed,
+            },
+            "data_sets": sets,
+            "results": rows.iter().map(|r| json!({
+                "series": r.size,
+                "target": r.target.name(),
+                "skipped": r.skipped,
+                "load": r.report.as_ref().map(|x| x.to_json()),
+                "server_cpu_s": r.cpu_s,
+                "cpu_us_per_sample": r.report.as_ref().map(|_| r.cpu_us_per_sample()),
+                "rss_mb": r.rss_mb,
+                "hwm_mb": r.hwm_mb,
+                "stored_series": r.stored,
+                "expected_series": r.expected,
+                "stored_check": r.check,
+                "loadavg_before": r.loadavg,
+            })).collect::<Vec<_>>(),
+        });
+        fs::write(path, serde_json::to_string_pretty(&v)? + "\n")?;
+    }
+    let failed = rows.iter().any(|r| {
+        r.target != Kind::Metricsd
+            && (r.skipped.is_some() || r.check.starts_with("MISMATCH") || r.check.starts_with("FAILED"))
+    });
+    ensure!(!failed, "a reference target failed or did not store the data");
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real `metricsd` binary on an ephemeral port with a
+//! temporary data directory and drives it over HTTP.
+
+mod bad_input;
+mod durability;
+mod operating;
+mod prometheus;
+mod remote_write;
+mod seed;
+mod semantics;
+mod util;

@@ -1,0 +1,100 @@
+//! remote_write 1.0: snappy + protobuf in, readable through the JSON API.
+
+use metricsd_server::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+
+use crate::util::Server;
+
+fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: vec![
+            Label {
+                name: "__name__".into(),
+                value: name.into(),
+            },
+            Label {
+                name: "job".into(),
+                value: job.into(),
+            },
+        ],
+        samples: samples
+            .iter()
+            .map(|&(t, v)| Sample {
+                value: v,
+                timestamp: t,
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn round_trip_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let t0 = now_ms() - 60_000;
+    let req = WriteRequest {
+        timeseries: vec![
+            ts("up", "node", &[(t0, 1.0), (t0 + 15_000, 0.0)]),
+            ts("node_load1", "node", &[(t0, 0.25)]),
+        ],
+        metadata: vec![],
+    };
+    let send = |body: Vec<u8>, tenant: Option<&str>| {
+        let mut r = s
+            .client
+            .post(s.url("/api/v1/write"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body);
+        if let Some(t) = tenant {
+            r = r.header("X-Scope-OrgID", t);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    assert_eq!(send(encode_write_request(&req), Some("prom")).0, 204);
+    let v = s.get_json("/metrics/series?tenant_id=prom&name=up");
+    let pts = v["series"][0]["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 2);
+    assert_eq!(
+        (pts[0]["value"].as_f64(), pts[1]["value"].as_f64()),
+        (Some(1.0), Some(0.0))
+    );
+    assert_eq!(v["series"][0]["labels"]["job"], "node");
+    assert_eq!(s.get_json("/metrics/series?tenant_id=prom")["total"], 2);
+    assert_eq!(
+        s.get_json("/metrics/series?name=up")["total"],
+        0,
+        "other tenants see nothing"
+    );
+    // Malformed bodies: 400, nothing stored.
+    let (st, body) = send(b"not snappy at all".to_vec(), Some("prom"));
+    assert_eq!(st, 400, "{body}");
+    let junk = snap::raw::Encoder::new()
+        .compress_vec(b"\x0a\xff\xff\xff\x0f")
+        .unwrap();
+    assert_eq!(send(junk, Some("prom")).0, 400);
+    // Invalid series are rejected (400: retrying cannot help); valid ones in the same request are kept.
+    let bad = WriteRequest {
+        timeseries: vec![ts("bad name", "x", &[(t0, 1.0)]), ts("good", "x", &[(t0, 2.0)])],
+        metadata: vec![],
+    };
+    let (st, body) = send(encode_write_request(&bad), Some("prom"));
+    assert_eq!(st, 400);
+    assert!(body.contains("1 of 2 samples rejected"), "{body}");
+    assert_eq!(s.get_json("/metrics/series?tenant_id=prom&name=good")["total"], 1);
+    assert!(
+        s.get_json("/metrics/stats")["collector"]["dropped_points"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(s.healthy());
+}

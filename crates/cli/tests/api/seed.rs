@@ -1,0 +1,196 @@
+//! Every example of seed 000, shapes checked field by field.
+
+use serde_json::{Value, json};
+
+use crate::util::{Server, sample};
+
+fn seed_single() -> Value {
+    json!({
+      "name": "api_requests_total",
+      "value": 1,
+      "type": "counter",
+      "labels": {"service": "gateway", "endpoint": "/api/v1/instruments", "method": "GET", "status_code": "200"},
+      "service": "gateway-service",
+      "tenant_id": "tenant-1"
+    })
+}
+
+fn seed_batch() -> Value {
+    json!([
+      {"name": "api_requests_total", "value": 1, "type": "counter",
+       "labels": {"service": "gateway", "endpoint": "/api/v1/instruments"}, "service": "gateway-service"},
+      {"name": "response_time_seconds", "value": 0.042, "type": "histogram",
+       "labels": {"service": "gateway", "endpoint": "/api/v1/instruments"}, "service": "gateway-service"}
+    ])
+}
+
+fn is_rfc3339(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() >= 20 && s.as_bytes()[4] == b'-' && s.contains('T') && s.ends_with('Z'))
+}
+
+#[test]
+fn track_and_batch_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (st, body) = s.track(&seed_single());
+    assert_eq!(st, 200);
+    assert_eq!(
+        body,
+        json!({"success": true, "message": "Metric tracked successfully"})
+    );
+    let (st, body) = s.post("/metrics/track/batch", seed_batch().to_string(), &[]);
+    assert_eq!(st, 200);
+    assert_eq!(
+        body,
+        json!({"success": true, "total": 2, "successful": 2, "failed": 0})
+    );
+}
+
+#[test]
+fn export_series_trends_health_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    for _ in 0..100 {
+        assert_eq!(
+            s.post("/metrics/track/batch", seed_batch().to_string(), &[]).0,
+            200
+        );
+    }
+    // Prometheus export: seed's counter and histogram families.
+    let (st, text) = s.get("/metrics?format=prometheus");
+    assert_eq!(st, 200);
+    assert!(text.contains("# TYPE api_requests_total counter\n"), "{text}");
+    assert!(
+        text.contains("# TYPE response_time_seconds histogram\n"),
+        "{text}"
+    );
+    let l = r#"{endpoint="/api/v1/instruments",service="gateway",service_name="gateway-service"}"#;
+    assert_eq!(sample(&text, &format!("api_requests_total{l}")), Some(100.0));
+    let bl = |le: &str| {
+        format!(
+            r#"response_time_seconds_bucket{{endpoint="/api/v1/instruments",le="{le}",service="gateway",service_name="gateway-service"}}"#
+        )
+    };
+    assert_eq!(sample(&text, &bl("0.025")), Some(0.0));
+    assert_eq!(sample(&text, &bl("0.05")), Some(100.0));
+    assert_eq!(sample(&text, &bl("+Inf")), Some(100.0));
+    let sum = sample(&text, &format!("response_time_seconds_sum{l}")).unwrap();
+    assert!((sum - 4.2).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        sample(&text, &format!("response_time_seconds_count{l}")),
+        Some(100.0)
+    );
+    // Default export is Prometheus too; self-metrics are there.
+    let (_, text2) = s.get("/metrics");
+    for m in [
+        "metrics_collected_total",
+        "metrics_collection_duration_seconds_count",
+        "metrics_series_total",
+        "metrics_points_total",
+        "metrics_exported_total",
+        "metrics_errors_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(text2.lines().any(|x| x.starts_with(m)), "{m} missing");
+    }
+    assert!(text2.contains(
+        "metricsd_http_requests_total{route=\"/metrics/track/batch\",method=\"POST\",status=\"200\"} 100"
+    ));
+
+    // Aggregated: _avg gauges.
+    let (_, agg) = s.get("/metrics?format=prometheus&aggregated=true");
+    assert!(agg.contains("# TYPE api_requests_total_avg gauge"), "{agg}");
+    assert!(agg.contains("# TYPE response_time_seconds_avg gauge"), "{agg}");
+    let avg = sample(&agg, &format!("response_time_seconds_avg{l}")).unwrap();
+    assert!((avg - 0.042).abs() < 1e-9, "{avg}");
+    let per_min = sample(&agg, &format!("api_requests_total_avg{l}")).unwrap();
+    assert!((per_min - 99.0 / 5.0).abs() < 1e-9, "{per_min}");
+
+    // Series.
+    let v = s.get_json("/metrics/series?service=gateway-service&limit=10&name=api_requests_total");
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 3, "{v}");
+    assert_eq!(v["total"], 1);
+    assert!(is_rfc3339(&v["timestamp"]));
+    let se = &v["series"][0];
+    assert_eq!(se.as_object().unwrap().len(), 6, "{se}");
+    assert_eq!(se["name"], "api_requests_total");
+    assert_eq!(se["type"], "counter");
+    assert_eq!(
+        se["labels"],
+        json!({"service": "gateway", "endpoint": "/api/v1/instruments"})
+    );
+    assert_eq!(se["service"], "gateway-service");
+    assert_eq!(se["tenant_id"], "default");
+    let pts = se["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 100);
+    assert_eq!(pts[0]["value"], 1);
+    assert_eq!(pts[99]["value"], 100);
+    assert!(is_rfc3339(&pts[0]["timestamp"]));
+    let v = s.get_json("/metrics/series?service=gateway-service&limit=10");
+    assert_eq!(v["series"].as_array().unwrap().len(), 10);
+    assert_eq!(s.get_json("/metrics/series?service=nobody")["total"], 0);
+
+    // Trends.
+    let t = s.get_json("/metrics/trends/api_requests_total?hours=24");
+    assert_eq!(t["metric_name"], "api_requests_total");
+    assert!(["increasing", "decreasing", "stable"].contains(&t["trend"].as_str().unwrap()));
+    assert!(t["change_percent"].is_number());
+    let dp = t["data_points"].as_array().unwrap();
+    assert_eq!(dp.len(), 1, "{t}");
+    assert!(is_rfc3339(&dp[0]["timestamp"]));
+    assert_eq!(dp[0]["value"], 99);
+
+    // Health.
+    let h = s.get_json("/health");
+    assert_eq!(h["service"], "metrics");
+    assert_eq!(h["status"], "ok");
+    assert!(h["uptime_seconds"].is_u64());
+    assert_eq!(h["dependencies"], json!({"collector": "ok", "aggregator": "ok"}));
+    assert!(h["version"].is_string() && h["commit"].is_string());
+
+    // Stats.
+    let st = s.get_json("/metrics/stats");
+    assert_eq!(st["collector"]["total_points"], 100 * 15);
+    assert_eq!(st["collector"]["total_series"], 15);
+    assert_eq!(st["collector"]["dropped_points"], 0);
+    assert!(st["aggregator"]["total_windows"].as_u64().unwrap() >= 1);
+    assert!(st["aggregator"]["aggregated_series"].as_u64().unwrap() >= 2);
+    assert!(st["exporter"]["total_exports"].as_u64().unwrap() >= 3);
+    assert!(is_rfc3339(&st["exporter"]["last_export"]));
+    assert!(is_rfc3339(&st["timestamp"]));
+}
+
+#[test]
+fn openmetrics_and_json_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.track(&json!({"name": "jobs_total", "value": 2, "type": "counter", "help": "Jobs \"done\"\nall", "labels": {"q": "a\"b\\c"}}));
+    let r = s.client.get(s.url("/metrics?format=openmetrics")).send().unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().unwrap();
+    assert!(text.contains("# TYPE jobs counter\n"), "{text}");
+    assert!(text.contains("jobs_total{q=\"a\\\"b\\\\c\"} 2\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+    let (_, prom) = s.get("/metrics");
+    assert!(prom.contains("# HELP jobs_total Jobs \"done\"\\nall\n"), "{prom}");
+    let j = s.get_json("/metrics?format=json");
+    let m = j["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "jobs_total")
+        .unwrap()
+        .clone();
+    assert_eq!(m["value"], 2);
+    assert_eq!(m["labels"], json!({"q": "a\"b\\c"}));
+    assert_eq!(s.get("/metrics?format=xml").0, 400);
+}

@@ -1,0 +1,863 @@
+//! Routes and handlers. Handlers decode with the pure functions of `track`/`remote_write`,
+//! run store work on the blocking pool, and answer errors through [`ApiError`] only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metricsd_model::{Labels, MatchOp, Matcher, Sample};
+use metricsd_tsdb::{Queryable, Storage};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::collector::{Collector, Meta, Resolved, now_ms};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::selfmetrics::SelfMetrics;
+use crate::track::{self, SERVICE_LABEL};
+use crate::{exposition, remote_write, trends};
+
+/// Shared state of the handlers.
+pub struct AppState {
+    /// The configuration in force.
+    pub cfg: Config,
+    /// The store.
+    pub storage: Arc<Storage>,
+    /// Track-API state.
+    pub collector: Collector,
+    /// Self-metrics.
+    pub metrics: Arc<SelfMetrics>,
+    /// Start time, for `uptime_seconds`.
+    pub started: Instant,
+}
+
+type St = State<Arc<AppState>>;
+
+/// The router with every route and layer.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.cfg.max_body_bytes;
+    Router::new()
+        .route("/metrics/track", post(track_one))
+        .route("/metrics/track/batch", post(track_batch))
+        .route("/metrics", get(export))
+        .route("/metrics/series", get(series))
+        .route("/metrics/trends/{name}", get(trend))
+        .route("/metrics/stats", get(stats))
+        .route("/health", get(health))
+        .route("/api/v1/write", post(write))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// A sample value as JSON: integral values as integers (`1`, not `1.0`), non-finite ones
+/// as the strings `NaN`, `+Inf`, `-Inf`.
+pub fn num(v: f64) -> serde_json::Value {
+    if !v.is_finite() {
+        json!(crate::collector::fmt_float(v))
+    } else if v.fract() == 0.0 && v.abs() < 9e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
+/// RFC 3339 text of a Unix ms timestamp.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn request_id(h: &HeaderMap) -> String {
+    if let Some(id) = h.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_owned();
+    }
+    use std::sync::atomic::AtomicU64;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| (now_ms() as u64) ^ (u64::from(std::process::id()) << 40));
+    format!("{start:016x}-{:08x}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id(h: &HeaderMap) -> Option<String> {
+    let v = h.get("traceparent")?.to_str().ok()?;
+    let mut parts = v.trim().split('-');
+    let (_ver, tid) = (parts.next()?, parts.next()?);
+    (tid.len() == 32 && tid.bytes().all(|b| b.is_ascii_hexdigit()) && tid.bytes().any(|b| b != b'0'))
+        .then(|| tid.to_ascii_lowercase())
+}
+
+/// Request id, trace id, a span for the logs, and the HTTP self-metrics.
+async fn observe(State(st): St, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = req.method().to_string();
+    let rid = request_id(req.headers());
+    let tid = trace_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %rid, trace_id = tid.as_deref().unwrap_or(""), method = %method, route = %route);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let secs = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    st.metrics.observe_http(&route, &method, status, secs);
+    if route.starts_with("/metrics/track") {
+        st.metrics.observe_collection(secs);
+    }
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, duration_seconds = secs, "request failed");
+        } else if status >= 400 {
+            tracing::info!(status, duration_seconds = secs, "request rejected");
+        } else {
+            tracing::debug!(status, duration_seconds = secs, "request served");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "body_too_large",
+                "the request body exceeds the limit (max_body_bytes)",
+            )
+        } else {
+            ApiError::new(status, "invalid_body", r.body_text())
+        }
+    })
+}
+
+/// The tenant of a request: `X-Scope-OrgID`, else `default`.
+fn header_tenant(h: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match h.get("x-scope-orgid") {
+        None => Ok(None),
+        Some(v) => {
+            let t = v.to_str().unwrap_or("");
+            if metricsd_tsdb::is_valid_tenant(t) {
+                Ok(Some(t.to_owned()))
+            } else {
+                Err(ApiError::field(
+                    "X-Scope-OrgID",
+                    "invalid tenant id: use 1 to 128 characters of [a-zA-Z0-9_.-]",
+                ))
+            }
+        }
+    }
+}
+
+/// The tenant of a read: `tenant_id` query parameter or `X-Scope-OrgID`; both must agree.
+fn read_tenant(h: &HeaderMap, param: Option<&str>) -> Result<String, ApiError> {
+    let header = header_tenant(h)?;
+    match (param, header) {
+        (Some(p), _) if !metricsd_tsdb::is_valid_tenant(p) => {
+            Err(ApiError::field("tenant_id", "invalid tenant id"))
+        }
+        (Some(p), Some(hd)) if p != hd => Err(ApiError::field(
+            "tenant_id",
+            "tenant_id differs from the X-Scope-OrgID header",
+        )),
+        (Some(p), _) => Ok(p.to_owned()),
+        (None, Some(hd)) => Ok(hd),
+        (None, None) => Ok(metricsd_tsdb::DEFAULT_TENANT.to_owned()),
+    }
+}
+
+fn resolve<'a>(
+    item: track::TrackItem<'a>,
+    header: &Option<String>,
+    index: usize,
+) -> Result<Resolved<'a>, ApiError> {
+    let tenant = match (item.tenant_id.as_deref(), header) {
+        (Some(t), Some(h)) if t != h => {
+            return Err(ApiError::field(
+                "tenant_id",
+                "tenant_id differs from the X-Scope-OrgID header",
+            ));
+        }
+        (Some(t), _) => t.to_owned(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => metricsd_tsdb::DEFAULT_TENANT.to_owned(),
+    };
+    Ok(Resolved { index, tenant, item })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("worker failed: {e}"),
+            )
+        })
+}
+
+async fn track_one(
+    State(st): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let header = header_tenant(&headers)?;
+    let st2 = st.clone();
+    // Decoding runs with the store work on the blocking pool, so items can borrow the body.
+    let r = blocking(move || -> Result<(), ApiError> {
+        let item = track::parse_track(&b).inspect_err(|_| st2.metrics.errors.inc())?;
+        let r = resolve(item, &header, 0).inspect_err(|_| st2.metrics.errors.inc())?;
+        let name = r.item.name.to_string();
+        let mut out = st2.collector.track(vec![r]);
+        let res = out.results.pop().unwrap_or(Ok(()));
+        if res.is_ok() {
+            tracing::debug!(metric_name = %name, "metric collected");
+        }
+        res
+    })
+    .await?;
+    r?;
+    Ok(Json(json!({ "success": true, "message": "Metric tracked successfully" })).into_response())
+}
+
+async fn track_batch(
+    State(st): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let header = header_tenant(&headers)?;
+    let st2 = st.clone();
+    let (total, mut errors) = blocking(move || -> Result<(usize, Vec<(usize, ApiError)>), ApiError> {
+        let parsed = track::parse_batch(&b, st2.cfg.max_batch_items)?;
+        let total = parsed.len();
+        let mut errors: Vec<(usize, ApiError)> = Vec::new();
+        let mut ok: Vec<Resolved<'_>> = Vec::with_capacity(total);
+        for (i, p) in parsed.into_iter().enumerate() {
+            match p.and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i))) {
+                Ok(r) => ok.push(r),
+                Err(e) => errors.push((i, e)),
+            }
+        }
+        st2.metrics.errors.add(errors.len() as u64);
+        let indices: Vec<usize> = ok.iter().map(|r| r.index).collect();
+        let out = st2.collector.track(ok);
+        for (i, r) in indices.into_iter().zip(out.results) {
+            if let Err(e) = r {
+                let e = if e.field.as_deref().is_some_and(|f| f.starts_with('[')) {
+                    e
+                } else {
+                    e.at_index(i)
+                };
+                errors.push((i, e));
+            }
+        }
+        Ok((total, errors))
+    })
+    .await??;
+    errors.sort_by_key(|e| e.0);
+    let failed = errors.len();
+    let mut resp =
+        json!({ "success": failed == 0, "total": total, "successful": total - failed, "failed": failed });
+    if failed > 0 {
+        resp["errors"] = errors
+            .iter()
+            .map(|(i, e)| json!({ "index": i, "error": e.body() }))
+            .collect();
+    }
+    // All items failed: answer with the first error's status (5xx tells the client to retry).
+    let status = match errors.first() {
+        Some((_, e)) if failed == total => e.status,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(resp)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+    aggregated: Option<String>,
+    tenant_id: Option<String>,
+}
+
+/// Newest sample of every series in `[mint, maxt]`.
+fn newest_all(
+    db: &metricsd_tsdb::Db,
+    mint: i64,
+    maxt: i64,
+) -> metricsd_tsdb::Result<Vec<(Labels, f64, i64)>> {
+    let q = db.querier(mint, maxt)?;
+    let all = Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, ".+")?;
+    let mut out = Vec::new();
+    for s in q.select(&[all])? {
+        let last = s.iter().filter(|x| !metricsd_model::is_stale_nan(x.v)).last();
+        if let Some(x) = last {
+            out.push((s.labels().clone(), x.v, x.t));
+        }
+    }
+    Ok(out)
+}
+
+fn all_samples(
+    db: &metricsd_tsdb::Db,
+    mint: i64,
+    maxt: i64,
+    m: &[Matcher],
+) -> metricsd_tsdb::Result<Vec<(Labels, Vec<Sample>)>> {
+    let q = db.querier(mint, maxt)?;
+    let mut out = Vec::new();
+    for s in q.select(m)? {
+        let v: Vec<Sample> = s.iter().filter(|x| !metricsd_model::is_stale_nan(x.v)).collect();
+        if !v.is_empty() {
+            out.push((s.labels().clone(), v));
+        }
+    }
+    Ok(out)
+}
+
+fn head_series_total(storage: &Storage) -> u64 {
+    storage
+        .tenants()
+        .iter()
+        .filter_map(|t| storage.existing_tenant(t))
+        .map(|db| db.head().num_series() as u64)
+        .sum()
+}
+
+/// `_avg` families over the aggregation window (see docs/api.md).
+fn aggregate(
+    samples: Vec<(Labels, Vec<Sample>)>,
+    meta: &HashMap<String, Meta>,
+    window_ms: i64,
+) -> Vec<exposition::Family> {
+    use std::collections::BTreeMap;
+    let minutes = window_ms as f64 / 60_000.0;
+    let mut out: BTreeMap<String, exposition::Family> = BTreeMap::new();
+    // (family, identifying labels) -> (sum increase, count increase)
+    let mut hist: BTreeMap<(String, Labels), (f64, f64)> = BTreeMap::new();
+    let increase = |v: &[Sample]| -> f64 {
+        v.windows(2)
+            .map(|w| if w[1].v >= w[0].v { w[1].v - w[0].v } else { w[1].v })
+            .sum()
+    };
+    for (labels, v) in samples {
+        let Some(name) = labels.metric_name().map(str::to_owned) else {
+            continue;
+        };
+        let (fam, kind, suffix) = match meta.get(&name) {
+            Some(m) => (name.clone(), m.kind.as_str(), ""),
+            None => match ["_sum", "_count"].iter().find_map(|s| {
+                let b = name.strip_suffix(s)?;
+                meta.get(b)
+                    .filter(|m| m.kind == "histogram" || m.kind == "summary")
+                    .map(|_| (b.to_owned(), *s))
+            }) {
+                Some((b, s)) => (b, "observations", s),
+                None => continue,
+            },
+        };
+        let value = match kind {
+            "counter" => increase(&v) / minutes,
+            "gauge" => v.iter().map(|s| s.v).sum::<f64>() / v.len() as f64,
+            "observations" => {
+                let mut id = labels.builder();
+                id.set(metricsd_model::METRIC_NAME, format!("{fam}_avg"));
+                let e = hist.entry((fam.clone(), id.build())).or_default();
+                // One observation in the window counts as a delta from zero when the series began inside it.
+                let d = if v.len() == 1 { v[0].v } else { increase(&v) };
+                if suffix == "_sum" {
+                    e.0 += d
+                } else {
+                    e.1 += d
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let mut l = labels.builder();
+        l.set(metricsd_model::METRIC_NAME, format!("{fam}_avg"));
+        let help = match kind {
+            "counter" => format!("Average increase per minute of {fam} over the aggregation window"),
+            _ => format!("Average of {fam} over the aggregation window"),
+        };
+        let t = v.last().map_or(0, |s| s.t);
+        out.entry(fam.clone())
+            .or_insert_with(|| exposition::Family {
+                name: format!("{fam}_avg"),
+                kind: "gauge".into(),
+                help: Some(help),
+                samples: vec![],
+            })
+            .samples
+            .push((l.build(), value, t));
+    }
+    for ((fam, labels), (s, c)) in hist {
+        if c <= 0.0 {
+            continue;
+        }
+        out.entry(fam.clone())
+            .or_insert_with(|| exposition::Family {
+                name: format!("{fam}_avg"),
+                kind: "gauge".into(),
+                help: Some(format!(
+                    "Average observation of {fam} over the aggregation window"
+                )),
+                samples: vec![],
+            })
+            .samples
+            .push((labels, s / c, now_ms()));
+    }
+    out.into_values().collect()
+}
+
+async fn export(
+    State(st): St,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&headers, q.tenant_id.as_deref())?;
+    let format = q.format.as_deref().unwrap_or("prometheus");
+    if !matches!(format, "prometheus" | "openmetrics" | "json") {
+        return Err(ApiError::field(
+            "format",
+            format!("unknown format {format:?}: use prometheus, openmetrics or json"),
+        ));
+    }
+    let aggregated = match q.aggregated.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ApiError::field(
+                "aggregated",
+                format!("{other:?} is not true or false"),
+            ));
+        }
+    };
+    let st2 = st.clone();
+    let fams = blocking(move || -> Result<Vec<exposition::Family>, ApiError> {
+        let Some(db) = st2.storage.existing_tenant(&tenant) else {
+            return Ok(Vec::new());
+        };
+        let meta = st2.collector.metadata(&tenant);
+        let now = now_ms();
+        if aggregated {
+            let w = st2.cfg.aggregation_window_seconds as i64 * 1000;
+            let all = Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, ".+")
+                .map_err(|e| ApiError::field("name", e.to_string()))?;
+            // Open-ended: timestamps of hot series may run a few ms ahead of the clock (see collector).
+            let samples =
+                all_samples(&db, now - w, i64::MAX, &[all]).map_err(|e| ApiError::from_store(&e))?;
+            let fams = aggregate(samples, &meta, w);
+            st2.metrics.windows.inc();
+            st2.metrics.aggregated_series.store(
+                fams.iter().map(|f| f.samples.len() as u64).sum(),
+                Ordering::Relaxed,
+            );
+            Ok(fams)
+        } else {
+            let lookback = st2.cfg.export_lookback_seconds as i64 * 1000;
+            let series = newest_all(&db, now - lookback, i64::MAX).map_err(|e| ApiError::from_store(&e))?;
+            Ok(exposition::group(series, &meta))
+        }
+    })
+    .await??;
+    st.metrics.exports.inc();
+    st.metrics
+        .last_export_ms
+        .store(now_ms() as u64, Ordering::Relaxed);
+    let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+    let mut self_text = String::new();
+    if !aggregated {
+        let series = head_series_total(&st.storage);
+        st.metrics.write(&mut self_text, series, &|n| user.contains(n));
+    }
+    let resp = match format {
+        "json" => Json(json!({ "metrics": exposition::to_json(&fams), "timestamp": rfc3339(now_ms()) }))
+            .into_response(),
+        "openmetrics" => {
+            let mut s = String::new();
+            exposition::write_openmetrics(&mut s, &fams);
+            s.push_str(&exposition::prometheus_to_openmetrics(&self_text));
+            s.push_str("# EOF\n");
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                s,
+            )
+                .into_response()
+        }
+        _ => {
+            let mut s = String::new();
+            exposition::write_prometheus(&mut s, &fams);
+            s.push_str(&self_text);
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                s,
+            )
+                .into_response()
+        }
+    };
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    service: Option<String>,
+    name: Option<String>,
+    limit: Option<String>,
+    tenant_id: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let j = match v.parse::<f64>() {
+        Ok(f) => json!(f),
+        Err(_) => json!(v),
+    };
+    track::parse_timestamp(&j)
+        .map(Some)
+        .map_err(|m| ApiError::field(field, m))
+}
+
+fn kind_of(name: &str, meta: &HashMap<String, Meta>) -> String {
+    if let Some(m) = meta.get(name) {
+        return m.kind.clone();
+    }
+    for suf in ["_bucket", "_sum", "_count"] {
+        if let Some(m) = name.strip_suffix(suf).and_then(|b| meta.get(b)) {
+            return m.kind.clone();
+        }
+    }
+    "untyped".into()
+}
+
+async fn series(
+    State(st): St,
+    headers: HeaderMap,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&headers, q.tenant_id.as_deref())?;
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::field("limit", "limit must be an integer from 1 to 10000"))?,
+    };
+    let end = time_param("end", q.end.as_deref())?.unwrap_or(i64::MAX);
+    let start = time_param("start", q.start.as_deref())?.unwrap_or(i64::MIN);
+    if start > end {
+        return Err(ApiError::field("start", "start is after end"));
+    }
+    let mut matchers = vec![match &q.name {
+        Some(n) if !metricsd_model::is_valid_metric_name(n) => {
+            return Err(ApiError::field("name", "invalid metric name"));
+        }
+        Some(n) => Matcher::equal(metricsd_model::METRIC_NAME, n),
+        None => Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, ".+")
+            .map_err(|e| ApiError::field("name", e.to_string()))?,
+    }];
+    if let Some(s) = &q.service {
+        matchers.push(Matcher::equal(SERVICE_LABEL, s));
+    }
+    let max_points = st.cfg.max_points_per_series;
+    let st2 = st.clone();
+    let tenant2 = tenant.clone();
+    let (total, out) = blocking(move || -> Result<(usize, Vec<serde_json::Value>), ApiError> {
+        let Some(db) = st2.storage.existing_tenant(&tenant2) else {
+            return Ok((0, Vec::new()));
+        };
+        let meta = st2.collector.metadata(&tenant2);
+        let q = db.querier(start, end).map_err(|e| ApiError::from_store(&e))?;
+        let sel = q.select(&matchers).map_err(|e| ApiError::from_store(&e))?;
+        let total = sel.len();
+        let mut out = Vec::new();
+        for s in sel.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let mut pts: std::collections::VecDeque<Sample> = std::collections::VecDeque::new();
+            for x in s.iter() {
+                if metricsd_model::is_stale_nan(x.v) {
+                    continue;
+                }
+                if pts.len() == max_points {
+                    pts.pop_front();
+                }
+                pts.push_back(x);
+            }
+            if pts.is_empty() {
+                continue;
+            }
+            let l = s.labels();
+            let name = l.metric_name().unwrap_or_default();
+            let labels: serde_json::Map<String, serde_json::Value> = l
+                .iter()
+                .filter(|x| &*x.name != metricsd_model::METRIC_NAME && &*x.name != SERVICE_LABEL)
+                .map(|x| (x.name.to_string(), json!(&*x.value)))
+                .collect();
+            let points: Vec<serde_json::Value> = pts
+                .iter()
+                .map(|p| json!({ "value": num(p.v), "timestamp": rfc3339(p.t) }))
+                .collect();
+            out.push(json!({
+                "name": name,
+                "type": kind_of(name, &meta),
+                "labels": labels,
+                "service": l.get(SERVICE_LABEL),
+                "tenant_id": tenant2,
+                "points": points,
+            }));
+        }
+        Ok((total, out))
+    })
+    .await??;
+    let _ = total;
+    Ok(Json(json!({ "series": out, "total": out.len(), "timestamp": rfc3339(now_ms()) })).into_response())
+}
+
+#[derive(Deserialize)]
+struct TrendQuery {
+    hours: Option<String>,
+    tenant_id: Option<String>,
+}
+
+async fn trend(
+    State(st): St,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<TrendQuery>,
+) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&headers, q.tenant_id.as_deref())?;
+    if !metricsd_model::is_valid_metric_name(&name) {
+        return Err(ApiError::field("name", format!("invalid metric name {name:?}")));
+    }
+    let hours = match q.hours.as_deref() {
+        None => 24,
+        Some(h) => h
+            .parse::<i64>()
+            .ok()
+            .filter(|h| (1..=24 * 31).contains(h))
+            .ok_or_else(|| ApiError::field("hours", "hours must be an integer from 1 to 744"))?,
+    };
+    let st2 = st.clone();
+    let name2 = name.clone();
+    let (points, kind) = blocking(move || -> Result<(Vec<(i64, f64)>, String), ApiError> {
+        let Some(db) = st2.storage.existing_tenant(&tenant) else {
+            return Ok((Vec::new(), "untyped".into()));
+        };
+        let meta = st2.collector.metadata(&tenant);
+        let kind = kind_of(&name2, &meta);
+        const H: i64 = 3_600_000;
+        let end = now_ms();
+        let start = end - hours * H;
+        let n = hours as usize;
+        let get = |n: &str| -> Result<Vec<Vec<Sample>>, ApiError> {
+            Ok(all_samples(
+                &db,
+                start - H,
+                i64::MAX,
+                &[Matcher::equal(metricsd_model::METRIC_NAME, n)],
+            )
+            .map_err(|e| ApiError::from_store(&e))?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+        };
+        let values = match kind.as_str() {
+            "counter" => trends::counter_increase(&get(&name2)?, start, H, n),
+            "histogram" | "summary" => {
+                let s = trends::counter_increase(&get(&format!("{name2}_sum"))?, start, H, n);
+                let c = trends::counter_increase(&get(&format!("{name2}_count"))?, start, H, n);
+                s.into_iter()
+                    .zip(c)
+                    .map(|(s, c)| match (s, c) {
+                        (Some(s), Some(c)) if c > 0.0 => Some(s / c),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => trends::mean(&get(&name2)?, start, H, n),
+        };
+        Ok((
+            values
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| (start + i as i64 * H, v)))
+                .collect(),
+            kind,
+        ))
+    })
+    .await??;
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .map(|(t, v)| (*t as f64 / 3_600_000.0, *v))
+        .collect();
+    let t = trends::trend(&xy);
+    let data_points: Vec<serde_json::Value> = points
+        .iter()
+        .map(|(t, v)| json!({ "timestamp": rfc3339(*t), "value": num(*v) }))
+        .collect();
+    Ok(Json(json!({
+        "metric_name": name,
+        "trend": t.trend,
+        "change_percent": t.change_percent,
+        "data_points": data_points,
+        "type": kind,
+        "slope_per_hour": if t.slope.is_finite() { json!(t.slope) } else { json!(null) },
+        "t_statistic": if t.t_stat.is_finite() { json!(t.t_stat) } else { json!(null) },
+    }))
+    .into_response())
+}
+
+async fn health(State(st): St) -> Response {
+    let st2 = st.clone();
+    let store_ok = blocking(move || {
+        let dbs_ok = st2
+            .storage
+            .tenants()
+            .iter()
+            .filter_map(|t| st2.storage.existing_tenant(t))
+            .all(|db| db.healthy());
+        // A write probe catches a read-only or full data directory before a client does.
+        let probe = st2.storage.root().join(".health-probe");
+        let writable = std::fs::write(&probe, b"ok").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        dbs_ok && writable
+    })
+    .await
+    .unwrap_or(false);
+    let status = if store_ok { "ok" } else { "degraded" };
+    let body = json!({
+        "service": "metrics",
+        "status": status,
+        "uptime_seconds": st.started.elapsed().as_secs(),
+        "dependencies": { "collector": if store_ok { "ok" } else { "failing" }, "aggregator": "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("METRICSD_COMMIT").unwrap_or("unknown"),
+    });
+    let code = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn stats(State(st): St) -> Response {
+    let m = &st.metrics;
+    let last = m.last_export_ms.load(Ordering::Relaxed);
+    Json(json!({
+        "collector": {
+            "total_points": m.points_stored.get(),
+            "total_series": head_series_total(&st.storage),
+            "dropped_points": m.points_dropped.get(),
+        },
+        "aggregator": {
+            "total_windows": m.windows.get(),
+            "aggregated_series": m.aggregated_series.load(Ordering::Relaxed),
+        },
+        "exporter": {
+            "total_exports": m.exports.get(),
+            "last_export": if last == 0 { json!(null) } else { json!(rfc3339(last as i64)) },
+        },
+        "timestamp": rfc3339(now_ms()),
+    }))
+    .into_response()
+}
+
+async fn write(
+    State(st): St,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
+    let max = st.cfg.max_body_bytes.saturating_mul(8);
+    let req = remote_write::decode_write_request(&b, max).map_err(|e| {
+        st.metrics.errors.inc();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+    })?;
+    let st2 = st.clone();
+    let res = blocking(move || -> Result<(usize, usize, Option<String>), ApiError> {
+        let db = st2
+            .storage
+            .tenant(&tenant)
+            .map_err(|e| ApiError::from_store(&e))?;
+        let limits = st2.cfg.limits();
+        let mut app = db.appender();
+        let mut dropped = 0usize;
+        let mut first: Option<String> = None;
+        let mut total = 0usize;
+        let mut samples: Vec<Sample> = Vec::new();
+        for ts in req.timeseries {
+            total += ts.samples.len();
+            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
+            if let Err(e) = metricsd_model::validate_labels(&labels, &limits) {
+                dropped += ts.samples.len();
+                first.get_or_insert_with(|| e.to_string());
+                continue;
+            }
+            samples.clear();
+            samples.extend(ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)));
+            app.append_many(labels, &samples);
+        }
+        let report = app.commit().map_err(|e| ApiError::from_store(&e))?;
+        dropped += report.rejected.len();
+        if first.is_none()
+            && let Some((_, e)) = report.rejected.first()
+        {
+            first = Some(e.to_string());
+        }
+        st2.metrics.points_stored.add(report.accepted as u64);
+        st2.metrics.points_dropped.add(dropped as u64);
+        Ok((total, dropped, first))
+    })
+    .await?;
+    let (total, dropped, first) = res.inspect_err(|_| st.metrics.errors.inc())?;
+    if dropped > 0 {
+        st.metrics.errors.inc();
+        // 400: the sender drops the request; the valid samples of it are stored.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "rejected",
+            format!(
+                "{dropped} of {total} samples rejected; first: {}",
+                first.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

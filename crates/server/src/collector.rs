@@ -1,0 +1,959 @@
+//! The collector turns track items into samples: counters accumulate, histograms count
+//! into buckets, summaries keep a sliding window. It keeps, per tenant, the state of each
+//! series it has seen and the metadata (type, help) of each metric name.
+//!
+//! Invariants:
+//! - The in-memory state of a series always equals what the store holds for it: state is
+//!   staged while a batch is built, and applied only for series whose samples were all
+//!   accepted by the commit. A series with a rejected sample is forgotten and reloaded from
+//!   the store (its newest samples) on next use, so a restart and a rejection look the same.
+//! - One lock per tenant serializes staging and commit, so two requests cannot both add
+//!   their increment to the same old value.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Maps keyed by labels, hashed with foldhash (keys are hashed per item on the hot path).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use metricsd_model::{Labels, Limits, METRIC_NAME, Matcher};
+use metricsd_tsdb::{Db, Queryable, Storage};
+use parking_lot::Mutex;
+
+use crate::config::NamingPolicy;
+use crate::error::ApiError;
+use crate::selfmetrics::SelfMetrics;
+use crate::track::{Kind, SERVICE_LABEL, TrackItem};
+
+/// The seed's default histogram buckets (upper bounds; `+Inf` is implicit).
+pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Summary quantiles.
+pub const QUANTILES: &[f64] = &[0.5, 0.9, 0.99];
+
+/// Type and help of a metric name in one tenant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    /// The metric name.
+    pub name: String,
+    /// Its type (`counter`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its help text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+/// What the collector remembers of a series (keyed by its base labels).
+#[derive(Debug, Clone)]
+enum State {
+    Counter {
+        value: f64,
+        last_t: i64,
+    },
+    Gauge {
+        last_t: i64,
+    },
+    Histogram {
+        bounds: Arc<[f64]>,
+        counts: Vec<f64>,
+        sum: f64,
+        count: f64,
+        last_t: i64,
+        /// Labels of `_bucket` per bound, `_bucket{le="+Inf"}`, `_sum`, `_count`: built once.
+        series: Arc<[Labels]>,
+    },
+    Summary {
+        window: VecDeque<(i64, f64)>,
+        sum: f64,
+        count: f64,
+        last_t: i64,
+        /// Labels of each quantile, `_sum`, `_count`: built once.
+        series: Arc<[Labels]>,
+    },
+}
+
+impl State {
+    fn last_t(&self) -> i64 {
+        match self {
+            State::Counter { last_t, .. }
+            | State::Gauge { last_t }
+            | State::Histogram { last_t, .. }
+            | State::Summary { last_t, .. } => *last_t,
+        }
+    }
+}
+
+/// A series the collector knows: its labels and state.
+struct Slot {
+    labels: Labels,
+    state: State,
+}
+
+#[derive(Default)]
+struct TenantState {
+    /// Keyed by [`series_key`]'s hash.
+    series: FastMap<u128, Slot>,
+    meta: FastMap<String, Meta>,
+}
+
+/// Options of the collector (from the configuration).
+#[derive(Debug, Clone)]
+pub struct CollectorOptions {
+    /// Label limits, checked before anything is appended.
+    pub limits: Limits,
+    /// Most series per tenant (0 = unlimited).
+    pub max_series: usize,
+    /// Naming policy.
+    pub naming: NamingPolicy,
+    /// Summary window in ms.
+    pub summary_window_ms: i64,
+    /// Most observations in a summary window.
+    pub summary_max: usize,
+    /// Where metadata files live (`<data_dir>/server/metadata`).
+    pub meta_dir: PathBuf,
+}
+
+/// What happened to each item of a batch.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Per item: `Ok(())` when stored, else why not.
+    pub results: Vec<Result<(), ApiError>>,
+}
+
+/// Applies track items to the store. See the module docs.
+pub struct Collector {
+    storage: Arc<Storage>,
+    opts: CollectorOptions,
+    tenants: Mutex<HashMap<String, Arc<Mutex<TenantState>>>>,
+    metrics: Arc<SelfMetrics>,
+}
+
+/// A track item with its tenant resolved.
+pub struct Resolved<'a> {
+    /// Index in the request.
+    pub index: usize,
+    /// The tenant.
+    pub tenant: String,
+    /// The item.
+    pub item: TrackItem<'a>,
+}
+
+impl Collector {
+    /// A collector over `storage`.
+    pub fn new(storage: Arc<Storage>, opts: CollectorOptions, metrics: Arc<SelfMetrics>) -> Self {
+        Collector {
+            storage,
+            opts,
+            tenants: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn tenant_state(&self, tenant: &str) -> Arc<Mutex<TenantState>> {
+        let mut m = self.tenants.lock();
+        if let Some(s) = m.get(tenant) {
+            return s.clone();
+        }
+        let mut st = TenantState::default();
+        for meta in self.load_meta(tenant) {
+            st.meta.insert(meta.name.clone(), meta);
+        }
+        let s = Arc::new(Mutex::new(st));
+        m.insert(tenant.to_owned(), s.clone());
+        s
+    }
+
+    fn meta_path(&self, tenant: &str) -> PathBuf {
+        self.opts.meta_dir.join(format!("{tenant}.jsonl"))
+    }
+
+    fn load_meta(&self, tenant: &str) -> Vec<Meta> {
+        let Ok(text) = std::fs::read_to_string(self.meta_path(tenant)) else {
+            return Vec::new();
+        };
+        // A torn last line (crash while appending) is skipped; later lines win.
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn save_meta(&self, tenant: &str, metas: &[Meta]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.opts.meta_dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.meta_path(tenant))?;
+        let mut buf = Vec::new();
+        for m in metas {
+            serde_json::to_writer(&mut buf, m).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        f.write_all(&buf)
+    }
+
+    /// Metadata of every metric name of `tenant`.
+    pub fn metadata(&self, tenant: &str) -> HashMap<String, Meta> {
+        self.tenant_state(tenant)
+            .lock()
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns
+    /// one result per item, in the order given.
+    pub fn track(&self, items: Vec<Resolved<'_>>) -> Outcome {
+        let n = items.len();
+        let mut results: Vec<Result<(), ApiError>> = (0..n).map(|_| Ok(())).collect();
+        let mut by_tenant: HashMap<String, Vec<(usize, TrackItem<'_>)>> = HashMap::new();
+        for (pos, r) in items.into_iter().enumerate() {
+            let _ = r.index;
+            by_tenant.entry(r.tenant).or_default().push((pos, r.item));
+        }
+        for (tenant, group) in by_tenant {
+            let db = match self.storage.tenant(&tenant) {
+                Ok(db) => db,
+                Err(e) => {
+                    let err = ApiError::from_store(&e);
+                    for (pos, _) in group {
+                        results[pos] = Err(err.clone());
+                    }
+                    continue;
+                }
+            };
+            self.track_tenant(&tenant, &db, group, &mut results);
+        }
+        for r in &results {
+            match r {
+                Ok(()) => self.metrics.items_collected.inc(),
+                Err(_) => self.metrics.errors.inc(),
+            }
+        }
+        Outcome { results }
+    }
+
+    fn track_tenant(
+        &self,
+        tenant: &str,
+        db: &Db,
+        group: Vec<(usize, TrackItem<'_>)>,
+        results: &mut [Result<(), ApiError>],
+    ) {
+        let state = self.tenant_state(tenant);
+        let mut guard = state.lock();
+        // Split borrows: series and metadata are used side by side below.
+        let st = &mut *guard;
+        let mut new_meta: Vec<Meta> = Vec::new();
+        let mut staged_meta: FastMap<String, Meta> = FastMap::default();
+        let mut app = db.appender();
+        // (first sample number, end, position in results, series key)
+        let mut ranges: Vec<(usize, usize, usize, u128)> = Vec::new();
+        let mut new_series = 0usize;
+        let head_series = db.head().num_series();
+        let now = now_ms();
+        for (pos, item) in group {
+            // The series is found by a hash of the item's borrowed fields: no label set is
+            // built for a series the collector already knows.
+            let (h, pairs) = series_key(&item);
+            let mut fresh: Option<Labels> = None;
+            match st.series.get(&h) {
+                Some(slot) if !same_labels(&slot.labels, &pairs) => {
+                    results[pos] = Err(ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "series key collision",
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    let labels = Labels::from_pairs(pairs.iter().copied());
+                    match restore(db, &labels, item.kind) {
+                        Ok(Some(state)) => {
+                            st.series.insert(h, Slot { labels, state });
+                        }
+                        Ok(None) => fresh = Some(labels),
+                        Err(e) => {
+                            results[pos] = Err(ApiError::from_store(&e));
+                            continue;
+                        }
+                    }
+                }
+            }
+            let mut slot = st.series.get_mut(&h);
+            let Some(key) = slot.as_ref().map(|s| &s.labels).or(fresh.as_ref()) else {
+                continue;
+            };
+            let known = staged_meta.get(&*item.name).or_else(|| st.meta.get(&*item.name));
+            let checked = self.check(&item, key, slot.as_ref().map(|s| &s.state), known, now).and_then(|t| {
+                if fresh.is_some() && self.opts.max_series > 0 {
+                    // Checked before appending so a histogram is stored whole or not at all;
+                    // the store's own check stays the backstop under concurrency.
+                    let n = derived_count(&item);
+                    if head_series + new_series + n > self.opts.max_series {
+                        return Err(ApiError {
+                            code: "limit_exceeded",
+                            ..ApiError::field(
+                                "name",
+                                format!(
+                                    "series limit of {} reached for tenant {tenant:?} (ACCESS_MAX_METRIC_SERIES); new series {key} rejected",
+                                    self.opts.max_series
+                                ),
+                            )
+                        });
+                    }
+                    new_series += n;
+                }
+                Ok(t)
+            });
+            let t = match checked {
+                Ok(t) => t,
+                Err(e) => {
+                    results[pos] = Err(e);
+                    continue;
+                }
+            };
+            if known.is_none()
+                || (item.help.is_some() && known.and_then(|m| m.help.as_deref()) != item.help.as_deref())
+            {
+                let m = Meta {
+                    name: item.name.to_string(),
+                    kind: item.kind.as_str().into(),
+                    help: item.help.as_deref().map(str::to_owned),
+                };
+                staged_meta.insert(item.name.to_string(), m.clone());
+                new_meta.push(m);
+            }
+            let start = app.len();
+            let emit = |l, v| app.append(l, t, v);
+            match (slot.take(), fresh) {
+                (Some(slot), _) => {
+                    // Updated in place; a rejected commit drops the slot (see below).
+                    let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
+                    slot.state = observe(Some(cur), &item, &slot.labels, t, &self.opts, emit);
+                }
+                (None, Some(labels)) => {
+                    let state = observe(None, &item, &labels, t, &self.opts, emit);
+                    st.series.insert(h, Slot { labels, state });
+                }
+                (None, None) => continue,
+            }
+            ranges.push((start, app.len(), pos, h));
+        }
+        let report = match app.commit() {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ApiError::from_store(&e);
+                for (_, _, pos, h) in &ranges {
+                    results[*pos] = Err(err.clone());
+                    // The state ran ahead of the store: forget it, reload on next use.
+                    st.series.remove(h);
+                }
+                return;
+            }
+        };
+        for (sample_no, e) in &report.rejected {
+            let i = ranges.partition_point(|r| r.1 <= *sample_no);
+            if let Some((_, _, pos, h)) = ranges.get(i) {
+                if results[*pos].is_ok() {
+                    let mut err = ApiError::from_store(e);
+                    err.field = Some("labels".into());
+                    results[*pos] = Err(err);
+                }
+                st.series.remove(h);
+            }
+        }
+        self.metrics.points_stored.add(report.accepted as u64);
+        self.metrics.points_dropped.add(report.rejected.len() as u64);
+        if !new_meta.is_empty() {
+            if let Err(e) = self.save_meta(tenant, &new_meta) {
+                tracing::error!(tenant, error = %e, "cannot save metric metadata");
+            }
+            for m in new_meta {
+                st.meta.insert(m.name.clone(), m);
+            }
+        }
+    }
+}
+
+impl Collector {
+    /// Every check of an item against its series' state (type, naming policy, timestamp
+    /// order, label limits of every series it writes); returns the sample timestamp.
+    fn check(
+        &self,
+        item: &TrackItem<'_>,
+        key: &Labels,
+        cur: Option<&State>,
+        known: Option<&Meta>,
+        now: i64,
+    ) -> Result<i64, ApiError> {
+        // A name keeps the type it was first tracked with.
+        if let Some(m) = known
+            && m.kind != item.kind.as_str()
+        {
+            return Err(ApiError::field(
+                "type",
+                format!(
+                    "metric {:?} is a {}, not a {}",
+                    item.name,
+                    m.kind,
+                    item.kind.as_str()
+                ),
+            ));
+        }
+        check_naming(self.opts.naming, item, &self.metrics)?;
+        let t = match (item.timestamp_ms, cur) {
+            (Some(t), Some(s)) if item.kind != Kind::Gauge && t <= s.last_t() => {
+                return Err(ApiError::field(
+                    "timestamp",
+                    format!(
+                        "timestamp {t} ms is not after the newest sample of this {} ({} ms); cumulative types need increasing timestamps",
+                        item.kind.as_str(),
+                        s.last_t()
+                    ),
+                ));
+            }
+            (Some(t), _) => t,
+            // Strictly increasing per series, so two updates in one millisecond do not
+            // collide as duplicate samples.
+            (None, Some(s)) => now.max(s.last_t() + 1),
+            (None, None) => now,
+        };
+        if cur.is_some() {
+            // A known series was validated when it was created.
+            return Ok(t);
+        }
+        // The widest series the item writes: the longest name plus the extra label.
+        let widest = match item.kind {
+            Kind::Counter | Kind::Gauge => key.clone(),
+            Kind::Histogram => with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into()))),
+            Kind::Summary => with_name(
+                key,
+                &format!("{}_count", item.name),
+                Some(("quantile", "0.99".into())),
+            ),
+        };
+        metricsd_model::validate_labels(&widest, &self.opts.limits).map_err(|e| {
+            let code = match e.kind() {
+                metricsd_model::ErrorKind::LimitExceeded => "limit_exceeded",
+                metricsd_model::ErrorKind::InvalidInput => "invalid_field",
+            };
+            ApiError {
+                code,
+                ..ApiError::field("labels", e.to_string())
+            }
+        })?;
+        Ok(t)
+    }
+}
+
+/// The item's series as sorted (name, value) pairs with the semantics of
+/// [`Labels::from_pairs`] (last value wins, empty values dropped), and a 128-bit hash of
+/// them: the collector's key for the series.
+fn series_key<'i>(item: &'i TrackItem<'_>) -> (u128, smallvec::SmallVec<[(&'i str, &'i str); 8]>) {
+    let mut pairs: smallvec::SmallVec<[(&'i str, &'i str); 8]> = smallvec::SmallVec::new();
+    pairs.push((METRIC_NAME, &item.name));
+    for (k, v) in &item.labels {
+        pairs.push((k, v));
+    }
+    if let Some(s) = &item.service {
+        pairs.push((SERVICE_LABEL, s));
+    }
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: smallvec::SmallVec<[(&'i str, &'i str); 8]> = smallvec::SmallVec::new();
+    for p in pairs {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out.retain(|p| !p.1.is_empty());
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (k, v) in &out {
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    (h.digest128(), out)
+}
+
+fn same_labels(l: &Labels, pairs: &[(&str, &str)]) -> bool {
+    l.len() == pairs.len()
+        && l.iter()
+            .zip(pairs)
+            .all(|(a, b)| &*a.name == b.0 && &*a.value == b.1)
+}
+
+/// The labels of the item's series: `__name__`, its labels, and `service_name` from the
+/// `service` field.
+pub fn base_labels(item: &TrackItem<'_>) -> Labels {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(item.labels.len() + 2);
+    pairs.push((METRIC_NAME, &item.name));
+    for (k, v) in &item.labels {
+        pairs.push((k, v));
+    }
+    if let Some(s) = &item.service {
+        pairs.push((SERVICE_LABEL, s));
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn with_name(base: &Labels, name: &str, extra: Option<(&str, String)>) -> Labels {
+    let mut b = base.builder();
+    b.set(METRIC_NAME, name);
+    if let Some((k, v)) = extra {
+        b.set(k, v);
+    }
+    b.build()
+}
+
+/// Formats a float as Prometheus does in `le`/`quantile` labels and sample values.
+pub fn fmt_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Labels of a histogram's series: one `_bucket` per bound, `+Inf`, `_sum`, `_count`.
+fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
+    let bucket = format!("{name}_bucket");
+    let mut v: Vec<Labels> = bounds
+        .iter()
+        .map(|b| with_name(base, &bucket, Some(("le", fmt_float(*b)))))
+        .collect();
+    v.push(with_name(base, &bucket, Some(("le", "+Inf".into()))));
+    v.push(with_name(base, &format!("{name}_sum"), None));
+    v.push(with_name(base, &format!("{name}_count"), None));
+    v.into()
+}
+
+/// Labels of a summary's series: one per quantile, `_sum`, `_count`.
+fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
+    let mut v: Vec<Labels> = QUANTILES
+        .iter()
+        .map(|q| with_name(base, name, Some(("quantile", fmt_float(*q)))))
+        .collect();
+    v.push(with_name(base, &format!("{name}_sum"), None));
+    v.push(with_name(base, &format!("{name}_count"), None));
+    v.into()
+}
+
+/// How many series an item writes (for the series limit).
+fn derived_count(item: &TrackItem<'_>) -> usize {
+    match item.kind {
+        Kind::Counter | Kind::Gauge => 1,
+        Kind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
+        Kind::Summary => QUANTILES.len() + 2,
+    }
+}
+
+/// Applies one observation to a series' state, emitting the samples to write (labels,
+/// value; all at the item's timestamp) through `emit`. Cannot fail: every check is done
+/// before, so an item is applied whole or not at all.
+fn observe(
+    cur: Option<State>,
+    item: &TrackItem<'_>,
+    base: &Labels,
+    t: i64,
+    o: &CollectorOptions,
+    mut emit: impl FnMut(Labels, f64),
+) -> State {
+    let v = item.value;
+    match item.kind {
+        Kind::Counter => {
+            let prev = match cur {
+                Some(State::Counter { value, .. }) => value,
+                _ => 0.0,
+            };
+            emit(base.clone(), prev + v);
+            State::Counter {
+                value: prev + v,
+                last_t: t,
+            }
+        }
+        Kind::Gauge => {
+            emit(base.clone(), v);
+            State::Gauge { last_t: t }
+        }
+        Kind::Histogram => {
+            let (bounds, mut counts, mut sum, mut count, series) = match cur {
+                Some(State::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                    series,
+                    ..
+                }) => (bounds, counts, sum, count, series),
+                _ => {
+                    let b: Arc<[f64]> = item
+                        .buckets
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())
+                        .into();
+                    let series = hist_series(base, &item.name, &b);
+                    let n = b.len();
+                    (b, vec![0.0; n], 0.0, 0.0, series)
+                }
+            };
+            for (i, b) in bounds.iter().enumerate() {
+                if v <= *b {
+                    counts[i] += 1.0;
+                }
+            }
+            sum += v;
+            count += 1.0;
+            let n = bounds.len();
+            for (i, c) in counts.iter().enumerate() {
+                emit(series[i].clone(), *c);
+            }
+            emit(series[n].clone(), count);
+            emit(series[n + 1].clone(), sum);
+            emit(series[n + 2].clone(), count);
+            State::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+                last_t: t,
+                series,
+            }
+        }
+        Kind::Summary => {
+            let (mut window, mut sum, mut count, series) = match cur {
+                Some(State::Summary {
+                    window,
+                    sum,
+                    count,
+                    series,
+                    ..
+                }) => (window, sum, count, series),
+                _ => (VecDeque::new(), 0.0, 0.0, summary_series(base, &item.name)),
+            };
+            window.push_back((t, v));
+            while window.len() > o.summary_max
+                || window
+                    .front()
+                    .is_some_and(|(wt, _)| *wt <= t - o.summary_window_ms)
+            {
+                window.pop_front();
+            }
+            sum += v;
+            count += 1.0;
+            let mut sorted: Vec<f64> = window.iter().map(|(_, v)| *v).collect();
+            sorted.sort_by(f64::total_cmp);
+            let n = QUANTILES.len();
+            for (i, q) in QUANTILES.iter().enumerate() {
+                emit(series[i].clone(), quantile(&sorted, *q));
+            }
+            emit(series[n].clone(), sum);
+            emit(series[n + 1].clone(), count);
+            State::Summary {
+                window,
+                sum,
+                count,
+                last_t: t,
+                series,
+            }
+        }
+    }
+}
+
+/// Nearest-rank quantile of sorted values (NaN when empty).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The newest sample of each series matching `matchers` (all time).
+fn newest(db: &Db, matchers: &[Matcher]) -> metricsd_tsdb::Result<Vec<(Labels, i64, f64)>> {
+    let q = db.querier(i64::MIN, i64::MAX)?;
+    let mut out = Vec::new();
+    for s in q.select(matchers)? {
+        let mut last = None;
+        for smp in s.iter() {
+            if !metricsd_model::is_stale_nan(smp.v) {
+                last = Some(smp);
+            }
+        }
+        if let Some(smp) = last {
+            out.push((s.labels().clone(), smp.t, smp.v));
+        }
+    }
+    Ok(out)
+}
+
+fn exact_matchers(base: &Labels, name: &str) -> Vec<Matcher> {
+    base.iter()
+        .map(|l| {
+            if &*l.name == METRIC_NAME {
+                Matcher::equal(METRIC_NAME, name)
+            } else {
+                Matcher::equal(&*l.name, &*l.value)
+            }
+        })
+        .collect()
+}
+
+/// Whether `l` is `base` renamed to `name` plus at most the label `extra`.
+fn same_series(l: &Labels, base: &Labels, name: &str, extra: Option<&str>) -> bool {
+    let mut b = l.builder();
+    if let Some(e) = extra {
+        b.del(e);
+    }
+    b.set(METRIC_NAME, name);
+    let mut want = base.builder();
+    want.set(METRIC_NAME, name);
+    b.build() == want.build()
+}
+
+/// Rebuilds a series' state from the store (after a restart, or after a rejection).
+fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<State>> {
+    let name = base.metric_name().unwrap_or_default().to_owned();
+    let one = |n: &str| -> metricsd_tsdb::Result<Option<(i64, f64)>> {
+        Ok(newest(db, &exact_matchers(base, n))?
+            .into_iter()
+            .find(|(l, _, _)| same_series(l, base, n, None))
+            .map(|(_, t, v)| (t, v)))
+    };
+    Ok(match kind {
+        Kind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
+        Kind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
+        Kind::Histogram => {
+            let (Some((t, count)), Some((_, sum))) =
+                (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
+            else {
+                return Ok(None);
+            };
+            let bucket = format!("{name}_bucket");
+            let mut bs: Vec<(f64, f64)> = newest(db, &exact_matchers(base, &bucket))?
+                .into_iter()
+                .filter(|(l, _, _)| same_series(l, base, &bucket, Some("le")))
+                .filter_map(|(l, _, v)| {
+                    l.get("le")
+                        .and_then(|le| le.parse::<f64>().ok())
+                        .map(|le| (le, v))
+                })
+                .filter(|(le, _)| le.is_finite())
+                .collect();
+            bs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if bs.is_empty() {
+                bs = DEFAULT_BUCKETS.iter().map(|b| (*b, 0.0)).collect();
+            }
+            let bounds: Arc<[f64]> = bs.iter().map(|b| b.0).collect::<Vec<_>>().into();
+            let counts = bs.iter().map(|b| b.1).collect();
+            let series = hist_series(base, &name, &bounds);
+            Some(State::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+                last_t: t,
+                series,
+            })
+        }
+        Kind::Summary => {
+            let (Some((t, count)), Some((_, sum))) =
+                (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
+            else {
+                return Ok(None);
+            };
+            // The window's observations are not stored; quantiles restart from the next one.
+            let series = summary_series(base, &name);
+            Some(State::Summary {
+                window: VecDeque::new(),
+                sum,
+                count,
+                last_t: t,
+                series,
+            })
+        }
+    })
+}
+
+/// Checks seed 002's conventions: counters end in `_total`; histograms and summaries do
+/// not; base units (`_seconds`, `_bytes`, `_ratio`) instead of scaled ones.
+pub fn naming_violation(item: &TrackItem<'_>) -> Option<String> {
+    let n: &str = &item.name;
+    if item.kind == Kind::Counter && !n.ends_with("_total") {
+        return Some(format!("counter {n:?} should end in _total"));
+    }
+    if item.kind != Kind::Counter && n.ends_with("_total") {
+        return Some(format!(
+            "{} {n:?} should not end in _total (reserved for counters)",
+            item.kind.as_str()
+        ));
+    }
+    const SCALED: &[(&str, &str)] = &[
+        ("_milliseconds", "_seconds"),
+        ("_millis", "_seconds"),
+        ("_ms", "_seconds"),
+        ("_microseconds", "_seconds"),
+        ("_minutes", "_seconds"),
+        ("_hours", "_seconds"),
+        ("_kilobytes", "_bytes"),
+        ("_megabytes", "_bytes"),
+        ("_gigabytes", "_bytes"),
+        ("_kb", "_bytes"),
+        ("_mb", "_bytes"),
+        ("_percent", "_ratio"),
+    ];
+    let stem = n.strip_suffix("_total").unwrap_or(n);
+    for (bad, good) in SCALED {
+        if stem.ends_with(bad) || stem.contains(&format!("{bad}_")) {
+            return Some(format!(
+                "{n:?} uses the unit suffix {bad}; use base units ({good})"
+            ));
+        }
+    }
+    None
+}
+
+fn check_naming(policy: NamingPolicy, item: &TrackItem<'_>, metrics: &SelfMetrics) -> Result<(), ApiError> {
+    if policy == NamingPolicy::Off {
+        return Ok(());
+    }
+    if let Some(msg) = naming_violation(item) {
+        metrics.naming_violations.inc();
+        if policy == NamingPolicy::Enforce {
+            return Err(ApiError {
+                code: "naming_policy",
+                ..ApiError::field("name", msg)
+            });
+        }
+        tracing::warn!(metric_name = %item.name, violation = %msg, "naming policy violation");
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.9), 90.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&[3.0], 0.5), 3.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn naming() {
+        let item = |name: &str, kind| TrackItem {
+            name: name.to_owned().into(),
+            value: 1.0,
+            kind,
+            labels: vec![],
+            service: None,
+            tenant_id: None,
+            timestamp_ms: None,
+            help: None,
+            buckets: None,
+        };
+        assert!(naming_violation(&item("requests", Kind::Counter)).is_some());
+        assert!(naming_violation(&item("requests_total", Kind::Counter)).is_none());
+        assert!(naming_violation(&item("latency_ms", Kind::Histogram)).is_some());
+        assert!(naming_violation(&item("latency_seconds", Kind::Histogram)).is_none());
+        assert!(naming_violation(&item("size_total", Kind::Gauge)).is_some());
+    }
+
+    #[test]
+    fn series_key_matches_the_label_set() {
+        let item = |labels: &[(&str, &str)], service: Option<&str>| -> TrackItem<'static> {
+            TrackItem {
+                name: "m".into(),
+                value: 1.0,
+                kind: Kind::Gauge,
+                labels: labels
+                    .iter()
+                    .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
+                    .collect(),
+                service: service.map(|s| s.to_owned().into()),
+                tenant_id: None,
+                timestamp_ms: None,
+                help: None,
+                buckets: None,
+            }
+        };
+        let a = item(&[("b", "2"), ("a", "1"), ("e", "")], Some("svc"));
+        let b = item(&[("a", "1"), ("b", "2"), ("service_name", "svc")], Some("svc"));
+        let (ha, pa) = series_key(&a);
+        let (hb, _) = series_key(&b);
+        assert_eq!(ha, hb);
+        assert!(same_labels(&base_labels(&a), &pa));
+        assert_ne!(
+            series_key(&item(&[("a", "1")], None)).0,
+            series_key(&item(&[("a", "2")], None)).0
+        );
+        assert_ne!(
+            series_key(&item(&[("ab", "")], None)).0,
+            series_key(&item(&[("a", "b")], None)).0
+        );
+    }
+
+    #[test]
+    fn summary_window_slides() {
+        let o = CollectorOptions {
+            limits: Limits::default(),
+            max_series: 0,
+            naming: NamingPolicy::Off,
+            summary_window_ms: 10_000,
+            summary_max: 3,
+            meta_dir: PathBuf::new(),
+        };
+        let base = Labels::from_pairs([(METRIC_NAME, "s")]);
+        let mut state = None;
+        let mut last = Vec::new();
+        for (t, v) in [
+            (0, 100.0),
+            (1_000, 1.0),
+            (2_000, 2.0),
+            (3_000, 3.0),
+            (20_000, 7.0),
+        ] {
+            let item = TrackItem {
+                name: "s".into(),
+                value: v,
+                kind: Kind::Summary,
+                labels: vec![],
+                service: None,
+                tenant_id: None,
+                timestamp_ms: Some(t),
+                help: None,
+                buckets: None,
+            };
+            last.clear();
+            state = Some(observe(state, &item, &base, t, &o, |_, v| last.push(v)));
+            if t == 3_000 {
+                // At most 3 observations: 100 fell out.
+                assert_eq!(&last[..3], &[2.0, 3.0, 3.0]);
+            }
+        }
+        // Only the observation at 20 s is inside the 10 s window; sum and count keep everything.
+        assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
+    }
+}

@@ -1,0 +1,413 @@
+//! Configuration: embedded defaults, then an optional YAML file, then `ACCESS_*`
+//! environment variables, then command-line flags (each layer overrides the previous).
+//! See `docs/configuration.md` for the table of settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What the naming policy does with a name that breaks the conventions of seed 002
+/// (`_total` on counters, base-unit suffixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamingPolicy {
+    /// No checks.
+    Off,
+    /// Accept, log a warning and count it in `metrics_naming_violations_total`.
+    Warn,
+    /// Reject the item with a 400 naming the `name` field.
+    Enforce,
+}
+
+impl std::str::FromStr for NamingPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(NamingPolicy::Off),
+            "warn" => Ok(NamingPolicy::Warn),
+            "enforce" => Ok(NamingPolicy::Enforce),
+            _ => Err(format!("{s:?} is not one of off, warn, enforce")),
+        }
+    }
+}
+
+/// When the WAL is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before every acknowledgement (survives power loss, slowest).
+    Always,
+    /// Once a second in the background (a process crash loses nothing acknowledged).
+    Interval,
+    /// Only when segments are cut and at shutdown.
+    Never,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(Fsync::Always),
+            "interval" => Ok(Fsync::Interval),
+            "never" => Ok(Fsync::Never),
+            _ => Err(format!("{s:?} is not one of always, interval, never")),
+        }
+    }
+}
+
+/// The service's settings. Field names are the YAML keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Where the store keeps its data.
+    pub data_dir: PathBuf,
+    /// Environment name, logged with every line (`ACCESS_ENV`).
+    pub env: String,
+    /// Log level: trace, debug, info, warn, error (`ACCESS_LOG_LEVEL`).
+    pub log_level: String,
+    /// The externally advertised URL of this service (`ACCESS_METRICS_ENDPOINT`).
+    pub metrics_endpoint: String,
+    /// Most series per tenant; new series beyond it are rejected per item (`ACCESS_MAX_METRIC_SERIES`; 0 = no limit).
+    pub max_metric_series: usize,
+    /// Most recent points returned per series by `/metrics/series` (`ACCESS_MAX_POINTS_PER_SERIES`).
+    pub max_points_per_series: usize,
+    /// Window of `aggregated=true` exports, in seconds (`ACCESS_AGGREGATION_WINDOW_SECONDS`).
+    pub aggregation_window_seconds: u64,
+    /// Whether W3C `traceparent` trace ids are logged (`ACCESS_ENABLE_TRACING`).
+    pub enable_tracing: bool,
+    /// Largest accepted request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most items in one `/metrics/track/batch` request.
+    pub max_batch_items: usize,
+    /// Most labels per series, `__name__` included.
+    pub max_label_names_per_series: usize,
+    /// Longest label name in bytes.
+    pub max_label_name_length: usize,
+    /// Longest label value in bytes.
+    pub max_label_value_length: usize,
+    /// Naming policy for tracked metric names.
+    pub naming_policy: NamingPolicy,
+    /// Data older than this many hours is deleted by maintenance (0 keeps everything).
+    pub retention_hours: u64,
+    /// WAL fsync policy.
+    pub fsync: Fsync,
+    /// `/metrics` exports the newest sample of each series written within this many seconds.
+    pub export_lookback_seconds: u64,
+    /// Summaries compute quantiles over the observations of this many seconds ...
+    pub summary_window_seconds: u64,
+    /// ... and at most this many of the newest observations.
+    pub summary_max_observations: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8012)),
+            data_dir: PathBuf::from("./data"),
+            env: "local".into(),
+            log_level: "info".into(),
+            metrics_endpoint: "http://localhost:8012".into(),
+            max_metric_series: 10_000,
+            max_points_per_series: 1000,
+            aggregation_window_seconds: 300,
+            enable_tracing: false,
+            max_body_bytes: 10 << 20,
+            max_batch_items: 10_000,
+            max_label_names_per_series: 64,
+            max_label_name_length: 1024,
+            max_label_value_length: 4096,
+            naming_policy: NamingPolicy::Off,
+            retention_hours: 15 * 24,
+            fsync: Fsync::Interval,
+            export_lookback_seconds: 3600,
+            summary_window_seconds: 600,
+            summary_max_observations: 1000,
+        }
+    }
+}
+
+/// Settings given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`
+    pub log_level: Option<String>,
+    /// `--max-metric-series`
+    pub max_metric_series: Option<usize>,
+    /// `--naming-policy`
+    pub naming_policy: Option<NamingPolicy>,
+    /// `--fsync`
+    pub fsync: Option<Fsync>,
+}
+
+/// A setting that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {reason}")]
+pub struct ConfigError {
+    /// The setting (YAML key, environment variable or flag).
+    pub setting: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The `ACCESS_*` variables and the setting each one sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("ACCESS_ENV", "env"),
+    ("ACCESS_LOG_LEVEL", "log_level"),
+    ("ACCESS_METRICS_ENDPOINT", "metrics_endpoint"),
+    ("ACCESS_MAX_METRIC_SERIES", "max_metric_series"),
+    ("ACCESS_MAX_POINTS_PER_SERIES", "max_points_per_series"),
+    ("ACCESS_AGGREGATION_WINDOW_SECONDS", "aggregation_window_seconds"),
+    ("ACCESS_ENABLE_TRACING", "enable_tracing"),
+    ("ACCESS_LISTEN", "listen"),
+    ("ACCESS_DATA_DIR", "data_dir"),
+    ("ACCESS_NAMING_POLICY", "naming_policy"),
+];
+
+impl Config {
+    /// Builds the configuration: defaults, then the YAML file at `file` (if any), then the
+    /// environment as read by `env`, then `flags`; validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut c = match file {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| bad("--config", format!("cannot read {}: {e}", p.display())))?;
+                Config::from_yaml(&text).map_err(|e| bad(format!("--config {}", p.display()), e))?
+            }
+        };
+        for (var, _) in ENV_VARS {
+            if let Some(v) = env(var) {
+                c.set_from_env(var, v.trim())?;
+            }
+        }
+        if let Some(v) = flags.listen {
+            c.listen = v;
+        }
+        if let Some(v) = &flags.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &flags.log_level {
+            c.log_level = v.clone();
+        }
+        if let Some(v) = flags.max_metric_series {
+            c.max_metric_series = v;
+        }
+        if let Some(v) = flags.naming_policy {
+            c.naming_policy = v;
+        }
+        if let Some(v) = flags.fsync {
+            c.fsync = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses a YAML document (missing keys keep their defaults; unknown keys are errors).
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn set_from_env(&mut self, var: &str, v: &str) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
+            v.parse()
+                .map_err(|_| bad(var, format!("{v:?} is not a non-negative integer")))
+        }
+        match var {
+            "ACCESS_ENV" => self.env = v.to_owned(),
+            "ACCESS_LOG_LEVEL" => self.log_level = v.to_owned(),
+            "ACCESS_METRICS_ENDPOINT" => self.metrics_endpoint = v.to_owned(),
+            "ACCESS_MAX_METRIC_SERIES" => self.max_metric_series = num(var, v)?,
+            "ACCESS_MAX_POINTS_PER_SERIES" => self.max_points_per_series = num(var, v)?,
+            "ACCESS_AGGREGATION_WINDOW_SECONDS" => self.aggregation_window_seconds = num(var, v)?,
+            "ACCESS_ENABLE_TRACING" => {
+                self.enable_tracing = match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" | "" => false,
+                    _ => return Err(bad(var, format!("{v:?} is not a boolean (true/false)"))),
+                }
+            }
+            "ACCESS_LISTEN" => {
+                self.listen = v
+                    .parse()
+                    .map_err(|_| bad(var, format!("{v:?} is not a socket address like 0.0.0.0:8012")))?
+            }
+            "ACCESS_DATA_DIR" => self.data_dir = PathBuf::from(v),
+            "ACCESS_NAMING_POLICY" => self.naming_policy = v.parse().map_err(|e: String| bad(var, e))?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and formats; the error names the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+        if !LEVELS.contains(&self.log_level.to_ascii_lowercase().as_str()) {
+            return Err(bad(
+                "log_level",
+                format!("{:?} is not one of {}", self.log_level, LEVELS.join(", ")),
+            ));
+        }
+        if !(self.metrics_endpoint.starts_with("http://") || self.metrics_endpoint.starts_with("https://")) {
+            return Err(bad(
+                "metrics_endpoint",
+                format!("{:?} is not an http(s) URL", self.metrics_endpoint),
+            ));
+        }
+        if self.max_points_per_series == 0 {
+            return Err(bad("max_points_per_series", "must be at least 1"));
+        }
+        if self.aggregation_window_seconds == 0 || self.aggregation_window_seconds > 7 * 24 * 3600 {
+            return Err(bad(
+                "aggregation_window_seconds",
+                "must be between 1 and 604800 (7 days)",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.max_batch_items == 0 {
+            return Err(bad("max_batch_items", "must be at least 1"));
+        }
+        if self.max_label_names_per_series < 2 {
+            return Err(bad(
+                "max_label_names_per_series",
+                "must be at least 2 (__name__ and one label)",
+            ));
+        }
+        if self.max_label_name_length == 0 || self.max_label_value_length == 0 {
+            return Err(bad(
+                "max_label_name_length/max_label_value_length",
+                "must be at least 1",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if self.summary_window_seconds == 0 || self.summary_max_observations == 0 {
+            return Err(bad(
+                "summary_window_seconds/summary_max_observations",
+                "must be at least 1",
+            ));
+        }
+        if self.export_lookback_seconds == 0 {
+            return Err(bad("export_lookback_seconds", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The label limits as the model layer takes them.
+    pub fn limits(&self) -> metricsd_model::Limits {
+        metricsd_model::Limits {
+            max_label_names_per_series: self.max_label_names_per_series,
+            max_label_name_length: self.max_label_name_length,
+            max_label_value_length: self.max_label_value_length,
+        }
+    }
+
+    /// The store options for every tenant.
+    pub fn db_options(&self) -> metricsd_tsdb::DbOptions {
+        let mut o = metricsd_tsdb::DbOptions {
+            max_series: self.max_metric_series,
+            limits: self.limits(),
+            retention_ms: (self.retention_hours as i64).saturating_mul(3_600_000),
+            ..Default::default()
+        };
+        o.wal.fsync = match self.fsync {
+            Fsync::Always => metricsd_tsdb::FsyncPolicy::Always,
+            Fsync::Interval => metricsd_tsdb::FsyncPolicy::Interval(Duration::from_secs(1)),
+            Fsync::Never => metricsd_tsdb::FsyncPolicy::Never,
+        };
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: Option<&str>, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metricsd.yml");
+        if let Some(y) = yaml {
+            std::fs::write(&path, y).unwrap();
+        }
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Config::load(
+            yaml.map(|_| path.as_path()),
+            |k| env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone()),
+            flags,
+        )
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let c = load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(c.max_metric_series, 10_000);
+        let c = load(
+            Some("max_metric_series: 5\nmax_points_per_series: 7\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((c.max_metric_series, c.max_points_per_series), (5, 7));
+        let c = load(
+            Some("max_metric_series: 5\n"),
+            &[("ACCESS_MAX_METRIC_SERIES", "6")],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.max_metric_series, 6);
+        let flags = Overrides {
+            max_metric_series: Some(8),
+            ..Default::default()
+        };
+        let c = load(
+            Some("max_metric_series: 5\n"),
+            &[("ACCESS_MAX_METRIC_SERIES", "6")],
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.max_metric_series, 8);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = load(
+            None,
+            &[("ACCESS_MAX_METRIC_SERIES", "lots")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_MAX_METRIC_SERIES");
+        let e = load(None, &[("ACCESS_LOG_LEVEL", "loud")], &Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "log_level");
+        let e = load(Some("max_seriess: 3\n"), &[], &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("max_seriess"), "{e}");
+        let e = load(None, &[("ACCESS_ENABLE_TRACING", "maybe")], &Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "ACCESS_ENABLE_TRACING");
+        let e = load(Some("naming_policy: strict\n"), &[], &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("strict"), "{e}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The API's errors and their one mapping to HTTP: every 4xx/5xx of the JSON API is
+//! `{"success": false, "error": {"code", "message", "field"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metricsd_tsdb::Status;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`invalid_json`, `invalid_field`, `limit_exceeded`, ...).
+    pub code: &'static str,
+    /// What is wrong, for humans.
+    pub message: String,
+    /// The request field at fault (`name`, `labels.method`, `[3].value`), if any.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 about `field`.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Maps a store error: caller's fault → 400, limit → 400 `limit_exceeded` (retrying the
+    /// same data cannot succeed), store failure → 500 (a retry may).
+    pub fn from_store(e: &metricsd_tsdb::Error) -> Self {
+        match e.status() {
+            Status::InvalidInput => ApiError::new(StatusCode::BAD_REQUEST, "rejected", e.to_string()),
+            Status::LimitExceeded => ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string()),
+            Status::Internal => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", e.to_string())
+            }
+        }
+    }
+
+    /// Prefixes the field with a batch index: `[3].value`.
+    pub fn at_index(mut self, i: usize) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("[{i}].{f}"),
+            None => format!("[{i}]"),
+        });
+        self
+    }
+
+    /// The JSON object under `"error"`.
+    pub fn body(&self) -> serde_json::Value {
+        let mut o = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(f) = &self.field {
+            o["field"] = serde_json::Value::String(f.clone());
+        }
+        o
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "success": false, "error": self.body() })),
+        )
+            .into_response()
+    }
+}
