@@ -508,20 +508,17 @@ async fn export(
             s.push_str(&exposition::prometheus_to_openmetrics(&self_text));
             s.push_str("# EOF\n");
             (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
+                [(header::CONTENT_TYPE, metricsd_ingest::OPENMETRICS_CONTENT_TYPE)],
                 s,
             )
                 .into_response()
         }
         _ => {
             let mut s = String::new();
-            exposition::write_prometheus(&mut s, &fams);
+            exposition::write_prometheus(&mut s, fams);
             s.push_str(&self_text);
             (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                [(header::CONTENT_TYPE, metricsd_ingest::PROMETHEUS_CONTENT_TYPE)],
                 s,
             )
                 .into_response()
