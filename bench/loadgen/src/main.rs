@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use metricsd_server::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -112,6 +112,8 @@ fn main() -> anyhow::Result<()> {
                                         Label { name: "job".into(), value: "node".into() },
                                     ],
                                     samples: vec![Sample { value: (i % 1000) as f64, timestamp: ts }],
+                                    exemplars: vec![],
+                                    histograms: vec![],
                                 }
                             })
                             .collect();

@@ -283,6 +283,8 @@ pub struct WriteBatch {
     pub rejected: Vec<(usize, IngestError)>,
     /// Exemplars of accepted series that were dropped (exemplars are not stored yet).
     pub exemplars_dropped: usize,
+    /// Float samples of the rejected series (so callers can count the samples a request lost).
+    pub rejected_samples: usize,
 }
 
 impl WriteBatch {
@@ -292,6 +294,7 @@ impl WriteBatch {
         self.metadata.clear();
         self.rejected.clear();
         self.exemplars_dropped = 0;
+        self.rejected_samples = 0;
     }
 
     /// Total samples of the accepted series.
@@ -409,7 +412,10 @@ fn convert(req: WriteRequest, limits: &Limits, out: &mut WriteBatch) {
                     .collect();
                 out.series.push((labels, samples));
             }
-            Err(e) => out.rejected.push((i, e)),
+            Err(e) => {
+                out.rejected_samples += ts.samples.len();
+                out.rejected.push((i, e));
+            }
         }
     }
     out.metadata = req.metadata;
@@ -584,6 +590,8 @@ mod tests {
         );
         assert_eq!(b.metadata, req.metadata);
         assert_eq!(b.sample_count(), 4);
+        // One sample in each of the four rejected series with samples; none in the histogram one.
+        assert_eq!(b.rejected_samples, 4);
     }
 
     #[test]
@@ -639,6 +647,14 @@ mod tests {
         d.decode(&one, &mut b).unwrap();
         d.decode(&one, &mut b).unwrap();
         assert_eq!((b.series.len(), b.rejected.len()), (1, 1));
+        assert_eq!(b.rejected_samples, 0);
+        let two = encode_write_request(&WriteRequest {
+            timeseries: vec![series(&[("job", "x")], &[(1, 1.0), (2, 2.0)])],
+            metadata: vec![],
+        });
+        d.decode(&two, &mut b).unwrap();
+        d.decode(&two, &mut b).unwrap();
+        assert_eq!((b.series.len(), b.rejected_samples), (0, 2));
     }
 
     /// A field-by-field check of our tags against the proto: bytes as Prometheus' Go

@@ -26,7 +26,8 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
 use crate::track::{self, SERVICE_LABEL};
-use crate::{exposition, remote_write, trends};
+use crate::{exposition, trends};
+use metricsd_ingest::{RemoteWriteDecoder, WriteBatch};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -507,20 +508,17 @@ async fn export(
             s.push_str(&exposition::prometheus_to_openmetrics(&self_text));
             s.push_str("# EOF\n");
             (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
+                [(header::CONTENT_TYPE, metricsd_ingest::OPENMETRICS_CONTENT_TYPE)],
                 s,
             )
                 .into_response()
         }
         _ => {
             let mut s = String::new();
-            exposition::write_prometheus(&mut s, &fams);
+            exposition::write_prometheus(&mut s, fams);
             s.push_str(&self_text);
             (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                [(header::CONTENT_TYPE, metricsd_ingest::PROMETHEUS_CONTENT_TYPE)],
                 s,
             )
                 .into_response()
@@ -806,32 +804,22 @@ async fn write(
     let b = body(b)?;
     let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
     let max = st.cfg.max_body_bytes.saturating_mul(8);
-    let req = remote_write::decode_write_request(&b, max).map_err(|e| {
-        st.metrics.errors.inc();
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
-    })?;
     let st2 = st.clone();
+    // Decoding (snappy, protobuf, label validation) runs with the store work on the blocking pool.
     let res = blocking(move || -> Result<(usize, usize, Option<String>), ApiError> {
+        let mut batch = WriteBatch::default();
+        RemoteWriteDecoder::new(max, st2.cfg.limits())
+            .decode(&b, &mut batch)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
         let db = st2
             .storage
             .tenant(&tenant)
             .map_err(|e| ApiError::from_store(&e))?;
-        let limits = st2.cfg.limits();
         let mut app = db.appender();
-        let mut dropped = 0usize;
-        let mut first: Option<String> = None;
-        let mut total = 0usize;
-        let mut samples: Vec<Sample> = Vec::new();
-        for ts in req.timeseries {
-            total += ts.samples.len();
-            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-            if let Err(e) = metricsd_model::validate_labels(&labels, &limits) {
-                dropped += ts.samples.len();
-                first.get_or_insert_with(|| e.to_string());
-                continue;
-            }
-            samples.clear();
-            samples.extend(ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)));
+        let mut dropped = batch.rejected_samples;
+        let mut first: Option<String> = batch.rejected.first().map(|(_, e)| e.to_string());
+        let total = batch.sample_count() + batch.rejected_samples;
+        for (labels, samples) in batch.series {
             app.append_many(labels, &samples);
         }
         let report = app.commit().map_err(|e| ApiError::from_store(&e))?;

@@ -1,13 +1,16 @@
-//! Writers of the Prometheus text format 0.0.4, OpenMetrics 1.0 text and our JSON export,
-//! over [`Family`]s: pure functions, no I/O. (To be replaced by `metricsd-ingest`'s writers,
-//! which format floats exactly as Go does.)
+//! Grouping of stored series into [`Family`]s, and the export formats over them: the
+//! Prometheus text format 0.0.4 (written by `metricsd_ingest::write_prometheus`), OpenMetrics
+//! 1.0 text and our JSON export. Pure functions, no I/O. Sample values are formatted like
+//! Go's `strconv.FormatFloat(v, 'g', -1, 64)` (`metricsd_ingest::format_go_g`) in both text
+//! formats.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
+use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily, format_go_g};
 use metricsd_model::{Labels, METRIC_NAME};
 
-use crate::collector::{Meta, fmt_float};
+use crate::collector::Meta;
 
 /// A metric family: one `# TYPE` block.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,25 +124,82 @@ fn write_sample(out: &mut String, labels: &Labels, v: f64) {
     if !first {
         out.push('}');
     }
-    let _ = writeln!(out, " {}", fmt_float(v));
+    out.push(' ');
+    format_go_g(v, out);
+    out.push('\n');
 }
 
-/// The Prometheus text format 0.0.4.
-pub fn write_prometheus(out: &mut String, fams: &[Family]) {
-    for f in fams {
-        if let Some(h) = &f.help {
-            let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(h));
-        }
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
-        for (l, v, _) in &f.samples {
-            write_sample(out, l, *v);
-        }
+fn family_kind(kind: &str) -> FamilyKind {
+    match kind {
+        "counter" => FamilyKind::Counter,
+        "gauge" => FamilyKind::Gauge,
+        "histogram" => FamilyKind::Histogram,
+        "summary" => FamilyKind::Summary,
+        _ => FamilyKind::Unknown,
     }
+}
+
+/// `ingest`'s form of a family: samples are named by their suffix of the family name.
+/// [`group`] and `aggregate` only put `<family>`, `<family>_bucket`, `_sum` and `_count`
+/// series in a family; a series named otherwise becomes an untyped family of its own.
+fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
+    let mut out = Vec::with_capacity(fams.len());
+    for f in fams {
+        let mut strays = Vec::new();
+        let mut samples = Vec::with_capacity(f.samples.len());
+        for (labels, value, _) in f.samples {
+            let suffix = match labels.metric_name().and_then(|n| n.strip_prefix(f.name.as_str())) {
+                Some("") => Some(""),
+                Some("_bucket") => Some("_bucket"),
+                Some("_sum") => Some("_sum"),
+                Some("_count") => Some("_count"),
+                _ => None,
+            };
+            match suffix {
+                Some(suffix) => samples.push(FamilySample {
+                    suffix,
+                    labels,
+                    value,
+                    timestamp_ms: None,
+                }),
+                None => strays.push(MetricFamily {
+                    name: labels.metric_name().unwrap_or_default().to_owned(),
+                    help: None,
+                    kind: FamilyKind::Unknown,
+                    unit: None,
+                    samples: vec![FamilySample {
+                        suffix: "",
+                        labels,
+                        value,
+                        timestamp_ms: None,
+                    }],
+                }),
+            }
+        }
+        out.push(MetricFamily {
+            kind: family_kind(&f.kind),
+            name: f.name,
+            help: f.help,
+            unit: None,
+            samples,
+        });
+        out.extend(strays);
+    }
+    out
+}
+
+/// The Prometheus text format 0.0.4, without timestamps.
+pub fn write_prometheus(out: &mut String, fams: Vec<Family>) {
+    metricsd_ingest::write_prometheus(&to_metric_families(fams), out);
 }
 
 /// OpenMetrics 1.0 text, without the final `# EOF` (the caller appends self-metrics first).
 /// Counter families are named without `_total`; a counter whose name lacks `_total`
 /// is exposed as `unknown`, since OpenMetrics requires the suffix on counter samples.
+///
+/// Not `metricsd_ingest::write_openmetrics`: that one follows Go's `expfmt` and writes
+/// integral values as `2.0` where this API answers `2` (pinned by the API tests), puts
+/// `# HELP` before `# TYPE`, and always ends with `# EOF`.
 pub fn write_openmetrics(out: &mut String, fams: &[Family]) {
     for f in fams {
         let (name, kind) = match f.kind.as_str() {
@@ -244,11 +304,38 @@ mod tests {
         ];
         let fams = group(series, &meta);
         let mut s = String::new();
-        write_prometheus(&mut s, &fams);
+        write_prometheus(&mut s, fams);
         let want = "# TYPE other untyped\nother{path=\"a\\\"b\"} 1\n\
 # HELP rt_seconds Response \\\\ time\\nx\n# TYPE rt_seconds histogram\n\
 rt_seconds_bucket{le=\"2.5\",path=\"a\\\"b\"} 1\nrt_seconds_bucket{le=\"10\",path=\"a\\\"b\"} 1\n\
 rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"} 4.5\nrt_seconds_count{path=\"a\\\"b\"} 2\n";
         assert_eq!(s, want);
+    }
+
+    #[test]
+    fn values_formatted_like_go() {
+        let fam = |kind: &str, name: &str, v: f64| Family {
+            name: name.into(),
+            kind: kind.into(),
+            help: None,
+            samples: vec![(Labels::from_pairs([("__name__", name)]), v, 0)],
+        };
+        let fams = vec![
+            fam("counter", "c_total", 2.0),
+            fam("gauge", "g", 1e6),
+            fam("untyped", "u", 1.5e-7),
+        ];
+        let mut p = String::new();
+        write_prometheus(&mut p, fams.clone());
+        assert_eq!(
+            p,
+            "# TYPE c_total counter\nc_total 2\n# TYPE g gauge\ng 1e+06\n# TYPE u untyped\nu 1.5e-07\n"
+        );
+        let mut o = String::new();
+        write_openmetrics(&mut o, &fams);
+        assert_eq!(
+            o,
+            "# TYPE c counter\nc_total 2\n# TYPE g gauge\ng 1e+06\n# TYPE u unknown\nu 1.5e-07\n"
+        );
     }
 }

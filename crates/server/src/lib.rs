@@ -4,10 +4,10 @@
 //!
 //! # Layout
 //! - [`config`]: settings and their layers (defaults, YAML file, `ACCESS_*`, flags).
-//! - `api`: the axum router, handlers, request ids and HTTP self-metrics.
+//! - `api`: the axum router, handlers, request ids and HTTP self-metrics; remote_write
+//!   bodies are decoded by `metricsd_ingest::RemoteWriteDecoder`.
 //! - [`track`]: pure decoding of track items, errors naming the field.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
-//! - [`remote_write`]: remote_write 1.0 messages and decoding.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
 //! - [`trends`]: hourly buckets and the least-squares trend.
 //! - [`selfmetrics`], [`logging`]: operating the service.
@@ -28,7 +28,6 @@ pub mod config;
 mod error;
 pub mod exposition;
 pub mod logging;
-pub mod remote_write;
 pub mod selfmetrics;
 pub mod track;
 pub mod trends;

@@ -1,6 +1,6 @@
 //! A real Prometheus (Debian's package) scrapes metricsd's `/metrics` and forwards the samples
 //! back with remote_write: proves both our exposition and our receiver against the reference.
-//! Skipped when no `prometheus` binary is installed (`.ci/run` installs it).
+//! Skipped when no `prometheus` binary is installed, except under `CI=true` (`.ci/run` installs it).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +27,11 @@ fn find(bin: &str) -> Option<std::path::PathBuf> {
 #[test]
 fn prometheus_scrapes_and_forwards_over_remote_write() {
     let Some(bin) = find("prometheus") else {
+        // In CI the peer is installed by .ci/run: its absence is a failure, not a skip.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but no prometheus binary: .ci/run must install it"
+        );
         eprintln!("skipped: no prometheus binary");
         return;
     };

@@ -1,6 +1,6 @@
 //! remote_write 1.0: snappy + protobuf in, readable through the JSON API.
 
-use metricsd_server::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 
 use crate::util::Server;
 
@@ -23,6 +23,8 @@ fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
                 timestamp: t,
             })
             .collect(),
+        exemplars: vec![],
+        histograms: vec![],
     }
 }
 
