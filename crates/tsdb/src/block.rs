@@ -455,24 +455,7 @@ pub(crate) fn corruption(path: impl Into<PathBuf>, offset: u64, reason: String) 
     }
 }
 
-/// Appends `v` as a LEB128 varint.
-pub(crate) fn put_uvarint(dst: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        dst.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    dst.push(v as u8);
-}
-
-/// Appends `v` zig-zag encoded as a LEB128 varint.
-pub(crate) fn put_varint(dst: &mut Vec<u8>, v: i64) {
-    put_uvarint(dst, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-/// Encoded length of `v` as a LEB128 varint.
-pub(crate) fn uvarint_len(v: u64) -> u64 {
-    u64::from(64 - (v | 1).leading_zeros()).div_ceil(7)
-}
+pub(crate) use crate::encoding::{put_uvarint, put_varint, uvarint_len};
 
 /// Why decoding stopped: the position (relative to the decoder's buffer) and what was read.
 #[derive(Debug)]

@@ -24,6 +24,7 @@
 //! - `db`, `db/appender`, `db/open`, `db/compact`: one tenant's store
 //! - `storage`: tenants and the maintenance thread
 //! - `tombstones`: deletion intervals
+//! - `encoding`: varints shared by the on-disk formats
 //!
 //! The on-disk formats are described in `docs/format/` and `docs/architecture.md`.
 //!
@@ -47,6 +48,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod encoding;
 mod error;
 
 pub mod block;

@@ -62,26 +62,7 @@ pub(crate) fn write_varint_bits(buf: &mut Vec<u8>, free: &mut u8, x: i64) {
     write_uvarint_bits(buf, free, zigzag(x));
 }
 
-/// Zig-zag encoding as Go's `binary.PutVarint`: small magnitudes become small unsigned ints.
-#[inline]
-pub(crate) fn zigzag(x: i64) -> u64 {
-    ((x << 1) ^ (x >> 63)) as u64
-}
-
-/// The inverse of [`zigzag`].
-#[inline]
-pub(crate) fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
-}
-
-/// Appends `x` as LEB128 to a byte-aligned buffer.
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        buf.push(x as u8 | 0x80);
-        x >>= 7;
-    }
-    buf.push(x as u8);
-}
+pub(crate) use crate::encoding::{put_uvarint, unzigzag, zigzag};
 
 /// Reads a LEB128 uvarint from the front of `src`, advancing it. `None` when `src` ends
 /// inside it or it overflows 64 bits (Go's `binary.Uvarint` rules: at most 10 bytes, the

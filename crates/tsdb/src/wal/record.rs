@@ -219,17 +219,7 @@ impl Record {
     }
 }
 
-fn put_uvarint(dst: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        dst.push((x as u8) | 0x80);
-        x >>= 7;
-    }
-    dst.push(x as u8);
-}
-
-fn put_varint(dst: &mut Vec<u8>, x: i64) {
-    put_uvarint(dst, ((x << 1) ^ (x >> 63)) as u64);
-}
+use crate::encoding::{put_uvarint, put_varint};
 
 fn put_bytes(dst: &mut Vec<u8>, b: &[u8]) {
     put_uvarint(dst, b.len() as u64);
