@@ -33,7 +33,7 @@ use crate::querier::{
     ChunkData, ChunkReader, ChunkSource, Querier, Queryable, Series, SeriesEntry, merge_entries,
 };
 use crate::tombstones::Interval;
-use crate::wal::{FsyncPolicy, Record, RefTombstone, Wal, WalOptions};
+use crate::wal::{Record, RefTombstone, Wal, WalOptions};
 use crate::{Error, Result};
 
 pub use appender::{Appender, CommitReport};
@@ -410,7 +410,7 @@ pub(crate) fn block_select(
             continue;
         }
         out.push(SeriesEntry {
-            labels: ix.series_labels(id)?,
+            labels: Labels::from_sorted(lbuf.clone()),
             chunks,
         });
     }
@@ -502,10 +502,8 @@ fn head_options(opts: &DbOptions, tenant: &str) -> HeadOptions {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Db>();
-    let _ = FsyncPolicy::Never;
-    let _: Option<&Labels> = None;
-}
+// The store is shared across request handlers and the maintenance thread.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
