@@ -1480,6 +1480,24 @@ impl<'a> HostBuilder<'a> {
     }
 }
 
+/// The smallest number of hosts (from `base.first_host`) giving at least `target` series.
+pub fn hosts_for_series(base: &GenConfig, target: usize) -> usize {
+    // Series counts per host are independent of the other hosts: count them one by one.
+    let mut total = 0;
+    let mut h = 0;
+    while total < target {
+        let one = GenConfig {
+            hosts: 1,
+            first_host: base.first_host + h,
+            samples_per_series: 1,
+            ..base.clone()
+        };
+        total += generate(&one).num_series();
+        h += 1;
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

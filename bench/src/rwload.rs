@@ -34,24 +34,6 @@ pub struct EncodedRequest {
     pub first_series: usize,
 }
 
-/// The smallest number of hosts (from `base.first_host`) giving at least `target` series.
-pub fn hosts_for_series(base: &GenConfig, target: usize) -> usize {
-    // Series counts per host are independent of the other hosts: count them one by one.
-    let mut total = 0;
-    let mut h = 0;
-    while total < target {
-        let one = GenConfig {
-            hosts: 1,
-            first_host: base.first_host + h,
-            samples_per_series: 1,
-            ..base.clone()
-        };
-        total += datagen::generate(&one).num_series();
-        h += 1;
-    }
-    h
-}
-
 /// Requests per step for `num_series` series and `series_per_request` series per request.
 pub fn requests_per_step(num_series: usize, series_per_request: usize) -> usize {
     num_series.div_ceil(series_per_request.max(1))
@@ -165,7 +147,7 @@ impl DataArgs {
             seed: self.seed,
             ..Default::default()
         };
-        cfg.hosts = hosts_for_series(&cfg, self.series);
+        cfg.hosts = datagen::hosts_for_series(&cfg, self.series);
         cfg
     }
 }

@@ -334,23 +334,6 @@ fn measure_blocks(out: &Path) -> Result<PromBlocks> {
     Ok(r)
 }
 
-fn hosts_for_series(base: &GenConfig, target: usize) -> usize {
-    // Series counts per host are independent of the other hosts: count them one by one.
-    let mut total = 0;
-    let mut h = 0;
-    while total < target {
-        let one = GenConfig {
-            hosts: 1,
-            first_host: base.first_host + h,
-            samples_per_series: 1,
-            ..base.clone()
-        };
-        total += datagen::generate(&one).num_series();
-        h += 1;
-    }
-    h
-}
-
 fn main() -> Result<()> {
     let a = Args::parse();
     ensure!(
@@ -375,7 +358,7 @@ fn main() -> Result<()> {
         "--jitter must be less than half the interval"
     );
     if let Some(target) = a.series {
-        cfg.hosts = hosts_for_series(&cfg, target);
+        cfg.hosts = datagen::hosts_for_series(&cfg, target);
     }
     let t0 = Instant::now();
     let ds = datagen::generate(&cfg);
