@@ -287,15 +287,7 @@ impl Db {
             wal_bytes: self.wal.size_bytes().unwrap_or(0),
             ..Stats::default()
         };
-        let all = head.all_series();
-        s.head_chunks = all
-            .iter()
-            .map(|x| {
-                let d = x.data.lock();
-                d.closed.len() + usize::from(d.open.is_some())
-            })
-            .sum();
-        s.head_bytes = head.mem_size();
+        (s.head_chunks, s.head_bytes) = head.mem_stats();
         let blocks = self.blocks();
         s.blocks = blocks.len();
         for b in blocks.iter() {

@@ -470,12 +470,18 @@ impl Head {
 
     /// Approximate bytes of memory held by series data, index and symbols.
     pub fn mem_size(&self) -> usize {
-        let series: usize = self
-            .all_series()
-            .iter()
-            .map(|s| std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + s.data.lock().mem_size() + 48)
-            .sum();
+        self.mem_stats().1
+    }
+
+    /// Number of chunks and approximate bytes of memory, in one pass over the series.
+    pub(crate) fn mem_stats(&self) -> (usize, usize) {
+        let (mut chunks, mut bytes) = (0, 0);
+        for s in self.all_series() {
+            let d = s.data.lock();
+            chunks += d.closed.len() + usize::from(d.open.is_some());
+            bytes += std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + d.mem_size() + 48;
+        }
         let (_, sym_bytes) = self.symbols.stats();
-        series + self.postings.read().mem_size() + sym_bytes
+        (chunks, bytes + self.postings.read().mem_size() + sym_bytes)
     }
 }

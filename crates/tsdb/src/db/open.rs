@@ -158,7 +158,6 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
     // re-created after garbage collection, say).
     let mut alias: HashMap<u64, u32> = HashMap::new();
     let stats = wal.replay(|rec| {
-        report.replayed_records += 1;
         match rec {
             Record::Series(series) => {
                 for s in series {
@@ -201,6 +200,6 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
         }
         Ok(())
     })?;
-    let _ = stats;
+    report.replayed_records = stats.records;
     Ok(())
 }
