@@ -1,0 +1,152 @@
+//! The engine: options, the per-query context, and the query entry points.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use metricsd_tsdb::querier::Queryable;
+use promql_parser::parser::Expr;
+
+use crate::error::QueryError;
+use crate::value::QueryResult;
+
+/// Engine settings. The defaults are Prometheus' defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back a vector selector looks for the latest sample (`--query.lookback-delta`,
+    /// 5m).
+    pub lookback_delta_ms: i64,
+    /// Step of subqueries written without one (`x[1h:]`): Prometheus' global evaluation
+    /// interval, 1m by default.
+    pub default_subquery_step_ms: i64,
+    /// Longest a query may run (`--query.timeout`, 2m).
+    pub timeout: Duration,
+    /// Most points a query may hold in memory at once (`--query.max-samples`, 50M).
+    pub max_samples: u64,
+    /// Most series a query may select from storage in one selector (0 = no limit).
+    pub max_series: u64,
+    /// Most points per series of a range query (Prometheus' 11,000).
+    pub max_points_per_series: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            max_series: 0,
+            max_points_per_series: 11_000,
+        }
+    }
+}
+
+/// Per-query controls: a cancellation flag the caller sets when its client goes away.
+#[derive(Debug, Clone, Default)]
+pub struct QueryContext {
+    /// Set to true to cancel the query; checked between series and steps.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// A deadline tighter than the engine's timeout, e.g. from the request's `timeout=`.
+    pub deadline: Option<Instant>,
+}
+
+impl QueryContext {
+    /// A context cancelled through `flag`.
+    pub fn with_cancel(flag: Arc<AtomicBool>) -> Self {
+        QueryContext {
+            cancel: Some(flag),
+            deadline: None,
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Parses an expression, answering Prometheus' `bad_data` class of error.
+pub fn parse(expr: &str) -> Result<Expr, QueryError> {
+    promql_parser::parser::parse(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))
+}
+
+/// The PromQL engine. Cheap to share: it holds only options.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with `opts`.
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `expr` at `t` (ms).
+    pub fn instant_query(
+        &self,
+        store: &dyn Queryable,
+        expr: &str,
+        t: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryResult, QueryError> {
+        let e = parse(expr)?;
+        crate::eval::run(&self.opts, store, &e, t, t, 1, true, ctx)
+    }
+
+    /// Evaluates `expr` at every `step` from `start` to `end` (ms, inclusive).
+    pub fn range_query(
+        &self,
+        store: &dyn Queryable,
+        expr: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryResult, QueryError> {
+        if end < start {
+            return Err(QueryError::BadParam(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if step <= 0 {
+            return Err(QueryError::BadParam(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if (end - start) / step >= self.opts.max_points_per_series as i64 {
+            return Err(QueryError::BadParam(format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                self.opts.max_points_per_series
+            )));
+        }
+        let e = parse(expr)?;
+        use promql_parser::parser::value::ValueType;
+        match e.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(QueryError::BadParam(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_name(other)
+                )));
+            }
+        }
+        crate::eval::run(&self.opts, store, &e, start, end, step, false, ctx)
+    }
+}
+
+/// Prometheus' names of value types, as its errors spell them.
+pub(crate) fn type_name(t: promql_parser::parser::value::ValueType) -> &'static str {
+    use promql_parser::parser::value::ValueType;
+    match t {
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+    }
+}

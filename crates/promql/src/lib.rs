@@ -1,0 +1,27 @@
+//! A PromQL evaluator over the metricsd-tsdb read API.
+//!
+//! Expressions are parsed with `promql-parser` and evaluated by our own engine over a
+//! [`metricsd_tsdb::querier::Queryable`]. The semantics are those of Prometheus 2.x for float
+//! samples (checked against Prometheus 2.42 by the conformance harness); see
+//! `docs/promql.md` for the deliberate differences.
+//!
+//! ```no_run
+//! # fn demo(store: &dyn metricsd_tsdb::querier::Queryable) {
+//! use metricsd_promql::{Engine, EngineOptions, QueryContext};
+//! let engine = Engine::new(EngineOptions::default());
+//! let res = engine
+//!     .instant_query(store, "sum by (job) (rate(http_requests_total[5m]))", 1_700_000_000_000, &QueryContext::default())
+//!     .unwrap();
+//! println!("{:?}", res.value);
+//! # }
+//! ```
+
+mod engine;
+mod eval;
+mod error;
+mod value;
+
+pub use engine::{Engine, EngineOptions, QueryContext, parse};
+pub use error::QueryError;
+pub use promql_parser;
+pub use value::{QueryResult, QueryStats, RangeSeries, Value, VectorSample};
