@@ -67,7 +67,26 @@ impl QueryContext {
 
 /// Parses an expression, answering Prometheus' `bad_data` class of error.
 pub fn parse(expr: &str) -> Result<Expr, QueryError> {
+    register_functions();
     promql_parser::parser::parse(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))
+}
+
+/// Teaches the parser the Prometheus 2.x functions it no longer knows: `holt_winters`
+/// (renamed `double_exponential_smoothing` in Prometheus 3).
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::value::ValueType;
+        let f = promql_parser::parser::Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Fails only if a later parser version has the function built in, which is fine.
+        let _ = promql_parser::parser::register_extra_functions(vec![f]);
+    });
 }
 
 /// The PromQL engine. Cheap to share: it holds only options.
@@ -116,7 +135,8 @@ impl Engine {
         }
         if step <= 0 {
             return Err(QueryError::BadParam(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
             ));
         }
         if (end - start) / step >= self.opts.max_points_per_series as i64 {

@@ -1,22 +1,718 @@
-//! The evaluator (being written).
+//! The evaluator core: the step grid, intermediate values, selectors and subqueries.
+//!
+//! # How a query is evaluated
+//! Every node is evaluated once for *all* steps of the query (a grid `start, start+step, ...,
+//! end`; an instant query is a grid of one step), not step by step. An instant vector is a
+//! list of [`Row`]s, one per series, each holding a dense array with one value per step;
+//! a step where the series has no value holds the [`ABSENT`] marker, a NaN payload that no
+//! input or arithmetic produces (inputs carrying it are normalised to the canonical NaN).
+//! Storage is read once per selector: each series is decoded into a reused buffer and walked
+//! with two pointers across the steps, so a range query costs one pass over its samples, not
+//! one per step.
+//!
+//! Aggregations over selectors and over range functions of selectors consume series one at a
+//! time ([`Ev::stream`]) and never hold the per-series intermediate result, which is what
+//! makes `sum by (job) (rate(x[5m]))` over many series cheap in memory.
 
-use metricsd_tsdb::querier::Queryable;
-use promql_parser::parser::Expr;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metricsd_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
+use metricsd_tsdb::querier::{Queryable, Series};
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
 
 use crate::engine::{EngineOptions, QueryContext};
 use crate::error::QueryError;
-use crate::value::QueryResult;
+use crate::value::{QueryResult, QueryStats, RangeSeries, Value, VectorSample};
+use crate::{aggregate, binary, functions};
 
+pub(crate) type Result<T> = std::result::Result<T, QueryError>;
+
+/// Bits of the "no value at this step" marker: a quiet NaN with a payload of our own.
+pub(crate) const ABSENT_BITS: u64 = 0x7ff8_0000_dead_0001;
+/// The "no value at this step" marker.
+pub(crate) const ABSENT: f64 = f64::from_bits(ABSENT_BITS);
+
+/// Whether a step holds a value.
+#[inline]
+pub(crate) fn has(v: f64) -> bool {
+    v.to_bits() != ABSENT_BITS
+}
+
+/// A stored value as the evaluator sees it: our marker's bit pattern, should a client ever
+/// send it, becomes the canonical NaN.
+#[inline]
+pub(crate) fn norm(v: f64) -> f64 {
+    if v.to_bits() == ABSENT_BITS { f64::NAN } else { v }
+}
+
+/// The evaluation timestamps: `start, start + step, ..., <= end`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+}
+
+impl Grid {
+    pub fn new(start: i64, end: i64, step: i64) -> Grid {
+        let n = if end < start {
+            0
+        } else {
+            ((end - start) / step + 1) as usize
+        };
+        Grid { start, step, n }
+    }
+
+    #[inline]
+    pub fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    pub fn end(&self) -> i64 {
+        self.ts(self.n.saturating_sub(1))
+    }
+}
+
+/// One series of an instant vector across the grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub labels: Labels,
+    pub vals: Vec<f64>,
+}
+
+impl Row {
+    pub fn present(&self) -> u64 {
+        self.vals.iter().filter(|v| has(**v)).count() as u64
+    }
+}
+
+/// An intermediate value.
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Str(String),
+    Vector(Vec<Row>),
+    /// Only at the top of an instant query (a range selector or subquery).
+    Matrix(Vec<RangeSeries>),
+}
+
+/// The window of a range selector or subquery: `[ref - range, ref]` with
+/// `ref = (at or step time) - offset`, both ends inclusive (Prometheus 2.x).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+impl Window {
+    #[inline]
+    pub fn reference(&self, g: &Grid, i: usize) -> i64 {
+        self.at.unwrap_or_else(|| g.ts(i)) - self.offset
+    }
+}
+
+pub(crate) fn dur_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => -dur_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Strips any number of parentheses.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// The callback of [`Ev::for_each_range_series`].
+pub(crate) type RangeSeriesFn<'f, 'a> =
+    dyn FnMut(&mut Ev<'a>, &Labels, &[Sample], &Window) -> Result<()> + 'f;
+
+/// The evaluation state of one query.
+pub(crate) struct Ev<'a> {
+    pub opts: &'a EngineOptions,
+    store: &'a dyn Queryable,
+    ctx: &'a QueryContext,
+    deadline: Instant,
+    pub q_start: i64,
+    pub q_end: i64,
+    pub stats: QueryStats,
+    pub warnings: Vec<String>,
+    /// Points held by values still alive while a sibling is evaluated (binary operators).
+    pub pinned: u64,
+    buf: Vec<Sample>,
+}
+
+const TOO_MANY_SAMPLES: &str = "query processing would load too many samples into memory in query execution";
+
+impl<'a> Ev<'a> {
+    /// Fails when the query is cancelled or past its deadline.
+    pub fn check(&self, what: &'static str) -> Result<()> {
+        if self.ctx.is_cancelled() {
+            return Err(QueryError::Canceled(what));
+        }
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout(what));
+        }
+        Ok(())
+    }
+
+    /// Accounts for `points` more points held at once; fails over `max_samples`.
+    pub fn charge(&mut self, points: u64) -> Result<()> {
+        let held = self.pinned + points;
+        self.stats.peak_points = self.stats.peak_points.max(held);
+        if held > self.opts.max_samples {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    pub fn charge_rows(&mut self, rows: &[Row]) -> Result<()> {
+        let n = rows.iter().map(Row::present).sum();
+        self.charge(n)
+    }
+
+    pub fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.q_start,
+            AtModifier::End => self.q_end,
+            AtModifier::At(t) => system_time_ms(t),
+        })
+    }
+
+    pub fn eval(&mut self, e: &Expr, g: &Grid) -> Result<Val> {
+        self.check("expression evaluation")?;
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; g.n])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, g),
+            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+                Val::Scalar(mut v) => {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                    Ok(Val::Scalar(v))
+                }
+                Val::Vector(mut rows) => {
+                    for r in &mut rows {
+                        r.labels = drop_name(&r.labels);
+                        for x in &mut r.vals {
+                            if has(*x) {
+                                *x = -*x;
+                            }
+                        }
+                    }
+                    Ok(Val::Vector(merge_same_labels(rows)?))
+                }
+                _ => Err(QueryError::Execution(
+                    "unary expression only allowed on expressions of type scalar or instant vector".into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => {
+                let mut rows = Vec::new();
+                self.select_vector(vs, g, false, &mut |l, v| {
+                    rows.push(Row {
+                        labels: l.clone(),
+                        vals: v.to_vec(),
+                    });
+                    Ok(())
+                })?;
+                self.charge_rows(&rows)?;
+                Ok(Val::Vector(rows))
+            }
+            Expr::MatrixSelector(ms) => self.matrix_selector_raw(ms, g),
+            Expr::Subquery(sq) => {
+                let (start, end) = match self.at_ms(&sq.at) {
+                    Some(at) => (at, at),
+                    None => (g.start, g.end()),
+                };
+                let series = self.subquery_series(sq, start, end)?;
+                Ok(Val::Matrix(
+                    series
+                        .into_iter()
+                        .filter(|(_, p)| !p.is_empty())
+                        .map(|(labels, points)| RangeSeries { labels, points })
+                        .collect(),
+                ))
+            }
+            Expr::Aggregate(a) => aggregate::eval(self, a, g),
+            Expr::Binary(b) => binary::eval(self, b, g),
+            Expr::Call(c) => functions::eval_call(self, c, g),
+            Expr::Extension(_) => Err(QueryError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    /// Evaluates an expression that must be a scalar (function and aggregation parameters).
+    pub fn eval_scalar(&mut self, e: &Expr, g: &Grid) -> Result<Vec<f64>> {
+        match self.eval(e, g)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(QueryError::Execution(format!(
+                "expected a scalar, got another type: {e}"
+            ))),
+        }
+    }
+
+    /// Evaluates an expression that must be an instant vector.
+    pub fn eval_vector(&mut self, e: &Expr, g: &Grid) -> Result<Vec<Row>> {
+        match self.eval(e, g)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(QueryError::Execution(format!(
+                "expected an instant vector, got another type: {e}"
+            ))),
+        }
+    }
+
+    /// Calls `f` with each series of an instant-vector expression, one at a time where the
+    /// expression allows (selectors, range functions of selectors), else after evaluating it.
+    pub fn stream(
+        &mut self,
+        e: &Expr,
+        g: &Grid,
+        f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
+    ) -> Result<()> {
+        match unparen(e) {
+            Expr::VectorSelector(vs) => self.select_vector(vs, g, false, f),
+            Expr::Call(c) if functions::streamable(c) => functions::stream_rollup(self, c, g, f),
+            other => {
+                for r in self.eval_vector(other, g)? {
+                    f(&r.labels, &r.vals)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens a querier over `[mint, maxt]` and selects the series of `vs`.
+    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>> {
+        let groups = matchers(vs)?;
+        let querier = self.store.querier(mint, maxt)?;
+        let mut out: Vec<Series> = Vec::new();
+        for (i, ms) in groups.iter().enumerate() {
+            let mut s = querier.select(ms)?;
+            if i == 0 {
+                out = s;
+            } else {
+                out.append(&mut s);
+            }
+        }
+        if groups.len() > 1 {
+            out.sort_by(|a, b| a.labels().cmp(b.labels()));
+            out.dedup_by(|a, b| a.labels() == b.labels());
+        }
+        if self.opts.max_series > 0 && out.len() as u64 > self.opts.max_series {
+            return Err(QueryError::Execution(format!(
+                "the selector {vs} matches {} series, more than the limit of {}",
+                out.len(),
+                self.opts.max_series
+            )));
+        }
+        self.stats.series_selected += out.len() as u64;
+        Ok(out)
+    }
+
+    /// Decodes a series into the reused buffer; a chunk that fails to decode becomes a
+    /// warning (its samples are missing), as a storage warning does in Prometheus.
+    fn load(&mut self, s: &Series, drop_stale: bool) {
+        self.buf.clear();
+        let mut it = s.iter();
+        for smp in it.by_ref() {
+            if drop_stale && is_stale_nan(smp.v) {
+                continue;
+            }
+            self.buf.push(smp);
+        }
+        if let Some(e) = it.err() {
+            self.warnings.push(format!("{}: {e}", s.labels()));
+        }
+        self.stats.samples_loaded += self.buf.len() as u64;
+    }
+
+    /// The instant-vector selector: for each step the newest sample within the lookback
+    /// delta, unless it is a staleness marker. With `timestamps`, the sample's timestamp in
+    /// seconds instead of its value (`timestamp(x)`).
+    pub fn select_vector(
+        &mut self,
+        vs: &VectorSelector,
+        g: &Grid,
+        timestamps: bool,
+        f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
+    ) -> Result<()> {
+        if g.n == 0 {
+            return Ok(());
+        }
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let lookback = self.opts.lookback_delta_ms;
+        let w = Window { range: 0, offset, at };
+        let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
+        let series = self.select(vs, first - lookback, last)?;
+        let mut vals = vec![ABSENT; g.n];
+        for (k, s) in series.iter().enumerate() {
+            if k % 64 == 0 {
+                self.check("selecting series")?;
+            }
+            self.load(s, false);
+            self.charge(self.buf.len() as u64)?;
+            let buf = &self.buf;
+            let mut any = false;
+            let mut j = 0usize;
+            let value_at = |j: usize, r: i64| -> f64 {
+                if j == 0 {
+                    return ABSENT;
+                }
+                let smp = buf[j - 1];
+                if smp.t < r - lookback || is_stale_nan(smp.v) {
+                    ABSENT
+                } else if timestamps {
+                    smp.t as f64 / 1000.0
+                } else {
+                    norm(smp.v)
+                }
+            };
+            if at.is_some() {
+                let r = w.reference(g, 0);
+                j = buf.partition_point(|s| s.t <= r);
+                let v = value_at(j, r);
+                vals.fill(v);
+                any = has(v);
+            } else {
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    let r = w.reference(g, i);
+                    while j < buf.len() && buf[j].t <= r {
+                        j += 1;
+                    }
+                    let v = value_at(j, r);
+                    any |= has(v);
+                    *slot = v;
+                }
+            }
+            if any {
+                f(s.labels(), &vals)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with each series of a range-vector argument (a range selector or a
+    /// subquery): its labels, its samples covering every window of the grid (staleness
+    /// markers removed), and the window definition.
+    pub fn for_each_range_series(
+        &mut self,
+        arg: &Expr,
+        g: &Grid,
+        f: &mut RangeSeriesFn<'_, 'a>,
+    ) -> Result<()> {
+        match unparen(arg) {
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.vs;
+                let w = Window {
+                    range: dur_ms(&ms.range),
+                    offset: offset_ms(&vs.offset),
+                    at: self.at_ms(&vs.at),
+                };
+                if g.n == 0 {
+                    return Ok(());
+                }
+                let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
+                let series = self.select(vs, first - w.range, last)?;
+                for (k, s) in series.iter().enumerate() {
+                    if k % 64 == 0 {
+                        self.check("selecting series")?;
+                    }
+                    self.load(s, true);
+                    self.charge(self.buf.len() as u64)?;
+                    let buf = std::mem::take(&mut self.buf);
+                    let r = f(self, s.labels(), &buf, &w);
+                    self.buf = buf;
+                    r?;
+                }
+                Ok(())
+            }
+            Expr::Subquery(sq) => {
+                let at = self.at_ms(&sq.at);
+                let w = Window {
+                    range: dur_ms(&sq.range),
+                    offset: offset_ms(&sq.offset),
+                    at,
+                };
+                let (start, end) = match at {
+                    Some(a) => (a, a),
+                    None => (g.start, g.end()),
+                };
+                let series = self.subquery_series(sq, start, end)?;
+                for (labels, points) in &series {
+                    f(self, labels, points, &w)?;
+                }
+                Ok(())
+            }
+            other => Err(QueryError::Execution(format!(
+                "expected a range vector, got {other}"
+            ))),
+        }
+    }
+
+    /// A range selector at the top of an instant query: the raw samples of each series in
+    /// `[t - offset - range, t - offset]`.
+    fn matrix_selector_raw(&mut self, ms: &MatrixSelector, g: &Grid) -> Result<Val> {
+        if g.n != 1 {
+            return Err(QueryError::BadParam(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+                    .into(),
+            ));
+        }
+        let mut out = Vec::new();
+        self.for_each_range_series(&Expr::MatrixSelector(ms.clone()), g, &mut |ev, l, smp, w| {
+            let r = w.reference(g, 0);
+            let lo = smp.partition_point(|s| s.t < r - w.range);
+            let hi = smp.partition_point(|s| s.t <= r);
+            if lo < hi {
+                ev.charge((hi - lo) as u64)?;
+                out.push(RangeSeries {
+                    labels: l.clone(),
+                    points: smp[lo..hi].iter().map(|s| Sample::new(s.t, norm(s.v))).collect(),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(Val::Matrix(out))
+    }
+
+    /// Evaluates a subquery's inner expression for outer evaluation times `start..=end` and
+    /// returns each resulting series as samples on the subquery's own grid: from the first
+    /// multiple of the step at or after `start - offset - range` to `end - offset`.
+    pub fn subquery_series(
+        &mut self,
+        sq: &SubqueryExpr,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
+        let offset = offset_ms(&sq.offset);
+        let range = dur_ms(&sq.range);
+        let step = match &sq.step {
+            Some(s) => dur_ms(s),
+            None => self.opts.default_subquery_step_ms,
+        };
+        if step <= 0 {
+            return Err(QueryError::Execution("subquery step must be positive".into()));
+        }
+        let lo = start - offset - range;
+        let mut sub_start = lo.div_euclid(step) * step;
+        if sub_start < lo {
+            sub_start += step;
+        }
+        let sub = Grid::new(sub_start, end - offset, step);
+        if sub.n == 0 {
+            return Ok(Vec::new());
+        }
+        let to_samples = |vals: &[f64]| -> Vec<Sample> {
+            vals.iter()
+                .enumerate()
+                .filter(|(_, v)| has(**v))
+                .map(|(i, v)| Sample::new(sub.ts(i), *v))
+                .collect()
+        };
+        match self.eval(&sq.expr, &sub)? {
+            Val::Vector(rows) => Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let s = to_samples(&r.vals);
+                    (r.labels, s)
+                })
+                .collect()),
+            Val::Scalar(v) => Ok(vec![(Labels::empty(), to_samples(&v))]),
+            _ => Err(QueryError::Execution(
+                "subquery is only allowed on instant vector".into(),
+            )),
+        }
+    }
+}
+
+/// The selector's matchers as our matcher type: one group, or several for Prometheus 3's
+/// `{a="1" or b="2"}`. The metric name becomes a `__name__` matcher.
+fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    let conv = |m: &promql_parser::label::Matcher| -> Result<Matcher> {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::Regex,
+            PMatchOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        Matcher::new(op, m.name.clone(), m.value.clone())
+            .map_err(|e| QueryError::Parse(format!("parse error: {e}")))
+    };
+    let name = vs
+        .name
+        .as_ref()
+        .map(|n| Matcher::equal(metricsd_model::METRIC_NAME, n.clone()));
+    let mut groups = Vec::new();
+    let base: Vec<Matcher> = vs.matchers.matchers.iter().map(conv).collect::<Result<_>>()?;
+    if vs.matchers.or_matchers.is_empty() {
+        groups.push(base);
+    } else {
+        for g in &vs.matchers.or_matchers {
+            let mut ms: Vec<Matcher> = base.clone();
+            for m in g {
+                ms.push(conv(m)?);
+            }
+            groups.push(ms);
+        }
+    }
+    if let Some(n) = name {
+        for g in &mut groups {
+            g.push(n.clone());
+        }
+    }
+    Ok(groups)
+}
+
+/// The labels without `__name__`.
+pub(crate) fn drop_name(l: &Labels) -> Labels {
+    if l.metric_name().is_none() {
+        return l.clone();
+    }
+    let mut b = l.builder();
+    b.del(metricsd_model::METRIC_NAME);
+    b.build()
+}
+
+pub(crate) const SAME_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// Merges rows with equal labels (they hold values at different steps); two values at the
+/// same step are Prometheus' "vector cannot contain metrics with the same labelset".
+pub(crate) fn merge_same_labels(rows: Vec<Row>) -> Result<Vec<Row>> {
+    if rows.len() < 2 {
+        return Ok(rows);
+    }
+    let mut idx: HashMap<Labels, usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match idx.get(&r.labels) {
+            Some(&i) => {
+                let dst = &mut out[i].vals;
+                for (d, s) in dst.iter_mut().zip(&r.vals) {
+                    if has(*s) {
+                        if has(*d) {
+                            return Err(QueryError::Execution(SAME_LABELSET.into()));
+                        }
+                        *d = *s;
+                    }
+                }
+            }
+            None => {
+                idx.insert(r.labels.clone(), out.len());
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a query over the grid `start..=end` by `step`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
-    _opts: &EngineOptions,
-    _store: &dyn Queryable,
-    _expr: &Expr,
-    _start: i64,
-    _end: i64,
-    _step: i64,
-    _instant: bool,
-    _ctx: &QueryContext,
-) -> Result<QueryResult, QueryError> {
-    Err(QueryError::Execution("the evaluator is not written yet".into()))
+    opts: &EngineOptions,
+    store: &dyn Queryable,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    instant: bool,
+    ctx: &QueryContext,
+) -> Result<QueryResult> {
+    let mut deadline = Instant::now() + opts.timeout;
+    if let Some(d) = ctx.deadline {
+        deadline = deadline.min(d);
+    }
+    let mut ev = Ev {
+        opts,
+        store,
+        ctx,
+        deadline,
+        q_start: start,
+        q_end: end,
+        stats: QueryStats::default(),
+        warnings: Vec::new(),
+        pinned: 0,
+        buf: Vec::new(),
+    };
+    let g = Grid::new(start, end, step);
+    let v = ev.eval(expr, &g)?;
+    let value = match v {
+        Val::Scalar(vals) => {
+            if instant {
+                Value::Scalar {
+                    t: start,
+                    v: vals.first().copied().unwrap_or(f64::NAN),
+                }
+            } else {
+                Value::Matrix(vec![RangeSeries {
+                    labels: Labels::empty(),
+                    points: vals
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Sample::new(g.ts(i), *v))
+                        .collect(),
+                }])
+            }
+        }
+        Val::Str(s) => Value::String { t: start, s },
+        Val::Vector(rows) => {
+            if instant {
+                Value::Vector(
+                    rows.into_iter()
+                        .filter(|r| has(r.vals[0]))
+                        .map(|r| VectorSample {
+                            t: start,
+                            v: r.vals[0],
+                            labels: r.labels,
+                        })
+                        .collect(),
+                )
+            } else {
+                let mut m: Vec<RangeSeries> = rows
+                    .into_iter()
+                    .filter_map(|r| {
+                        let points: Vec<Sample> = r
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, v)| has(**v))
+                            .map(|(i, v)| Sample::new(g.ts(i), *v))
+                            .collect();
+                        (!points.is_empty()).then_some(RangeSeries {
+                            labels: r.labels,
+                            points,
+                        })
+                    })
+                    .collect();
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(m)
+            }
+        }
+        Val::Matrix(mut m) => {
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(m)
+        }
+    };
+    Ok(QueryResult {
+        value,
+        warnings: ev.warnings,
+        stats: ev.stats,
+    })
 }

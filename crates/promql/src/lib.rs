@@ -16,9 +16,12 @@
 //! # }
 //! ```
 
+mod aggregate;
+mod binary;
 mod engine;
-mod eval;
 mod error;
+mod eval;
+mod functions;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryContext, parse};

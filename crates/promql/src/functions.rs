@@ -1,0 +1,1117 @@
+//! PromQL functions: range functions ("rollups") over range vectors, and instant-vector
+//! functions, with Prometheus 2.x semantics.
+
+use std::collections::{HashMap, HashSet};
+
+use metricsd_model::{Labels, Sample, is_valid_label_name};
+use promql_parser::parser::{Call, Expr};
+
+use crate::error::QueryError;
+use crate::eval::{
+    ABSENT, Ev, Grid, Result, Row, SAME_LABELSET, Val, Window, drop_name, has, merge_same_labels, unparen,
+};
+
+/// A function over the samples of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rollup {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    HoltWinters,
+    Resets,
+    Changes,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+    LastOverTime,
+    PresentOverTime,
+    QuantileOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    MadOverTime,
+}
+
+impl Rollup {
+    fn from_name(name: &str) -> Option<Rollup> {
+        Some(match name {
+            "rate" => Rollup::Rate,
+            "increase" => Rollup::Increase,
+            "delta" => Rollup::Delta,
+            "irate" => Rollup::Irate,
+            "idelta" => Rollup::Idelta,
+            "deriv" => Rollup::Deriv,
+            "predict_linear" => Rollup::PredictLinear,
+            "holt_winters" | "double_exponential_smoothing" => Rollup::HoltWinters,
+            "resets" => Rollup::Resets,
+            "changes" => Rollup::Changes,
+            "avg_over_time" => Rollup::AvgOverTime,
+            "min_over_time" => Rollup::MinOverTime,
+            "max_over_time" => Rollup::MaxOverTime,
+            "sum_over_time" => Rollup::SumOverTime,
+            "count_over_time" => Rollup::CountOverTime,
+            "last_over_time" => Rollup::LastOverTime,
+            "present_over_time" => Rollup::PresentOverTime,
+            "quantile_over_time" => Rollup::QuantileOverTime,
+            "stddev_over_time" => Rollup::StddevOverTime,
+            "stdvar_over_time" => Rollup::StdvarOverTime,
+            "mad_over_time" => Rollup::MadOverTime,
+            _ => return None,
+        })
+    }
+
+    /// The index of the range-vector argument.
+    fn range_arg(self) -> usize {
+        match self {
+            Rollup::QuantileOverTime => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Whether a call can be streamed series by series: a name-dropping range function of a
+/// range selector whose other arguments are literals.
+pub(crate) fn streamable(c: &Call) -> bool {
+    let Some(r) = Rollup::from_name(c.func.name) else {
+        return false;
+    };
+    r != Rollup::LastOverTime
+        && matches!(unparen(&c.args.args[r.range_arg()]), Expr::MatrixSelector(_))
+        && c.args
+            .args
+            .iter()
+            .enumerate()
+            .all(|(i, a)| i == r.range_arg() || matches!(unparen(a), Expr::NumberLiteral(_)))
+}
+
+/// Evaluates the scalar arguments of a range function, one value per step.
+fn rollup_params(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Vec<Vec<f64>>> {
+    let mut out = Vec::new();
+    for (i, a) in c.args.args.iter().enumerate() {
+        if i != r.range_arg() {
+            out.push(ev.eval_scalar(a, g)?);
+        }
+    }
+    Ok(out)
+}
+
+/// holt_winters' factors must lie in (0, 1). Prometheus checks them at each step where the
+/// series has samples in its window, so a query over no data does not fail.
+fn check_holt_winters(params: &[Vec<f64>], smp: &[Sample], w: &Window, g: &Grid) -> Result<()> {
+    let bad = |f: f64| f <= 0.0 || f >= 1.0;
+    if !params[0].iter().chain(&params[1]).any(|f| bad(*f)) {
+        return Ok(());
+    }
+    let mut present = vec![ABSENT; g.n];
+    rollup_row(Rollup::PresentOverTime, smp, w, g, &[], &mut present);
+    for (i, p) in present.iter().enumerate() {
+        if !has(*p) {
+            continue;
+        }
+        for (k, what, name) in [(0usize, "smoothing", "sf"), (1, "trend", "tf")] {
+            let f = params[k][i];
+            if bad(f) {
+                return Err(QueryError::Execution(format!(
+                    "invalid {what} factor. Expected: 0 < {name} < 1, got: {}",
+                    go_f(f)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Go's `%f`.
+fn go_f(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{f:.6}")
+    }
+}
+
+/// Computes a range function for one series at every step into `out`.
+fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64>], out: &mut [f64]) -> bool {
+    let mut any = false;
+    // predict_linear depends on the evaluation time even over a fixed window.
+    if w.at.is_some() && r != Rollup::PredictLinear {
+        // Every step sees the same window: compute once. Prometheus evaluates such a
+        // step-invariant expression at the query's first step.
+        let v = window_value(r, smp, w, g, 0, params);
+        out.fill(v);
+        return has(v);
+    }
+    if w.at.is_some() {
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = window_value(r, smp, w, g, i, params);
+            any |= has(*slot);
+        }
+        return any;
+    }
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for (i, slot) in out.iter_mut().enumerate() {
+        let re = w.reference(g, i);
+        let rs = re - w.range;
+        while lo < smp.len() && smp[lo].t < rs {
+            lo += 1;
+        }
+        if hi < lo {
+            hi = lo;
+        }
+        while hi < smp.len() && smp[hi].t <= re {
+            hi += 1;
+        }
+        let v = if lo < hi {
+            apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i)
+        } else {
+            ABSENT
+        };
+        any |= has(v);
+        *slot = v;
+    }
+    any
+}
+
+fn window_value(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, i: usize, params: &[Vec<f64>]) -> f64 {
+    let re = w.reference(g, i);
+    let rs = re - w.range;
+    let lo = smp.partition_point(|s| s.t < rs);
+    let hi = smp.partition_point(|s| s.t <= re);
+    if lo < hi {
+        apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i)
+    } else {
+        ABSENT
+    }
+}
+
+/// Kahan-Babuška summation step, as Prometheus does it.
+#[inline]
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// One window's value; `ABSENT` when the function yields nothing.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    r: Rollup,
+    s: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    ts: i64,
+    params: &[Vec<f64>],
+    step: usize,
+) -> f64 {
+    match r {
+        Rollup::Rate => extrapolated_rate(s, range_start, range_end, range, true, true),
+        Rollup::Increase => extrapolated_rate(s, range_start, range_end, range, true, false),
+        Rollup::Delta => extrapolated_rate(s, range_start, range_end, range, false, false),
+        Rollup::Irate | Rollup::Idelta => {
+            if s.len() < 2 {
+                return ABSENT;
+            }
+            let (last, prev) = (s[s.len() - 1], s[s.len() - 2]);
+            let is_rate = r == Rollup::Irate;
+            let mut v = if is_rate && last.v < prev.v {
+                last.v
+            } else {
+                last.v - prev.v
+            };
+            let dt = last.t - prev.t;
+            if dt == 0 {
+                return ABSENT;
+            }
+            if is_rate {
+                v /= dt as f64 / 1000.0;
+            }
+            v
+        }
+        Rollup::Deriv => {
+            if s.len() < 2 {
+                return ABSENT;
+            }
+            linear_regression(s, s[0].t).0
+        }
+        Rollup::PredictLinear => {
+            if s.len() < 2 {
+                return ABSENT;
+            }
+            let (slope, intercept) = linear_regression(s, ts);
+            slope * params[0][step] + intercept
+        }
+        Rollup::HoltWinters => {
+            if s.len() < 2 {
+                return ABSENT;
+            }
+            let (sf, tf) = (params[0][step], params[1][step]);
+            let mut s0 = 0.0;
+            let mut s1 = s[0].v;
+            let mut b = s[1].v - s[0].v;
+            for (i, smp) in s.iter().enumerate().skip(1) {
+                let x = sf * smp.v;
+                // calcTrendValue(i-1, ...)
+                b = if i - 1 == 0 {
+                    b
+                } else {
+                    tf * (s1 - s0) + (1.0 - tf) * b
+                };
+                let y = (1.0 - sf) * (s1 + b);
+                s0 = s1;
+                s1 = x + y;
+            }
+            s1
+        }
+        Rollup::Resets => {
+            let mut n = 0;
+            for w in s.windows(2) {
+                if w[1].v < w[0].v {
+                    n += 1;
+                }
+            }
+            n as f64
+        }
+        Rollup::Changes => {
+            let mut n = 0;
+            for w in s.windows(2) {
+                let (p, c) = (w[0].v, w[1].v);
+                if c != p && !(c.is_nan() && p.is_nan()) {
+                    n += 1;
+                }
+            }
+            n as f64
+        }
+        Rollup::AvgOverTime => {
+            let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
+            for smp in s {
+                count += 1.0;
+                if mean.is_infinite() {
+                    if smp.v.is_infinite() && (mean > 0.0) == (smp.v > 0.0) {
+                        continue;
+                    }
+                    if !smp.v.is_infinite() && !smp.v.is_nan() {
+                        continue;
+                    }
+                }
+                (mean, c) = kahan_inc(smp.v / count - mean / count, mean, c);
+            }
+            if mean.is_infinite() { mean } else { mean + c }
+        }
+        Rollup::MinOverTime => {
+            let mut m = s[0].v;
+            for smp in s {
+                if smp.v < m || m.is_nan() {
+                    m = smp.v;
+                }
+            }
+            m
+        }
+        Rollup::MaxOverTime => {
+            let mut m = s[0].v;
+            for smp in s {
+                if smp.v > m || m.is_nan() {
+                    m = smp.v;
+                }
+            }
+            m
+        }
+        Rollup::SumOverTime => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for smp in s {
+                (sum, c) = kahan_inc(smp.v, sum, c);
+            }
+            if f64::is_infinite(sum) { sum } else { sum + c }
+        }
+        Rollup::CountOverTime => s.len() as f64,
+        Rollup::LastOverTime => s[s.len() - 1].v,
+        Rollup::PresentOverTime => 1.0,
+        Rollup::QuantileOverTime => {
+            let mut v: Vec<f64> = s.iter().map(|x| x.v).collect();
+            quantile(params[0][step], &mut v)
+        }
+        Rollup::StddevOverTime | Rollup::StdvarOverTime => {
+            let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for smp in s {
+                count += 1.0;
+                let delta = smp.v - (mean + c_mean);
+                (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+                (aux, c_aux) = kahan_inc(delta * (smp.v - (mean + c_mean)), aux, c_aux);
+            }
+            let var = (aux + c_aux) / count;
+            if r == Rollup::StddevOverTime {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+        Rollup::MadOverTime => {
+            let mut v: Vec<f64> = s.iter().map(|x| x.v).collect();
+            let median = quantile(0.5, &mut v);
+            let mut dev: Vec<f64> = s.iter().map(|x| (x.v - median).abs()).collect();
+            quantile(0.5, &mut dev)
+        }
+    }
+}
+
+/// rate/increase/delta with Prometheus' extrapolation to the window's edges.
+fn extrapolated_rate(
+    s: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    if s.len() < 2 {
+        return ABSENT;
+    }
+    let (first, last) = (s[0], s[s.len() - 1]);
+    let mut result = last.v - first.v;
+    if is_counter {
+        let mut prev = first.v;
+        for smp in &s[1..] {
+            if smp.v < prev {
+                result += prev;
+            }
+            prev = smp.v;
+        }
+    }
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg_between = sampled / (s.len() - 1) as f64;
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let duration_to_zero = sampled * (first.v / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    let threshold = avg_between * 1.1;
+    let mut interval = sampled;
+    interval += if duration_to_start < threshold {
+        duration_to_start
+    } else {
+        avg_between / 2.0
+    };
+    interval += if duration_to_end < threshold {
+        duration_to_end
+    } else {
+        avg_between / 2.0
+    };
+    let mut factor = interval / sampled;
+    if is_rate {
+        factor /= range as f64 / 1000.0;
+    }
+    result * factor
+}
+
+/// Least-squares fit with Kahan sums; `x` in seconds relative to `intercept_time`.
+fn linear_regression(s: &[Sample], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = s[0].v;
+    let mut const_y = true;
+    for (i, smp) in s.iter().enumerate() {
+        if const_y && i > 0 && smp.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (smp.t - intercept_time) as f64 / 1e3;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(smp.v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * smp.v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// Prometheus' `quantile`: linear interpolation between closest ranks, NaN sorted first.
+pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    v[lower as usize] * (1.0 - weight) + v[upper as usize] * weight
+}
+
+/// Streams a name-dropping range function of a range selector, series by series.
+pub(crate) fn stream_rollup(
+    ev: &mut Ev,
+    c: &Call,
+    g: &Grid,
+    f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
+) -> Result<()> {
+    let r = Rollup::from_name(c.func.name).expect("streamable checked the name");
+    let params = rollup_params(ev, c, r, g)?;
+    let arg = &c.args.args[r.range_arg()];
+    // Dropping the name can make two series equal only if the selector may match several
+    // names; then remember what was emitted.
+    let check_dups = !selects_one_name(arg);
+    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut out = vec![ABSENT; g.n];
+    ev.for_each_range_series(arg, g, &mut |_, labels, smp, w| {
+        if r == Rollup::HoltWinters {
+            check_holt_winters(&params, smp, w, g)?;
+        }
+        if rollup_row(r, smp, w, g, &params, &mut out) {
+            let l = drop_name(labels);
+            if check_dups && !seen.insert(l.clone()) {
+                return Err(QueryError::Execution(SAME_LABELSET.into()));
+            }
+            f(&l, &out)?;
+        }
+        Ok(())
+    })
+}
+
+fn selects_one_name(e: &Expr) -> bool {
+    match unparen(e) {
+        Expr::MatrixSelector(ms) => {
+            ms.vs.name.is_some()
+                || ms.vs.matchers.matchers.iter().any(|m| {
+                    m.name == metricsd_model::METRIC_NAME
+                        && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Evaluates a range function over any range-vector argument.
+fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
+    let params = rollup_params(ev, c, r, g)?;
+    let arg = &c.args.args[r.range_arg()];
+    let mut rows = Vec::new();
+    let mut out = vec![ABSENT; g.n];
+    let keep_name = r == Rollup::LastOverTime;
+    ev.for_each_range_series(arg, g, &mut |ev, labels, smp, w| {
+        if r == Rollup::HoltWinters {
+            check_holt_winters(&params, smp, w, g)?;
+        }
+        if rollup_row(r, smp, w, g, &params, &mut out) {
+            let labels = if keep_name {
+                labels.clone()
+            } else {
+                drop_name(labels)
+            };
+            let row = Row {
+                labels,
+                vals: out.clone(),
+            };
+            ev.charge(row.present())?;
+            rows.push(row);
+        }
+        Ok(())
+    })?;
+    // Prometheus rejects equal label sets among a range function's series outright.
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity(rows.len());
+    for r in &rows {
+        if !seen.insert(&r.labels) {
+            return Err(QueryError::Execution(SAME_LABELSET.into()));
+        }
+    }
+    Ok(Val::Vector(rows))
+}
+
+/// `absent_over_time`: 1 at the steps where no series has a sample in its window.
+fn absent_over_time(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
+    let arg = &c.args.args[0];
+    let mut seen = vec![false; g.n];
+    let mut out = vec![ABSENT; g.n];
+    ev.for_each_range_series(arg, g, &mut |_, _, smp, w| {
+        rollup_row(Rollup::PresentOverTime, smp, w, g, &[], &mut out);
+        for (s, v) in seen.iter_mut().zip(&out) {
+            *s |= has(*v);
+        }
+        Ok(())
+    })?;
+    let vals: Vec<f64> = seen.iter().map(|s| if *s { ABSENT } else { 1.0 }).collect();
+    if vals.iter().all(|v| !has(*v)) {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    let labels = match unparen(arg) {
+        Expr::MatrixSelector(ms) => absent_labels(&ms.vs),
+        _ => Labels::empty(),
+    };
+    Ok(Val::Vector(vec![Row { labels, vals }]))
+}
+
+/// The labels `absent()` reports: those of equality matchers; a name matched by another
+/// matcher or twice is left out (Prometheus' historic behaviour).
+fn absent_labels(vs: &promql_parser::parser::VectorSelector) -> Labels {
+    let mut set: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for m in &vs.matchers.matchers {
+        if m.name == metricsd_model::METRIC_NAME {
+            continue;
+        }
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !seen.contains(m.name.as_str()) {
+            set.insert(&m.name, &m.value);
+            seen.insert(&m.name);
+        } else {
+            set.remove(m.name.as_str());
+        }
+    }
+    Labels::from_pairs(set)
+}
+
+fn string_arg(e: &Expr) -> Result<&str> {
+    match unparen(e) {
+        Expr::StringLiteral(s) => Ok(&s.val),
+        other => Err(QueryError::Execution(format!(
+            "expected a string literal, got {other}"
+        ))),
+    }
+}
+
+/// Applies `f` to every value of every row, dropping the metric name.
+fn map_values(rows: Vec<Row>, mut f: impl FnMut(f64, usize) -> f64) -> Result<Vec<Row>> {
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            r.labels = drop_name(&r.labels);
+            for (i, v) in r.vals.iter_mut().enumerate() {
+                if has(*v) {
+                    *v = f(*v, i);
+                }
+            }
+            r
+        })
+        .collect();
+    merge_same_labels(rows)
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "rad" => |v| v * std::f64::consts::PI / 180.0,
+        "deg" => |v| v * 180.0 / std::f64::consts::PI,
+        "sgn" => |v| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
+        _ => return None,
+    })
+}
+
+/// Date parts of a Unix time in seconds, UTC, as Go's `time` computes them.
+fn date_fn(name: &str) -> Option<fn(i64) -> f64> {
+    fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+        // (year, month 1-12, day 1-31, hour, minute, weekday 0=Sunday)
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let wd = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
+        (y, m, d, (sod / 3600) as u32, ((sod % 3600) / 60) as u32, wd)
+    }
+    fn civil_from_days(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (if m <= 2 { y + 1 } else { y }, m, d)
+    }
+    fn leap(y: i64) -> bool {
+        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    }
+    fn days_in_month(y: i64, m: u32) -> u32 {
+        match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+    Some(match name {
+        "minute" => |s| civil(s).4 as f64,
+        "hour" => |s| civil(s).3 as f64,
+        "day_of_week" => |s| civil(s).5 as f64,
+        "day_of_month" => |s| civil(s).2 as f64,
+        "day_of_year" => |s| {
+            let (y, m, d, ..) = civil(s);
+            let mut n = d;
+            for mm in 1..m {
+                n += days_in_month(y, mm);
+            }
+            n as f64
+        },
+        "days_in_month" => |s| {
+            let (y, m, ..) = civil(s);
+            days_in_month(y, m) as f64
+        },
+        "month" => |s| civil(s).1 as f64,
+        "year" => |s| civil(s).0 as f64,
+        _ => return None,
+    })
+}
+
+/// Go's `int64(f)` on amd64 for the values the date functions see.
+fn go_int64(f: f64) -> i64 {
+    if f.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+        i64::MIN
+    } else {
+        f as i64
+    }
+}
+
+/// Evaluates a function call.
+pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
+    let name = c.func.name;
+    let args = &c.args.args;
+    if let Some(r) = Rollup::from_name(name) {
+        return eval_rollup(ev, c, r, g);
+    }
+    if let Some(f) = math_fn(name) {
+        let rows = ev.eval_vector(&args[0], g)?;
+        return Ok(Val::Vector(map_values(rows, |v, _| f(v))?));
+    }
+    if let Some(f) = date_fn(name) {
+        if args.is_empty() {
+            let vals = (0..g.n).map(|i| f(g.ts(i) / 1000)).collect();
+            return Ok(Val::Vector(vec![Row {
+                labels: Labels::empty(),
+                vals,
+            }]));
+        }
+        let rows = ev.eval_vector(&args[0], g)?;
+        return Ok(Val::Vector(map_values(rows, |v, _| f(go_int64(v)))?));
+    }
+    match name {
+        "absent_over_time" => absent_over_time(ev, c, g),
+        "time" => Ok(Val::Scalar((0..g.n).map(|i| g.ts(i) as f64 / 1000.0).collect())),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; g.n])),
+        "vector" => {
+            let vals = ev.eval_scalar(&args[0], g)?;
+            Ok(Val::Vector(vec![Row {
+                labels: Labels::empty(),
+                vals,
+            }]))
+        }
+        "scalar" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let mut out = vec![f64::NAN; g.n];
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut it = rows.iter().filter(|r| has(r.vals[i]));
+                if let (Some(r), None) = (it.next(), it.next()) {
+                    *o = r.vals[i];
+                }
+            }
+            Ok(Val::Scalar(out))
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = unparen(&args[0]) {
+                let mut rows = Vec::new();
+                ev.select_vector(vs, g, true, &mut |l, v| {
+                    rows.push(Row {
+                        labels: drop_name(l),
+                        vals: v.to_vec(),
+                    });
+                    Ok(())
+                })?;
+                ev.charge_rows(&rows)?;
+                return Ok(Val::Vector(merge_same_labels(rows)?));
+            }
+            let rows = ev.eval_vector(&args[0], g)?;
+            Ok(Val::Vector(map_values(rows, |_, i| g.ts(i) as f64 / 1000.0)?))
+        }
+        "round" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let to = match args.get(1) {
+                Some(a) => ev.eval_scalar(a, g)?,
+                None => vec![1.0; g.n],
+            };
+            Ok(Val::Vector(map_values(rows, |v, i| {
+                let inv = 1.0 / to[i];
+                (v * inv + 0.5).floor() / inv
+            })?))
+        }
+        "clamp" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let min = ev.eval_scalar(&args[1], g)?;
+            let max = ev.eval_scalar(&args[2], g)?;
+            let mut rows = map_values(rows, |v, i| go_max(min[i], go_min(max[i], v)))?;
+            // No output at steps where max < min.
+            for r in &mut rows {
+                for (i, v) in r.vals.iter_mut().enumerate() {
+                    if max[i] < min[i] {
+                        *v = ABSENT;
+                    }
+                }
+            }
+            rows.retain(|r| r.vals.iter().any(|v| has(*v)));
+            Ok(Val::Vector(rows))
+        }
+        "clamp_min" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let min = ev.eval_scalar(&args[1], g)?;
+            Ok(Val::Vector(map_values(rows, |v, i| go_max(min[i], v))?))
+        }
+        "clamp_max" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let max = ev.eval_scalar(&args[1], g)?;
+            Ok(Val::Vector(map_values(rows, |v, i| go_min(max[i], v))?))
+        }
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+            let mut rows = ev.eval_vector(&args[0], g)?;
+            if g.n == 1 {
+                sort_rows(name, &mut rows, &args[1..])?;
+            }
+            Ok(Val::Vector(rows))
+        }
+        "label_replace" => label_replace(ev, c, g),
+        "label_join" => label_join(ev, c, g),
+        "absent" => {
+            let rows = ev.eval_vector(&args[0], g)?;
+            let mut vals = vec![1.0; g.n];
+            for r in &rows {
+                for (o, v) in vals.iter_mut().zip(&r.vals) {
+                    if has(*v) {
+                        *o = ABSENT;
+                    }
+                }
+            }
+            if vals.iter().all(|v| !has(*v)) {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            let labels = match unparen(&args[0]) {
+                Expr::VectorSelector(vs) => absent_labels(vs),
+                _ => Labels::empty(),
+            };
+            Ok(Val::Vector(vec![Row { labels, vals }]))
+        }
+        "histogram_quantile" => histogram_quantile(ev, c, g),
+        // Native-histogram functions: float series have no native histograms, so these
+        // return nothing, as in Prometheus.
+        "histogram_count" | "histogram_sum" | "histogram_fraction" | "histogram_stddev"
+        | "histogram_stdvar" | "histogram_avg" => {
+            for a in args {
+                ev.eval(a, g)?;
+            }
+            Ok(Val::Vector(Vec::new()))
+        }
+        other => Err(QueryError::Execution(format!(
+            "function \"{other}\" is not supported"
+        ))),
+    }
+}
+
+/// Go's `math.Max` (NaN wins, +0 > -0).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min` (NaN wins).
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn sort_rows(name: &str, rows: &mut [Row], label_args: &[Box<Expr>]) -> Result<()> {
+    use std::cmp::Ordering;
+    match name {
+        // sort: ascending, NaN last; sort_desc: descending, NaN last.
+        "sort" => rows.sort_by(|a, b| {
+            let (x, y) = (a.vals[0], b.vals[0]);
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+            }
+        }),
+        "sort_desc" => rows.sort_by(|a, b| {
+            let (x, y) = (a.vals[0], b.vals[0]);
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+            }
+        }),
+        _ => {
+            let names: Vec<&str> = label_args.iter().map(|a| string_arg(a)).collect::<Result<_>>()?;
+            rows.sort_by(|a, b| {
+                for n in &names {
+                    let o = a.labels.get(n).unwrap_or("").cmp(b.labels.get(n).unwrap_or(""));
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                a.labels.cmp(&b.labels)
+            });
+            if name == "sort_by_label_desc" {
+                rows.reverse();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn label_replace(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
+    let args = &c.args.args;
+    let dst = string_arg(&args[1])?;
+    let repl = string_arg(&args[2])?;
+    let src = string_arg(&args[3])?;
+    let re_text = string_arg(&args[4])?;
+    let re = regex::Regex::new(&format!("^(?:{re_text})$")).map_err(|_| {
+        QueryError::Execution(format!(
+            "invalid regular expression in label_replace(): {re_text}"
+        ))
+    })?;
+    if !is_valid_label_name(dst) {
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let rows = ev.eval_vector(&args[0], g)?;
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            let src_val = r.labels.get(src).unwrap_or("");
+            if let Some(caps) = re.captures(src_val) {
+                let mut res = String::new();
+                caps.expand(repl, &mut res);
+                let mut b = r.labels.builder();
+                b.del(dst);
+                if !res.is_empty() {
+                    b.set(dst.to_owned(), res);
+                }
+                r.labels = b.build();
+            }
+            r
+        })
+        .collect();
+    Ok(Val::Vector(merge_same_labels(rows)?))
+}
+
+fn label_join(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
+    let args = &c.args.args;
+    let dst = string_arg(&args[1])?;
+    let sep = string_arg(&args[2])?;
+    let mut srcs = Vec::new();
+    for a in &args[3..] {
+        let s = string_arg(a)?;
+        if !is_valid_label_name(s) {
+            return Err(QueryError::Execution(format!(
+                "invalid source label name in label_join(): {s}"
+            )));
+        }
+        srcs.push(s);
+    }
+    if !is_valid_label_name(dst) {
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let rows = ev.eval_vector(&args[0], g)?;
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            let joined = srcs
+                .iter()
+                .map(|s| r.labels.get(s).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(sep);
+            let mut b = r.labels.builder();
+            if joined.is_empty() {
+                b.del(dst);
+            } else {
+                b.set(dst.to_owned(), joined);
+            }
+            r.labels = b.build();
+            r
+        })
+        .collect();
+    Ok(Val::Vector(merge_same_labels(rows)?))
+}
+
+/// `histogram_quantile` over classic `le` buckets.
+fn histogram_quantile(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
+    let args = &c.args.args;
+    let q = ev.eval_scalar(&args[0], g)?;
+    let rows = ev.eval_vector(&args[1], g)?;
+    // Group by all labels but `le` (the name included, as Prometheus keys it); the output
+    // drops `le` and the name.
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (ri, r) in rows.iter().enumerate() {
+        let Some(le) = r.labels.get("le") else {
+            continue;
+        };
+        let Some(ub) = parse_go_float(le) else {
+            continue;
+        };
+        let mut b = r.labels.builder();
+        b.del("le");
+        let key = b.build();
+        let gi = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push((ub, ri));
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for (key, members) in &groups {
+        let mut vals = vec![ABSENT; g.n];
+        for (i, slot) in vals.iter_mut().enumerate() {
+            buckets.clear();
+            for &(ub, ri) in members {
+                let v = rows[ri].vals[i];
+                if has(v) {
+                    buckets.push((ub, v));
+                }
+            }
+            if !buckets.is_empty() {
+                *slot = bucket_quantile(q[i], &mut buckets);
+            }
+        }
+        out.push(Row {
+            labels: drop_name(key),
+            vals,
+        });
+    }
+    out.retain(|r| r.vals.iter().any(|v| has(*v)));
+    Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// Go's `strconv.ParseFloat` for label values (Rust's parser accepts the same spellings of
+/// infinities and NaN, case-insensitively, plus a few Go rejects, like a trailing `.`).
+fn parse_go_float(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok()
+}
+
+/// Prometheus' `bucketQuantile` over `(upper bound, cumulative count)` pairs.
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !(b[b.len() - 1].0.is_infinite() && b[b.len() - 1].0 > 0.0) {
+        return f64::NAN;
+    }
+    // Coalesce equal bounds.
+    let mut i = 0;
+    for k in 1..b.len() {
+        if b[k].0 == b[i].0 {
+            b[i].1 += b[k].1;
+        } else {
+            i += 1;
+            b[i] = b[k];
+        }
+    }
+    b.truncate(i + 1);
+    // Make counts monotonic.
+    let mut max = b[0].1;
+    for x in b.iter_mut().skip(1) {
+        if x.1 > max {
+            max = x.1;
+        } else if x.1 < max {
+            x.1 = max;
+        }
+    }
+    if b.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = b[b.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let n = b.len() - 1;
+    let k = b[..n].partition_point(|x| x.1 < rank);
+    if k == n {
+        return b[n - 1].0;
+    }
+    if k == 0 && b[0].0 <= 0.0 {
+        return b[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, b[k].0, b[k].1);
+    if k > 0 {
+        start = b[k - 1].0;
+        count -= b[k - 1].1;
+        rank -= b[k - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
