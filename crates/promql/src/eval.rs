@@ -331,11 +331,10 @@ impl<'a> Ev<'a> {
     fn load(&mut self, s: &Series, drop_stale: bool) {
         self.buf.clear();
         let mut it = s.iter();
-        for smp in it.by_ref() {
-            if drop_stale && is_stale_nan(smp.v) {
-                continue;
-            }
-            self.buf.push(smp);
+        if drop_stale {
+            self.buf.extend(it.by_ref().filter(|x| !is_stale_nan(x.v)));
+        } else {
+            self.buf.extend(it.by_ref());
         }
         if let Some(e) = it.err() {
             self.warnings.push(format!("{}: {e}", s.labels()));
