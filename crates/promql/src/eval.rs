@@ -331,13 +331,11 @@ impl<'a> Ev<'a> {
     fn load(&mut self, s: &Series, drop_stale: bool) {
         self.buf.clear();
         let mut it = s.iter();
-        if drop_stale {
-            self.buf.extend(it.by_ref().filter(|x| !is_stale_nan(x.v)));
-        } else {
-            self.buf.extend(it.by_ref());
-        }
-        if let Some(e) = it.err() {
+        if let Some(e) = it.drain_into(&mut self.buf) {
             self.warnings.push(format!("{}: {e}", s.labels()));
+        }
+        if drop_stale {
+            self.buf.retain(|x| !is_stale_nan(x.v));
         }
         self.stats.samples_loaded += self.buf.len() as u64;
     }
