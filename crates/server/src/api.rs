@@ -25,9 +25,9 @@ use crate::collector::{Collector, Meta, Resolved, now_ms};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
-use crate::track::{self, SERVICE_LABEL};
 use crate::{exposition, trends};
-use metricsd_ingest::{RemoteWriteDecoder, WriteBatch};
+use metricsd_ingest as track;
+use metricsd_ingest::{RemoteWriteDecoder, SERVICE_LABEL, WriteBatch};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -262,7 +262,10 @@ async fn track_batch(
         let mut errors: Vec<(usize, ApiError)> = Vec::new();
         let mut ok: Vec<Resolved<'_>> = Vec::with_capacity(total);
         for (i, p) in parsed.into_iter().enumerate() {
-            match p.and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i))) {
+            match p
+                .map_err(ApiError::from)
+                .and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i)))
+            {
                 Ok(r) => ok.push(r),
                 Err(e) => errors.push((i, e)),
             }

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use crate::config::NamingPolicy;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
-use crate::track::{Kind, SERVICE_LABEL, TrackItem};
+use metricsd_ingest::{MetricKind, SERVICE_LABEL, TrackItem};
 
 /// The seed's default histogram buckets (upper bounds; `+Inf` is implicit).
 pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -407,7 +407,7 @@ impl Collector {
         }
         check_naming(self.opts.naming, item, &self.metrics)?;
         let t = match (item.timestamp_ms, cur) {
-            (Some(t), Some(s)) if item.kind != Kind::Gauge && t <= s.last_t() => {
+            (Some(t), Some(s)) if item.kind != MetricKind::Gauge && t <= s.last_t() => {
                 return Err(ApiError::field(
                     "timestamp",
                     format!(
@@ -429,9 +429,11 @@ impl Collector {
         }
         // The widest series the item writes: the longest name plus the extra label.
         let widest = match item.kind {
-            Kind::Counter | Kind::Gauge => key.clone(),
-            Kind::Histogram => with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into()))),
-            Kind::Summary => with_name(
+            MetricKind::Counter | MetricKind::Gauge => key.clone(),
+            MetricKind::Histogram => {
+                with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into())))
+            }
+            MetricKind::Summary => with_name(
                 key,
                 &format!("{}_count", item.name),
                 Some(("quantile", "0.99".into())),
@@ -552,9 +554,9 @@ fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
 /// How many series an item writes (for the series limit).
 fn derived_count(item: &TrackItem<'_>) -> usize {
     match item.kind {
-        Kind::Counter | Kind::Gauge => 1,
-        Kind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
-        Kind::Summary => QUANTILES.len() + 2,
+        MetricKind::Counter | MetricKind::Gauge => 1,
+        MetricKind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
+        MetricKind::Summary => QUANTILES.len() + 2,
     }
 }
 
@@ -571,7 +573,7 @@ fn observe(
 ) -> State {
     let v = item.value;
     match item.kind {
-        Kind::Counter => {
+        MetricKind::Counter => {
             let prev = match cur {
                 Some(State::Counter { value, .. }) => value,
                 _ => 0.0,
@@ -582,11 +584,11 @@ fn observe(
                 last_t: t,
             }
         }
-        Kind::Gauge => {
+        MetricKind::Gauge => {
             emit(base.clone(), v);
             State::Gauge { last_t: t }
         }
-        Kind::Histogram => {
+        MetricKind::Histogram => {
             let (bounds, mut counts, mut sum, mut count, series) = match cur {
                 Some(State::Histogram {
                     bounds,
@@ -630,7 +632,7 @@ fn observe(
                 series,
             }
         }
-        Kind::Summary => {
+        MetricKind::Summary => {
             let (mut window, mut sum, mut count, series) = match cur {
                 Some(State::Summary {
                     window,
@@ -722,7 +724,7 @@ fn same_series(l: &Labels, base: &Labels, name: &str, extra: Option<&str>) -> bo
 }
 
 /// Rebuilds a series' state from the store (after a restart, or after a rejection).
-fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<State>> {
+fn restore(db: &Db, base: &Labels, kind: MetricKind) -> metricsd_tsdb::Result<Option<State>> {
     let name = base.metric_name().unwrap_or_default().to_owned();
     let one = |n: &str| -> metricsd_tsdb::Result<Option<(i64, f64)>> {
         Ok(newest(db, &exact_matchers(base, n))?
@@ -731,9 +733,9 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
             .map(|(_, t, v)| (t, v)))
     };
     Ok(match kind {
-        Kind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
-        Kind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
-        Kind::Histogram => {
+        MetricKind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
+        MetricKind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
+        MetricKind::Histogram => {
             let (Some((t, count)), Some((_, sum))) =
                 (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
             else {
@@ -766,7 +768,7 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
                 series,
             })
         }
-        Kind::Summary => {
+        MetricKind::Summary => {
             let (Some((t, count)), Some((_, sum))) =
                 (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
             else {
@@ -789,10 +791,10 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
 /// not; base units (`_seconds`, `_bytes`, `_ratio`) instead of scaled ones.
 pub fn naming_violation(item: &TrackItem<'_>) -> Option<String> {
     let n: &str = &item.name;
-    if item.kind == Kind::Counter && !n.ends_with("_total") {
+    if item.kind == MetricKind::Counter && !n.ends_with("_total") {
         return Some(format!("counter {n:?} should end in _total"));
     }
-    if item.kind != Kind::Counter && n.ends_with("_total") {
+    if item.kind != MetricKind::Counter && n.ends_with("_total") {
         return Some(format!(
             "{} {n:?} should not end in _total (reserved for counters)",
             item.kind.as_str()
@@ -874,11 +876,11 @@ mod tests {
             help: None,
             buckets: None,
         };
-        assert!(naming_violation(&item("requests", Kind::Counter)).is_some());
-        assert!(naming_violation(&item("requests_total", Kind::Counter)).is_none());
-        assert!(naming_violation(&item("latency_ms", Kind::Histogram)).is_some());
-        assert!(naming_violation(&item("latency_seconds", Kind::Histogram)).is_none());
-        assert!(naming_violation(&item("size_total", Kind::Gauge)).is_some());
+        assert!(naming_violation(&item("requests", MetricKind::Counter)).is_some());
+        assert!(naming_violation(&item("requests_total", MetricKind::Counter)).is_none());
+        assert!(naming_violation(&item("latency_ms", MetricKind::Histogram)).is_some());
+        assert!(naming_violation(&item("latency_seconds", MetricKind::Histogram)).is_none());
+        assert!(naming_violation(&item("size_total", MetricKind::Gauge)).is_some());
     }
 
     #[test]
@@ -887,7 +889,7 @@ mod tests {
             TrackItem {
                 name: "m".into(),
                 value: 1.0,
-                kind: Kind::Gauge,
+                kind: MetricKind::Gauge,
                 labels: labels
                     .iter()
                     .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
@@ -938,7 +940,7 @@ mod tests {
             let item = TrackItem {
                 name: "s".into(),
                 value: v,
-                kind: Kind::Summary,
+                kind: MetricKind::Summary,
                 labels: vec![],
                 service: None,
                 tenant_id: None,

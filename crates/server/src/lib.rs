@@ -6,7 +6,8 @@
 //! - [`config`]: settings and their layers (defaults, YAML file, `ACCESS_*`, flags).
 //! - `api`: the axum router, handlers, request ids and HTTP self-metrics; remote_write
 //!   bodies are decoded by `metricsd_ingest::RemoteWriteDecoder`.
-//! - [`track`]: pure decoding of track items, errors naming the field.
+//! - track items are decoded by `metricsd_ingest::parse_track`/`parse_batch` (the one
+//!   parser, shared with the fuzz target); their errors become [`ApiError`]s once.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
 //! - [`trends`]: hourly buckets and the least-squares trend.
@@ -29,7 +30,6 @@ mod error;
 pub mod exposition;
 pub mod logging;
 pub mod selfmetrics;
-pub mod track;
 pub mod trends;
 
 use std::future::Future;
