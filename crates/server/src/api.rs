@@ -496,37 +496,30 @@ async fn export(
     st.metrics
         .last_export_ms
         .store(now_ms() as u64, Ordering::Relaxed);
-    let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
-    let mut self_text = String::new();
-    if !aggregated {
-        let series = head_series_total(&st.storage);
-        st.metrics.write(&mut self_text, series, &|n| user.contains(n));
+    let now = now_ms();
+    if format == "json" {
+        let body = json!({ "metrics": exposition::to_json(&fams), "timestamp": rfc3339(now) });
+        return Ok(Json(body).into_response());
     }
-    let resp = match format {
-        "json" => Json(json!({ "metrics": exposition::to_json(&fams), "timestamp": rfc3339(now_ms()) }))
-            .into_response(),
-        "openmetrics" => {
-            let mut s = String::new();
-            exposition::write_openmetrics(&mut s, &fams);
-            s.push_str(&exposition::prometheus_to_openmetrics(&self_text));
-            s.push_str("# EOF\n");
-            (
-                [(header::CONTENT_TYPE, metricsd_ingest::OPENMETRICS_CONTENT_TYPE)],
-                s,
-            )
-                .into_response()
-        }
-        _ => {
-            let mut s = String::new();
-            exposition::write_prometheus(&mut s, fams);
-            s.push_str(&self_text);
-            (
-                [(header::CONTENT_TYPE, metricsd_ingest::PROMETHEUS_CONTENT_TYPE)],
-                s,
-            )
-                .into_response()
-        }
+    // Tracked families, then self-metrics, through the one text writer.
+    let own = if aggregated {
+        Vec::new()
+    } else {
+        let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        st.metrics
+            .families(head_series_total(&st.storage), &|n| user.contains(n))
     };
+    let mut all = exposition::to_metric_families(fams);
+    all.extend(own);
+    let mut s = String::new();
+    let content_type = if format == "openmetrics" {
+        metricsd_ingest::write_openmetrics(&all, &mut s);
+        metricsd_ingest::OPENMETRICS_CONTENT_TYPE
+    } else {
+        metricsd_ingest::write_prometheus(&all, &mut s);
+        metricsd_ingest::PROMETHEUS_CONTENT_TYPE
+    };
+    let resp = ([(header::CONTENT_TYPE, content_type)], s).into_response();
     Ok(resp)
 }
 
