@@ -50,6 +50,15 @@ enum Cmd {
         /// WAL fsync: always, interval, never [default: interval].
         #[arg(long)]
         fsync: Option<Fsync>,
+        /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
+        #[arg(long)]
+        max_concurrent_requests: Option<usize>,
+        /// Seconds before a request is answered 503 [default: 60].
+        #[arg(long)]
+        request_timeout_seconds: Option<u64>,
+        /// Seconds a connection may take to send a request's headers [default: 30].
+        #[arg(long)]
+        header_read_timeout_seconds: Option<u64>,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -68,6 +77,9 @@ fn main() -> ExitCode {
             max_metric_series,
             naming_policy,
             fsync,
+            max_concurrent_requests,
+            request_timeout_seconds,
+            header_read_timeout_seconds,
             check_config,
         } => {
             let flags = Overrides {
@@ -77,6 +89,9 @@ fn main() -> ExitCode {
                 max_metric_series,
                 naming_policy,
                 fsync,
+                max_concurrent_requests,
+                request_timeout_seconds,
+                header_read_timeout_seconds,
             };
             let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
                 Ok(c) => c,

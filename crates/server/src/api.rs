@@ -60,6 +60,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
+        // gzip/deflate bodies are decompressed as they are read, so the body limit above
+        // caps the decompressed size (a gzip bomb is a 413, not an OOM); other encodings
+        // (remote_write's snappy) pass through to the handlers.
+        .layer(
+            tower_http::decompression::RequestDecompressionLayer::new()
+                .gzip(true)
+                .deflate(true)
+                .pass_through_unaccepted(true),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            crate::protect::Protect::new(
+                state.cfg.max_concurrent_requests,
+                std::time::Duration::from_secs(state.cfg.request_timeout_seconds),
+                state.metrics.clone(),
+            ),
+            crate::protect::protect,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
 }
@@ -151,8 +168,32 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
                 "the request body exceeds the limit (max_body_bytes)",
             )
         } else {
-            ApiError::new(status, "invalid_body", r.body_text())
+            // Includes gzip/deflate bodies that fail to decompress.
+            ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(status, "invalid_body", r.body_text())
+            }
         }
+    })
+}
+
+/// Rejects a `Content-Encoding` the handler cannot read. gzip and deflate never get here:
+/// the decompression layer removes the header when it decodes the body.
+fn content_encoding(h: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let Some(v) = h.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let enc = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    if enc.is_empty() || enc == "identity" || accepted.contains(&enc.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError {
+        field: Some("Content-Encoding".into()),
+        ..ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding {enc:?} is not supported: use gzip or deflate, or none"),
+        )
     })
 }
 
@@ -228,6 +269,7 @@ async fn track_one(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    content_encoding(&headers, &[])?;
     let b = body(b)?;
     let header = header_tenant(&headers)?;
     let st2 = st.clone();
@@ -253,6 +295,7 @@ async fn track_batch(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    content_encoding(&headers, &[])?;
     let b = body(b)?;
     let header = header_tenant(&headers)?;
     let st2 = st.clone();
@@ -797,6 +840,9 @@ async fn write(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The body is snappy-compressed whatever the header says (remote_write 1.0); a gzip or
+    // deflate layer on top was removed by the decompression layer.
+    content_encoding(&headers, &["snappy"])?;
     let b = body(b)?;
     let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
     let max = st.cfg.max_body_bytes.saturating_mul(8);

@@ -29,6 +29,7 @@ pub mod config;
 mod error;
 pub mod exposition;
 pub mod logging;
+mod protect;
 pub mod selfmetrics;
 pub mod trends;
 
@@ -57,6 +58,52 @@ pub enum ServeError {
     /// The final flush failed.
     #[error("flushing the store at shutdown failed: {0}")]
     Flush(metricsd_tsdb::Error),
+}
+
+/// Accepts HTTP/1 connections until `shutdown` resolves, then stops accepting and waits for
+/// the connections' in-flight requests. Our own loop rather than `axum::serve`, which sets
+/// no timer on hyper and so cannot apply a header read timeout: without one a client that
+/// trickles header bytes (slowloris) holds a connection and its memory forever.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone()
+                .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+        );
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(io), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Opens the store, serves on `listener` until `shutdown` resolves, finishes in-flight
@@ -105,9 +152,13 @@ pub async fn serve(
     });
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, data_dir = %dir.display(), endpoint = %cfg.metrics_endpoint, "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_http(
+        listener,
+        router(state),
+        Duration::from_secs(cfg.header_read_timeout_seconds),
+        shutdown,
+    )
+    .await;
     tracing::info!("shutting down: flushing the store");
     maintenance.stop();
     let s2 = storage.clone();

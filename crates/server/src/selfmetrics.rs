@@ -107,6 +107,10 @@ pub struct SelfMetrics {
     pub aggregated_series: AtomicU64,
     /// Unix ms of the last export (0 = none).
     pub last_export_ms: AtomicU64,
+    /// Requests refused with 503 because `max_concurrent_requests` were in flight.
+    pub requests_shed: Counter,
+    /// Requests answered 503 after `request_timeout_seconds`.
+    pub requests_timed_out: Counter,
     collection: Mutex<Histogram>,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
     http_duration: Mutex<BTreeMap<String, Histogram>>,
@@ -228,6 +232,18 @@ impl SelfMetrics {
             FamilyKind::Histogram,
             "HTTP request durations by route.",
             durations,
+        );
+        fam(
+            "metricsd_http_requests_shed_total",
+            FamilyKind::Counter,
+            "Requests refused because max_concurrent_requests were in flight.",
+            one(self.requests_shed.get() as f64),
+        );
+        fam(
+            "metricsd_http_requests_timed_out_total",
+            FamilyKind::Counter,
+            "Requests answered 503 after request_timeout_seconds.",
+            one(self.requests_timed_out.get() as f64),
         );
         let p = process_stats();
         if let Some(cpu) = p.cpu_seconds {
