@@ -59,6 +59,9 @@ enum Cmd {
         /// Seconds a connection may take to send a request's headers [default: 30].
         #[arg(long)]
         header_read_timeout_seconds: Option<u64>,
+        /// Seconds after which the collector forgets an untracked series [default: 3600].
+        #[arg(long)]
+        series_idle_timeout_seconds: Option<u64>,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             max_concurrent_requests,
             request_timeout_seconds,
             header_read_timeout_seconds,
+            series_idle_timeout_seconds,
             check_config,
         } => {
             let flags = Overrides {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
                 max_concurrent_requests,
                 request_timeout_seconds,
                 header_read_timeout_seconds,
+                series_idle_timeout_seconds,
             };
             let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
                 Ok(c) => c,

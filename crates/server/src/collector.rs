@@ -9,6 +9,13 @@
 //!   the store (its newest samples) on next use, so a restart and a rejection look the same.
 //! - One lock per tenant serializes staging and commit, so two requests cannot both add
 //!   their increment to the same old value.
+//! - State is a cache of the store, never the only copy: [`Collector::evict_idle`] drops
+//!   series not tracked for `idle_timeout_ms`, and the next item of such a series reloads
+//!   it from the store exactly as after a restart (a counter resumes from its newest stored
+//!   total). So memory holds only the series active within the idle timeout; the price of
+//!   a return after eviction is one store lookup. An evicted summary's quantile window
+//!   restarts empty, as after a restart; with the default idle timeout (1 h) longer than
+//!   the summary window (10 min) its observations had all left the window anyway.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -90,6 +97,8 @@ impl State {
 struct Slot {
     labels: Labels,
     state: State,
+    /// Wall-clock ms of the last item that used the slot (for [`Collector::evict_idle`]).
+    touched_ms: i64,
 }
 
 #[derive(Default)]
@@ -114,6 +123,8 @@ pub struct CollectorOptions {
     pub summary_max: usize,
     /// Where metadata files live (`<data_dir>/server/metadata`).
     pub meta_dir: PathBuf,
+    /// Series not tracked for this long are dropped from memory by [`Collector::evict_idle`].
+    pub idle_timeout_ms: i64,
 }
 
 /// What happened to each item of a batch.
@@ -192,6 +203,31 @@ impl Collector {
             buf.push(b'\n');
         }
         f.write_all(&buf)
+    }
+
+    /// Drops the state of every series not tracked since `now_ms - idle_timeout_ms` (see
+    /// the module docs: it is reloaded from the store on next use). Returns how many were
+    /// dropped; updates `metricsd_collector_series` and `_evictions_total`.
+    pub fn evict_idle(&self, now_ms: i64) -> usize {
+        let cutoff = now_ms.saturating_sub(self.opts.idle_timeout_ms);
+        let tenants: Vec<Arc<Mutex<TenantState>>> = self.tenants.lock().values().cloned().collect();
+        let (mut evicted, mut kept) = (0usize, 0usize);
+        for t in tenants {
+            // One tenant lock at a time: tracking in other tenants goes on meanwhile.
+            let mut st = t.lock();
+            let before = st.series.len();
+            st.series.retain(|_, slot| slot.touched_ms > cutoff);
+            evicted += before - st.series.len();
+            kept += st.series.len();
+            if st.series.capacity() > 2 * st.series.len().max(64) {
+                st.series.shrink_to_fit();
+            }
+        }
+        self.metrics.collector_evictions.add(evicted as u64);
+        self.metrics
+            .collector_series
+            .store(kept as u64, std::sync::atomic::Ordering::Relaxed);
+        evicted
     }
 
     /// Metadata of every metric name of `tenant`.
@@ -274,7 +310,14 @@ impl Collector {
                     let labels = Labels::from_pairs(pairs.iter().copied());
                     match restore(db, &labels, item.kind) {
                         Ok(Some(state)) => {
-                            st.series.insert(h, Slot { labels, state });
+                            st.series.insert(
+                                h,
+                                Slot {
+                                    labels,
+                                    state,
+                                    touched_ms: now,
+                                },
+                            );
                         }
                         Ok(None) => fresh = Some(labels),
                         Err(e) => {
@@ -334,11 +377,19 @@ impl Collector {
                 (Some(slot), _) => {
                     // Updated in place; a rejected commit drops the slot (see below).
                     let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
+                    slot.touched_ms = now;
                     slot.state = observe(Some(cur), &item, &slot.labels, t, &self.opts, emit);
                 }
                 (None, Some(labels)) => {
                     let state = observe(None, &item, &labels, t, &self.opts, emit);
-                    st.series.insert(h, Slot { labels, state });
+                    st.series.insert(
+                        h,
+                        Slot {
+                            labels,
+                            state,
+                            touched_ms: now,
+                        },
+                    );
                 }
                 (None, None) => continue,
             }
@@ -926,6 +977,7 @@ mod tests {
             summary_window_ms: 10_000,
             summary_max: 3,
             meta_dir: PathBuf::new(),
+            idle_timeout_ms: 3_600_000,
         };
         let base = Labels::from_pairs([(METRIC_NAME, "s")]);
         let mut state = None;
@@ -957,5 +1009,63 @@ mod tests {
         }
         // Only the observation at 20 s is inside the 10 s window; sum and count keep everything.
         assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
+    }
+
+    /// Eviction forgets a series; the next increment reloads the stored total and the
+    /// cumulative value continues (it would restart at the increment if the reload failed).
+    #[test]
+    fn counter_resumes_after_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _) =
+            metricsd_tsdb::Storage::open(&dir.path().join("data"), metricsd_tsdb::DbOptions::default())
+                .unwrap();
+        let metrics = Arc::new(SelfMetrics::default());
+        let c = Collector::new(
+            Arc::new(storage),
+            CollectorOptions {
+                limits: Limits::default(),
+                max_series: 0,
+                naming: NamingPolicy::Off,
+                summary_window_ms: 600_000,
+                summary_max: 1000,
+                meta_dir: dir.path().join("meta"),
+                idle_timeout_ms: 1_000,
+            },
+            metrics.clone(),
+        );
+        let track = |v: f64| {
+            let item = TrackItem {
+                name: "jobs_total".into(),
+                value: v,
+                kind: MetricKind::Counter,
+                labels: vec![("queue".into(), "a".into())],
+                service: None,
+                tenant_id: None,
+                timestamp_ms: None,
+                help: None,
+                buckets: None,
+            };
+            let out = c.track(vec![Resolved {
+                index: 0,
+                tenant: "t1".into(),
+                item,
+            }]);
+            assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
+        };
+        let stored = || {
+            let db = c.storage.existing_tenant("t1").unwrap();
+            newest(&db, &[Matcher::equal(METRIC_NAME, "jobs_total")]).unwrap()[0].2
+        };
+        track(5.0);
+        track(2.0);
+        assert_eq!(stored(), 7.0);
+        // Not idle yet: nothing evicted.
+        assert_eq!(c.evict_idle(now_ms()), 0);
+        assert_eq!(c.evict_idle(now_ms() + 2_000), 1);
+        assert_eq!(c.tenant_state("t1").lock().series.len(), 0);
+        assert_eq!(metrics.collector_evictions.get(), 1);
+        track(3.0);
+        assert_eq!(stored(), 10.0);
+        assert_eq!(c.tenant_state("t1").lock().series.len(), 1);
     }
 }

@@ -109,6 +109,9 @@ pub struct Config {
     /// A connection that does not deliver a request's headers within this many seconds is
     /// closed (`ACCESS_HEADER_READ_TIMEOUT_SECONDS`).
     pub header_read_timeout_seconds: u64,
+    /// The track-API collector forgets series not tracked for this many seconds; they are
+    /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
+    pub series_idle_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -137,6 +140,7 @@ impl Default for Config {
             max_concurrent_requests: 256,
             request_timeout_seconds: 60,
             header_read_timeout_seconds: 30,
+            series_idle_timeout_seconds: 3600,
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Overrides {
     pub request_timeout_seconds: Option<u64>,
     /// `--header-read-timeout-seconds`
     pub header_read_timeout_seconds: Option<u64>,
+    /// `--series-idle-timeout-seconds`
+    pub series_idle_timeout_seconds: Option<u64>,
 }
 
 /// A setting that cannot be used, and why.
@@ -198,6 +204,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "ACCESS_HEADER_READ_TIMEOUT_SECONDS",
         "header_read_timeout_seconds",
+    ),
+    (
+        "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
+        "series_idle_timeout_seconds",
     ),
 ];
 
@@ -249,6 +259,9 @@ impl Config {
         if let Some(v) = flags.header_read_timeout_seconds {
             c.header_read_timeout_seconds = v;
         }
+        if let Some(v) = flags.series_idle_timeout_seconds {
+            c.series_idle_timeout_seconds = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -290,6 +303,7 @@ impl Config {
             "ACCESS_MAX_CONCURRENT_REQUESTS" => self.max_concurrent_requests = num(var, v)?,
             "ACCESS_REQUEST_TIMEOUT_SECONDS" => self.request_timeout_seconds = num(var, v)?,
             "ACCESS_HEADER_READ_TIMEOUT_SECONDS" => self.header_read_timeout_seconds = num(var, v)?,
+            "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -361,6 +375,15 @@ impl Config {
                 format!(
                     "{} is not between 1 and 86400 (a day)",
                     self.request_timeout_seconds
+                ),
+            ));
+        }
+        if !(1..=366 * 86_400).contains(&self.series_idle_timeout_seconds) {
+            return Err(bad(
+                "series_idle_timeout_seconds",
+                format!(
+                    "{} is not between 1 and 31622400 (366 days)",
+                    self.series_idle_timeout_seconds
                 ),
             ));
         }
@@ -486,6 +509,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "header_read_timeout_seconds");
+        let e = load(
+            None,
+            &[("ACCESS_SERIES_IDLE_TIMEOUT_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "series_idle_timeout_seconds");
         let flags = Overrides {
             request_timeout_seconds: Some(0),
             ..Default::default()

@@ -140,6 +140,7 @@ pub async fn serve(
             summary_window_ms: cfg.summary_window_seconds as i64 * 1000,
             summary_max: cfg.summary_max_observations,
             meta_dir: dir.join("server").join("metadata"),
+            idle_timeout_ms: (cfg.series_idle_timeout_seconds as i64).saturating_mul(1000),
         },
         metrics.clone(),
     );
@@ -150,6 +151,25 @@ pub async fn serve(
         metrics,
         started: Instant::now(),
     });
+    // The collector's eviction pass, a few times per idle timeout (1 s to 1 min apart).
+    let eviction = {
+        let state = state.clone();
+        let every = Duration::from_secs((cfg.series_idle_timeout_seconds / 4).clamp(1, 60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let st = state.clone();
+                let n = tokio::task::spawn_blocking(move || st.collector.evict_idle(collector::now_ms()))
+                    .await
+                    .unwrap_or(0);
+                if n > 0 {
+                    tracing::debug!(evicted = n, "idle series evicted from the collector");
+                }
+            }
+        })
+    };
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, data_dir = %dir.display(), endpoint = %cfg.metrics_endpoint, "listening");
     serve_http(
@@ -159,6 +179,7 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    eviction.abort();
     tracing::info!("shutting down: flushing the store");
     maintenance.stop();
     let s2 = storage.clone();

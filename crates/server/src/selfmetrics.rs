@@ -111,6 +111,10 @@ pub struct SelfMetrics {
     pub requests_shed: Counter,
     /// Requests answered 503 after `request_timeout_seconds`.
     pub requests_timed_out: Counter,
+    /// Series held by the collector (set by its eviction pass).
+    pub collector_series: AtomicU64,
+    /// Series states evicted by the collector.
+    pub collector_evictions: Counter,
     collection: Mutex<Histogram>,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
     http_duration: Mutex<BTreeMap<String, Histogram>>,
@@ -244,6 +248,18 @@ impl SelfMetrics {
             FamilyKind::Counter,
             "Requests answered 503 after request_timeout_seconds.",
             one(self.requests_timed_out.get() as f64),
+        );
+        fam(
+            "metricsd_collector_series",
+            FamilyKind::Gauge,
+            "Series whose state the track-API collector holds in memory.",
+            one(self.collector_series.load(Ordering::Relaxed) as f64),
+        );
+        fam(
+            "metricsd_collector_evictions_total",
+            FamilyKind::Counter,
+            "Series state dropped after series_idle_timeout_seconds without updates.",
+            one(self.collector_evictions.get() as f64),
         );
         let p = process_stats();
         if let Some(cpu) = p.cpu_seconds {
