@@ -109,15 +109,35 @@ fn main() -> ExitCode {
                 println!("{cfg:#?}");
                 return ExitCode::SUCCESS;
             }
-            metricsd_server::logging::init(&cfg.log_level, &cfg.env);
-            match run(cfg) {
+            let provider = if cfg.enable_tracing {
+                match metricsd_server::otel::provider() {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("metricsd: invalid configuration: ACCESS_ENABLE_TRACING: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                None
+            };
+            metricsd_server::logging::init(
+                &cfg.log_level,
+                &cfg.env,
+                provider.as_ref().map(metricsd_server::otel::tracer),
+            );
+            let code = match run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "metricsd failed");
                     eprintln!("metricsd: {e:#}");
                     ExitCode::FAILURE
                 }
+            };
+            if let Some(p) = provider {
+                // Sends the spans still queued (bounded by the exporter's timeout).
+                let _ = p.shutdown();
             }
+            code
         }
     }
 }

@@ -135,10 +135,22 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let rid = request_id(req.headers());
     let tid = trace_id(req.headers());
-    let span = tracing::info_span!("request", request_id = %rid, trace_id = tid.as_deref().unwrap_or(""), method = %method, route = %route);
+    // `otel.*` and `http.*` fields name and describe the exported span (docs/api.md, Logs).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %rid,
+        trace_id = tid.as_deref().unwrap_or(""),
+        method = %method,
+        route = %route,
+        "otel.name" = %format_args!("{method} {route}"),
+        "otel.kind" = "server",
+        "http.response.status_code" = tracing::field::Empty,
+    );
+    crate::otel::continue_trace(&span, req.headers());
     let mut resp = next.run(req).instrument(span.clone()).await;
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
+    span.record("http.response.status_code", status);
     st.metrics.observe_http(&route, &method, status, secs);
     if route.starts_with("/metrics/track") {
         st.metrics.observe_collection(secs);

@@ -77,7 +77,7 @@ pub struct Config {
     pub max_points_per_series: usize,
     /// Window of `aggregated=true` exports, in seconds (`ACCESS_AGGREGATION_WINDOW_SECONDS`).
     pub aggregation_window_seconds: u64,
-    /// Whether W3C `traceparent` trace ids are logged (`ACCESS_ENABLE_TRACING`).
+    /// Export our request spans over OTLP/HTTP (`ACCESS_ENABLE_TRACING`; see `otel`).
     pub enable_tracing: bool,
     /// Largest accepted request body in bytes (413 beyond).
     pub max_body_bytes: usize,

@@ -11,7 +11,8 @@
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
 //! - [`trends`]: hourly buckets and the least-squares trend.
-//! - [`selfmetrics`], [`logging`]: operating the service.
+//! - [`selfmetrics`], [`logging`], [`otel`]: operating the service (self-metrics, JSON
+//!   logs, our own spans over OTLP).
 //!
 //! # Example
 //! ```no_run
@@ -29,6 +30,7 @@ pub mod config;
 mod error;
 pub mod exposition;
 pub mod logging;
+pub mod otel;
 mod protect;
 pub mod selfmetrics;
 pub mod trends;

@@ -9,4 +9,5 @@ mod protect;
 mod remote_write;
 mod seed;
 mod semantics;
+mod tracing;
 mod util;
