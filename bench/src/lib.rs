@@ -1,5 +1,6 @@
 //! metricsd-bench: benchmark harness for metricsd.
 //!
+//! - [`compat`]: PromQL conformance against Prometheus (data set, query set, comparator).
 //! - [`datagen`]: a deterministic, streaming generator of node_exporter-like data sets.
 //! - [`openmetrics`]: writes a data set as an OpenMetrics text file that
 //!   `promtool tsdb create-blocks-from openmetrics` accepts.
@@ -12,6 +13,7 @@
 //! Prometheus' (see `docs/benchmarks.md`).
 #![warn(missing_docs)]
 
+pub mod compat;
 pub mod datagen;
 pub mod openmetrics;
 pub mod rwload;
