@@ -240,6 +240,14 @@ impl Client {
 
     /// Runs `query` at `params`.
     pub fn query(&self, query: &str, params: &Params) -> Answer {
+        match self.query_raw(query, params) {
+            Ok((status, body)) => parse_answer(status, &body),
+            Err(e) => Answer::Broken(e),
+        }
+    }
+
+    /// Runs `query` at `params`; the HTTP status and the whole body (up to 1 GiB), unparsed.
+    pub fn query_raw(&self, query: &str, params: &Params) -> Result<(u16, String), String> {
         let mut rq = self
             .agent
             .get(format!("{}{}", self.base, params.path()))
@@ -247,16 +255,15 @@ impl Client {
         for (k, v) in params.form() {
             rq = rq.query(k, v);
         }
-        match rq.call() {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                match r.body_mut().with_config().limit(1 << 30).read_to_string() {
-                    Ok(body) => parse_answer(status, &body),
-                    Err(e) => Answer::Broken(format!("HTTP {status}, reading the body: {e}")),
-                }
-            }
-            Err(e) => Answer::Broken(format!("request failed: {e}")),
-        }
+        let mut r = rq.call().map_err(|e| format!("request failed: {e}"))?;
+        let status = r.status().as_u16();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .map_err(|e| format!("HTTP {status}, reading the body: {e}"))?;
+        Ok((status, body))
     }
 }
 
