@@ -94,6 +94,71 @@ pub fn encode_requests(ds: &DataSet, series_per_request: usize) -> Vec<EncodedRe
     out
 }
 
+/// Encodes the samples of `labels.len()` series as remote_write requests of `block` samples
+/// per series and at most `series_per_request` series each; `samples(i, buf)` fills `buf`
+/// with the samples of series `i` (`steps` of them). Request `b × per_step + k` holds block
+/// `b` (samples `[b × block, (b + 1) × block)`) of series chunk `k`, so [`run_load`] with
+/// `requests_per_step = per_step` keeps every series in time order; [`EncodedRequest::step`]
+/// is the block. Fewer, larger requests than [`encode_requests`] (labels are sent once per
+/// block), for loading hours of data.
+pub fn encode_blocks(
+    labels: &[Vec<PbLabel>],
+    samples: impl Fn(usize, &mut Vec<metricsd_model::Sample>),
+    steps: usize,
+    series_per_request: usize,
+    block: usize,
+) -> Vec<EncodedRequest> {
+    assert!(
+        series_per_request > 0 && block > 0,
+        "series_per_request and block must be positive"
+    );
+    let n = labels.len();
+    let per_step = requests_per_step(n, series_per_request);
+    let blocks = steps.div_ceil(block);
+    let mut out: Vec<Option<EncodedRequest>> = vec![None; per_step * blocks];
+    let mut bufs: Vec<Vec<metricsd_model::Sample>> = Vec::new();
+    for k in 0..per_step {
+        let first = k * series_per_request;
+        let last = (first + series_per_request).min(n);
+        // One chunk of series at a time: all their samples, then every block of them.
+        bufs.resize_with(last - first, Vec::new);
+        for (i, buf) in (first..last).zip(bufs.iter_mut()) {
+            samples(i, buf);
+        }
+        for b in 0..blocks {
+            let (lo, hi) = (b * block, ((b + 1) * block).min(steps));
+            let req = WriteRequest {
+                timeseries: (first..last)
+                    .zip(&bufs)
+                    .map(|(i, buf)| TimeSeries {
+                        labels: labels[i].clone(),
+                        samples: buf[lo.min(buf.len())..hi.min(buf.len())]
+                            .iter()
+                            .map(|s| PbSample {
+                                value: s.v,
+                                timestamp: s.t,
+                            })
+                            .collect(),
+                        exemplars: Vec::new(),
+                        histograms: Vec::new(),
+                    })
+                    .collect(),
+                metadata: Vec::new(),
+            };
+            let count = req.timeseries.iter().map(|t| t.samples.len()).sum();
+            out[b * per_step + k] = Some(EncodedRequest {
+                body: encode_write_request(&req),
+                samples: count,
+                step: b,
+                first_series: first,
+            });
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every request encoded"))
+        .collect()
+}
+
 /// The data set options shared by `loadgen` and `ingest_compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
@@ -416,6 +481,50 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&c| c == 3), "every series once per step");
+    }
+
+    #[test]
+    fn blocks_decode_back_to_the_data_set() {
+        let cfg = GenConfig {
+            hosts: 1,
+            samples_per_series: 7,
+            ..Default::default()
+        };
+        let ds = generate(&cfg);
+        let labels: Vec<Vec<PbLabel>> = ds
+            .series
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|l| PbLabel {
+                        name: l.name.to_string(),
+                        value: l.value.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let reqs = encode_blocks(&labels, |i, buf| ds.samples_into(i, buf), 7, 100, 3);
+        let per_step = requests_per_step(ds.num_series(), 100);
+        assert_eq!(reqs.len(), per_step * 3);
+        let mut got: Vec<Vec<metricsd_model::Sample>> = vec![Vec::new(); ds.num_series()];
+        for (i, r) in reqs.iter().enumerate() {
+            assert_eq!((r.step, r.first_series), (i / per_step, (i % per_step) * 100));
+            let batch = metricsd_ingest::decode_write_request(&r.body, 64 << 20).unwrap();
+            assert_eq!(batch.sample_count(), r.samples);
+            for (k, (l, s)) in batch.series.iter().enumerate() {
+                assert_eq!(l, &ds.series[r.first_series + k]);
+                got[r.first_series + k].extend(s.iter().copied());
+            }
+        }
+        for (i, g) in got.iter().enumerate() {
+            let want = ds.samples(i);
+            assert_eq!(g.len(), want.len());
+            assert!(
+                g.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.t == b.t && a.v.to_bits() == b.v.to_bits())
+            );
+        }
     }
 
     #[test]

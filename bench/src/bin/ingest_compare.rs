@@ -16,34 +16,17 @@
 //! `ingest_compare --sizes 100000,10000 --steps 20 --json ingest.json`
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use clap::{Parser, ValueEnum};
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
 use metricsd_bench::datagen;
 use metricsd_bench::rwload::{self, DataArgs, EncodedRequest, LoadConfig, LoadReport};
+use metricsd_bench::servers::{
+    Kind, Server, Spec, clk_tck, cpu_ticks, free_port, loadavg, metricsd_usable, status_kb,
+};
 use serde_json::{Value, json};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Kind {
-    #[value(name = "vm")]
-    VictoriaMetrics,
-    Prometheus,
-    Metricsd,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::VictoriaMetrics => "VictoriaMetrics",
-            Kind::Prometheus => "Prometheus",
-            Kind::Metricsd => "metricsd",
-        }
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(about = "Compare remote_write ingestion (throughput, server CPU per sample, RSS) across servers")]
@@ -107,175 +90,31 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 fn get(url: &str) -> Result<(u16, String)> {
-    let mut r = agent().get(url).call().with_context(|| format!("GET {url}"))?;
+    let mut r = metricsd_bench::http_agent(Duration::from_secs(30))
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let code = r.status().as_u16();
     let body = r.body_mut().read_to_string().unwrap_or_default();
     Ok((code, body))
 }
 
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &s[s.rfind(')').context("malformed stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, stime field 15.
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
-}
-
-/// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM).
-fn status_kb(pid: u32, field: &str) -> Result<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    for line in s.lines() {
-        if let Some(v) = line.strip_prefix(field).and_then(|v| v.strip_prefix(':')) {
-            return Ok(v.trim().trim_end_matches("kB").trim().parse()?);
-        }
-    }
-    bail!("no {field} in /proc/{pid}/status")
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn free_port(from: u16) -> Result<u16> {
-    (from..from.saturating_add(200))
-        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .context("no free loopback port")
-}
-
-/// Whether `bin` exists and has a `serve` subcommand (`bin serve --help` succeeds).
-fn metricsd_usable(bin: &Path) -> Result<(), String> {
-    if !bin.exists() {
-        return Err(format!("{} not found", bin.display()));
-    }
-    match Command::new(bin)
-        .args(["serve", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!(
-            "`{} serve --help` exited with {s}: no serve command yet",
-            bin.display()
-        )),
-        Err(e) => Err(format!("cannot run {}: {e}", bin.display())),
-    }
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log_tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(kind: Kind, a: &Args, port: u16, dir: &Path) -> Result<Server> {
-    let data = dir.join("data");
-    fs::create_dir_all(&data)?;
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = match kind {
-        Kind::VictoriaMetrics => {
-            let mut c = Command::new(&a.vm_bin);
-            c.arg(format!("-storageDataPath={}", data.display()))
-                .arg(format!("-httpListenAddr={addr}"))
-                // Make the last samples queryable at once for the stored-data check.
-                .arg("-search.latencyOffset=0s");
-            c
-        }
-        Kind::Prometheus => {
-            let cfg = dir.join("prometheus.yml");
-            fs::write(&cfg, "global:\n  scrape_interval: 15s\nscrape_configs: []\n")?;
-            let mut c = Command::new(&a.prometheus_bin);
-            c.arg(format!("--config.file={}", cfg.display()))
-                .arg(format!("--storage.tsdb.path={}", data.display()))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--web.enable-remote-write-receiver");
-            c
-        }
-        Kind::Metricsd => {
-            let mut c = Command::new(&a.metricsd_bin);
-            c.args(["serve", "--listen", &addr, "--data-dir"])
-                .arg(&data)
-                .args(&a.metricsd_arg);
-            c
-        }
+    let spec = Spec {
+        kind,
+        bin: match kind {
+            Kind::VictoriaMetrics => a.vm_bin.clone(),
+            Kind::Prometheus => a.prometheus_bin.clone(),
+            Kind::Metricsd => a.metricsd_bin.clone(),
+        },
+        args: if kind == Kind::Metricsd {
+            a.metricsd_arg.clone()
+        } else {
+            Vec::new()
+        },
     };
-    let log = dir.join("server.log");
-    let out = fs::File::create(&log)?;
-    cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-    let child = cmd.spawn().with_context(|| format!("starting {}", kind.name()))?;
-    let mut srv = Server { child, port, log };
-    let ready_path = match kind {
-        Kind::Prometheus => "/-/ready",
-        _ => "/health",
-    };
-    let t0 = Instant::now();
-    loop {
-        if let Ok(Some(st)) = srv.child.try_wait() {
-            bail!(
-                "{} exited during start-up ({st}):\n{}",
-                kind.name(),
-                srv.log_tail()
-            );
-        }
-        if let Ok((200, _)) = get(&srv.url(ready_path)) {
-            return Ok(srv);
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let tail = srv.log_tail();
-            srv.stop();
-            bail!("{} not ready after 60 s:\n{tail}", kind.name());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Server::start(&spec, port, dir, Duration::from_secs(60))
 }
 
 /// `count({__name__=~".+"})` at `time_ms`: `Ok(Some(n))`, `Ok(None)` if the server has no
@@ -362,7 +201,7 @@ fn run_one(
         .tempdir_in(&a.work_dir)?;
     let port = free_port(a.base_port)?;
     let srv = start(kind, a, port, dir.path())?;
-    let pid = srv.child.id();
+    let pid = srv.pid();
     std::thread::sleep(Duration::from_secs_f64(a.settle));
     let la = loadavg();
     let tck = clk_tck();

@@ -5,6 +5,7 @@ mod bad_input;
 mod durability;
 mod operating;
 mod prometheus;
+mod promql_compat;
 mod protect;
 mod remote_write;
 mod seed;

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::Server;
+use crate::util::{Server, find_on_path};
 
 struct Prom(Child);
 
@@ -16,17 +16,9 @@ impl Drop for Prom {
     }
 }
 
-fn find(bin: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(bin))
-        .find(|p| p.is_file())
-}
-
 #[test]
 fn prometheus_scrapes_and_forwards_over_remote_write() {
-    let Some(bin) = find("prometheus") else {
+    let Some(bin) = find_on_path("prometheus") else {
         // In CI the peer is installed by .ci/run: its absence is a failure, not a skip.
         assert!(
             std::env::var("CI").is_err(),

@@ -162,3 +162,12 @@ pub fn sample(text: &str, prefix: &str) -> Option<f64> {
         .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// The first executable file named `bin` in `PATH`.
+pub fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
