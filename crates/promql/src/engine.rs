@@ -27,6 +27,9 @@ pub struct EngineOptions {
     pub max_series: u64,
     /// Most points per series of a range query (Prometheus' 11,000).
     pub max_points_per_series: u64,
+    /// Threads one query may use to decode series and compute range functions (default:
+    /// the machine's cores, at most 8; 1 = the calling thread only).
+    pub query_threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -38,6 +41,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             max_series: 0,
             max_points_per_series: 11_000,
+            query_threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
         }
     }
 }

@@ -140,9 +140,8 @@ pub(crate) fn unparen(mut e: &Expr) -> &Expr {
     e
 }
 
-/// The callback of [`Ev::for_each_range_series`].
-pub(crate) type RangeSeriesFn<'f, 'a> =
-    dyn FnMut(&mut Ev<'a>, &Labels, &[Sample], &Window) -> Result<()> + 'f;
+/// Per-series work on a range-vector argument's samples, run on the query threads.
+pub(crate) type RangeWork<'w, T> = dyn Fn(&[Sample], &Window) -> Result<Option<T>> + Sync + 'w;
 
 /// The evaluation state of one query.
 pub(crate) struct Ev<'a> {
@@ -326,20 +325,6 @@ impl<'a> Ev<'a> {
         Ok(out)
     }
 
-    /// Decodes a series into the reused buffer; a chunk that fails to decode becomes a
-    /// warning (its samples are missing), as a storage warning does in Prometheus.
-    fn load(&mut self, s: &Series, drop_stale: bool) {
-        self.buf.clear();
-        let mut it = s.iter();
-        if let Some(e) = it.drain_into(&mut self.buf) {
-            self.warnings.push(format!("{}: {e}", s.labels()));
-        }
-        if drop_stale {
-            self.buf.retain(|x| !is_stale_nan(x.v));
-        }
-        self.stats.samples_loaded += self.buf.len() as u64;
-    }
-
     /// The instant-vector selector: for each step the newest sample within the lookback
     /// delta, unless it is a staleness marker. With `timestamps`, the sample's timestamp in
     /// seconds instead of its value (`timestamp(x)`).
@@ -359,16 +344,8 @@ impl<'a> Ev<'a> {
         let w = Window { range: 0, offset, at };
         let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
         let series = self.select(vs, first - lookback, last)?;
-        let mut vals = vec![ABSENT; g.n];
-        for (k, s) in series.iter().enumerate() {
-            if k % 64 == 0 {
-                self.check("selecting series")?;
-            }
-            self.load(s, false);
-            self.charge(self.buf.len() as u64)?;
-            let buf = &self.buf;
-            let mut any = false;
-            let mut j = 0usize;
+        let g = *g;
+        let work = move |buf: &[Sample]| -> Result<Option<Vec<f64>>> {
             let value_at = |j: usize, r: i64| -> f64 {
                 if j == 0 {
                     return ABSENT;
@@ -382,15 +359,17 @@ impl<'a> Ev<'a> {
                     norm(smp.v)
                 }
             };
+            let mut vals = vec![ABSENT; g.n];
+            let mut any = false;
             if at.is_some() {
-                let r = w.reference(g, 0);
-                j = buf.partition_point(|s| s.t <= r);
-                let v = value_at(j, r);
+                let r = w.reference(&g, 0);
+                let v = value_at(buf.partition_point(|s| s.t <= r), r);
                 vals.fill(v);
                 any = has(v);
             } else {
+                let mut j = 0usize;
                 for (i, slot) in vals.iter_mut().enumerate() {
-                    let r = w.reference(g, i);
+                    let r = w.reference(&g, i);
                     while j < buf.len() && buf[j].t <= r {
                         j += 1;
                     }
@@ -399,21 +378,131 @@ impl<'a> Ev<'a> {
                     *slot = v;
                 }
             }
-            if any {
-                f(s.labels(), &vals)?;
-            }
-        }
-        Ok(())
+            Ok(any.then_some(vals))
+        };
+        self.par_map(&series, false, &work, &mut |_, s, vals| f(s.labels(), &vals))
     }
 
-    /// Calls `f` with each series of a range-vector argument (a range selector or a
-    /// subquery): its labels, its samples covering every window of the grid (staleness
-    /// markers removed), and the window definition.
-    pub fn for_each_range_series(
+    /// Runs `work` on the decoded samples of every series, on up to `query_threads`
+    /// threads, and hands the results to `sink` on this thread in series order (so output
+    /// order does not depend on scheduling). `sink` errors stop the workers.
+    pub fn par_map<T: Send>(
+        &mut self,
+        series: &[Series],
+        drop_stale: bool,
+        work: &(dyn Fn(&[Sample]) -> Result<Option<T>> + Sync),
+        sink: &mut dyn FnMut(&mut Self, &Series, T) -> Result<()>,
+    ) -> Result<()> {
+        const CHUNK: usize = 32;
+        let threads = self.opts.query_threads.max(1);
+        if threads == 1 || series.len() < 4 * CHUNK {
+            let mut buf = std::mem::take(&mut self.buf);
+            let r = (|| {
+                for (k, s) in series.iter().enumerate() {
+                    if k % 64 == 0 {
+                        self.check("selecting series")?;
+                    }
+                    let w = decode(s, drop_stale, &mut buf);
+                    self.stats.samples_loaded += buf.len() as u64;
+                    if let Some(w) = w {
+                        self.warnings.push(w);
+                    }
+                    self.charge(buf.len() as u64)?;
+                    if let Some(t) = work(&buf)? {
+                        sink(self, s, t)?;
+                    }
+                }
+                Ok(())
+            })();
+            self.buf = buf;
+            return r;
+        }
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        type Batch<T> = (usize, Result<Vec<(usize, T)>>, Vec<String>, u64, u64);
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let nchunks = series.len().div_ceil(CHUNK);
+        let (ctx, deadline) = (self.ctx, self.deadline);
+        let check = |what| -> Result<()> {
+            if ctx.is_cancelled() {
+                return Err(QueryError::Canceled(what));
+            }
+            if Instant::now() > deadline {
+                return Err(QueryError::Timeout(what));
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(threads * 4);
+            for _ in 0..threads {
+                let tx = tx.clone();
+                let (next, stop, check) = (&next, &stop, &check);
+                scope.spawn(move || {
+                    let mut buf = Vec::new();
+                    loop {
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        if c >= nchunks || stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let (mut warnings, mut loaded, mut peak) = (Vec::new(), 0u64, 0u64);
+                        let res = (|| {
+                            check("selecting series")?;
+                            let mut out = Vec::new();
+                            let lo = c * CHUNK;
+                            for (k, s) in series[lo..(lo + CHUNK).min(series.len())].iter().enumerate() {
+                                if let Some(w) = decode(s, drop_stale, &mut buf) {
+                                    warnings.push(w);
+                                }
+                                loaded += buf.len() as u64;
+                                peak = peak.max(buf.len() as u64);
+                                if let Some(t) = work(&buf)? {
+                                    out.push((lo + k, t));
+                                }
+                            }
+                            Ok(out)
+                        })();
+                        if tx.send((c, res, warnings, loaded, peak)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending: std::collections::BTreeMap<usize, Batch<T>> = Default::default();
+            let mut want = 0usize;
+            let result = (|| -> Result<()> {
+                for batch in rx.iter() {
+                    pending.insert(batch.0, batch);
+                    while let Some((_, res, warnings, loaded, peak)) = pending.remove(&want) {
+                        want += 1;
+                        self.warnings.extend(warnings);
+                        self.stats.samples_loaded += loaded;
+                        self.charge(peak * threads as u64)?;
+                        for (i, t) in res? {
+                            sink(self, &series[i], t)?;
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+                drop(rx);
+            }
+            result
+        })
+    }
+
+    /// Runs `work` on each series of a range-vector argument (a range selector or a
+    /// subquery) — its samples covering every window of the grid, staleness markers
+    /// removed, and the window definition — and hands the results to `sink` in series order.
+    /// Range selectors run on the query threads ([`Ev::par_map`]).
+    pub fn map_range_series<T: Send>(
         &mut self,
         arg: &Expr,
         g: &Grid,
-        f: &mut RangeSeriesFn<'_, 'a>,
+        work: &RangeWork<'_, T>,
+        sink: &mut dyn FnMut(&mut Self, &Labels, T) -> Result<()>,
     ) -> Result<()> {
         match unparen(arg) {
             Expr::MatrixSelector(ms) => {
@@ -428,18 +517,9 @@ impl<'a> Ev<'a> {
                 }
                 let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
                 let series = self.select(vs, first - w.range, last)?;
-                for (k, s) in series.iter().enumerate() {
-                    if k % 64 == 0 {
-                        self.check("selecting series")?;
-                    }
-                    self.load(s, true);
-                    self.charge(self.buf.len() as u64)?;
-                    let buf = std::mem::take(&mut self.buf);
-                    let r = f(self, s.labels(), &buf, &w);
-                    self.buf = buf;
-                    r?;
-                }
-                Ok(())
+                self.par_map(&series, true, &|smp: &[Sample]| work(smp, &w), &mut |ev, s, t| {
+                    sink(ev, s.labels(), t)
+                })
             }
             Expr::Subquery(sq) => {
                 let at = self.at_ms(&sq.at);
@@ -453,8 +533,13 @@ impl<'a> Ev<'a> {
                     None => (g.start, g.end()),
                 };
                 let series = self.subquery_series(sq, start, end)?;
-                for (labels, points) in &series {
-                    f(self, labels, points, &w)?;
+                for (k, (labels, points)) in series.iter().enumerate() {
+                    if k % 64 == 0 {
+                        self.check("evaluating a subquery")?;
+                    }
+                    if let Some(t) = work(points, &w)? {
+                        sink(self, labels, t)?;
+                    }
                 }
                 Ok(())
             }
@@ -474,19 +559,25 @@ impl<'a> Ev<'a> {
             ));
         }
         let mut out = Vec::new();
-        self.for_each_range_series(&Expr::MatrixSelector(ms.clone()), g, &mut |ev, l, smp, w| {
+        let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<Sample>>> {
             let r = w.reference(g, 0);
             let lo = smp.partition_point(|s| s.t < r - w.range);
             let hi = smp.partition_point(|s| s.t <= r);
-            if lo < hi {
-                ev.charge((hi - lo) as u64)?;
+            Ok((lo < hi).then(|| smp[lo..hi].iter().map(|s| Sample::new(s.t, norm(s.v))).collect()))
+        };
+        self.map_range_series(
+            &Expr::MatrixSelector(ms.clone()),
+            g,
+            &work,
+            &mut |ev, l, points| {
+                ev.charge(points.len() as u64)?;
                 out.push(RangeSeries {
                     labels: l.clone(),
-                    points: smp[lo..hi].iter().map(|s| Sample::new(s.t, norm(s.v))).collect(),
+                    points,
                 });
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(Val::Matrix(out))
     }
 
@@ -538,6 +629,18 @@ impl<'a> Ev<'a> {
             )),
         }
     }
+}
+
+/// Decodes a series into `buf`; a chunk that fails to decode becomes a warning (its
+/// samples are missing), as a storage warning does in Prometheus.
+fn decode(s: &Series, drop_stale: bool, buf: &mut Vec<Sample>) -> Option<String> {
+    buf.clear();
+    let mut it = s.iter();
+    let w = it.drain_into(buf).map(|e| format!("{}: {e}", s.labels()));
+    if drop_stale {
+        buf.retain(|x| !is_stale_nan(x.v));
+    }
+    w
 }
 
 /// The selector's matchers as our matcher type: one group, or several for Prometheus 3's

@@ -508,19 +508,20 @@ pub(crate) fn stream_rollup(
     // names; then remember what was emitted.
     let check_dups = !selects_one_name(arg);
     let mut seen: HashSet<Labels> = HashSet::new();
-    let mut out = vec![ABSENT; g.n];
-    ev.for_each_range_series(arg, g, &mut |_, labels, smp, w| {
+    let g = *g;
+    let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
         if r == Rollup::HoltWinters {
-            check_holt_winters(&params, smp, w, g)?;
+            check_holt_winters(&params, smp, w, &g)?;
         }
-        if rollup_row(r, smp, w, g, &params, &mut out) {
-            let l = drop_name(labels);
-            if check_dups && !seen.insert(l.clone()) {
-                return Err(QueryError::Execution(SAME_LABELSET.into()));
-            }
-            f(&l, &out)?;
+        let mut out = vec![ABSENT; g.n];
+        Ok(rollup_row(r, smp, w, &g, &params, &mut out).then_some(out))
+    };
+    ev.map_range_series(arg, &g, &work, &mut |_, labels, out| {
+        let l = drop_name(labels);
+        if check_dups && !seen.insert(l.clone()) {
+            return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
-        Ok(())
+        f(&l, &out)
     })
 }
 
@@ -542,25 +543,24 @@ fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
     let params = rollup_params(ev, c, r, g)?;
     let arg = &c.args.args[r.range_arg()];
     let mut rows = Vec::new();
-    let mut out = vec![ABSENT; g.n];
     let keep_name = r == Rollup::LastOverTime;
-    ev.for_each_range_series(arg, g, &mut |ev, labels, smp, w| {
+    let gg = *g;
+    let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
         if r == Rollup::HoltWinters {
-            check_holt_winters(&params, smp, w, g)?;
+            check_holt_winters(&params, smp, w, &gg)?;
         }
-        if rollup_row(r, smp, w, g, &params, &mut out) {
-            let labels = if keep_name {
-                labels.clone()
-            } else {
-                drop_name(labels)
-            };
-            let row = Row {
-                labels,
-                vals: out.clone(),
-            };
-            ev.charge(row.present())?;
-            rows.push(row);
-        }
+        let mut out = vec![ABSENT; gg.n];
+        Ok(rollup_row(r, smp, w, &gg, &params, &mut out).then_some(out))
+    };
+    ev.map_range_series(arg, g, &work, &mut |ev, labels, vals| {
+        let labels = if keep_name {
+            labels.clone()
+        } else {
+            drop_name(labels)
+        };
+        let row = Row { labels, vals };
+        ev.charge(row.present())?;
+        rows.push(row);
         Ok(())
     })?;
     // Prometheus rejects equal label sets among a range function's series outright.
@@ -577,9 +577,13 @@ fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
 fn absent_over_time(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
     let arg = &c.args.args[0];
     let mut seen = vec![false; g.n];
-    let mut out = vec![ABSENT; g.n];
-    ev.for_each_range_series(arg, g, &mut |_, _, smp, w| {
-        rollup_row(Rollup::PresentOverTime, smp, w, g, &[], &mut out);
+    let gg = *g;
+    let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
+        let mut out = vec![ABSENT; gg.n];
+        rollup_row(Rollup::PresentOverTime, smp, w, &gg, &[], &mut out);
+        Ok(Some(out))
+    };
+    ev.map_range_series(arg, g, &work, &mut |_, _, out| {
         for (s, v) in seen.iter_mut().zip(&out) {
             *s |= has(*v);
         }

@@ -110,3 +110,76 @@ fn duplicate_series_on_the_one_side_is_an_execution_error() {
     assert_eq!(err.error_type(), "execution");
     assert!(err.to_string().contains("many-to-many"), "{err}");
 }
+
+#[test]
+fn parallel_evaluation_equals_sequential() {
+    // Enough series for the parallel path (it starts at 128), with resets and gaps.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(dir.path(), "t", DbOptions::default()).unwrap();
+    let mut app = db.appender();
+    for s in 0..1000i64 {
+        for name in ["a_total", "b_total"] {
+            let l = Labels::from_pairs([
+                ("__name__", name),
+                ("i", &*s.to_string()),
+                ("g", &*(s % 7).to_string()),
+            ]);
+            let samples: Vec<Sample> = (0..200)
+                .filter(|k| (k + s) % 13 != 0)
+                .map(|k| Sample::new(k * 15_000, ((k * (s % 5 + 1)) % 97) as f64))
+                .collect();
+            app.append_many(l, &samples);
+        }
+    }
+    app.commit().unwrap();
+    let seq = Engine::new(EngineOptions {
+        query_threads: 1,
+        ..EngineOptions::default()
+    });
+    let par = Engine::new(EngineOptions {
+        query_threads: 3,
+        ..EngineOptions::default()
+    });
+    let ctx = QueryContext::default();
+    for q in [
+        "a_total",
+        "sum by (g) (rate(a_total[2m]))",
+        "rate(a_total[5m])",
+        "topk(3, irate(a_total[1m]))",
+        "last_over_time(a_total[1m])",
+        "absent_over_time(a_total{i=\"7\"}[30s])",
+        "max_over_time(a_total[3m]) - ignoring(__name__) min_over_time(b_total[3m])",
+    ] {
+        let a = seq.range_query(&db, q, 300_000, 2_900_000, 30_000, &ctx).unwrap();
+        let b = par.range_query(&db, q, 300_000, 2_900_000, 30_000, &ctx).unwrap();
+        assert_eq!(a.value, b.value, "{q}");
+        assert_eq!(a.stats.samples_loaded, b.stats.samples_loaded, "{q}");
+        let a = seq.instant_query(&db, q, 1_000_000, &ctx).unwrap();
+        let b = par.instant_query(&db, q, 1_000_000, &ctx).unwrap();
+        assert_eq!(a.value, b.value, "{q}");
+    }
+    // Errors raised while the workers run stop the query.
+    let err = par
+        .range_query(
+            &db,
+            "rate({__name__=~\"a_total|b_total\"}[5m])",
+            0,
+            2_900_000,
+            30_000,
+            &ctx,
+        )
+        .unwrap_err();
+    assert_eq!(err.error_type(), "execution");
+    let flag = Arc::new(AtomicBool::new(true));
+    let err = par
+        .range_query(
+            &db,
+            "sum(rate(a_total[5m]))",
+            0,
+            2_900_000,
+            30_000,
+            &QueryContext::with_cancel(flag),
+        )
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Canceled(_)), "{err:?}");
+}
