@@ -143,7 +143,7 @@ impl Engine {
                     .into(),
             ));
         }
-        if (end - start) / step >= self.opts.max_points_per_series as i64 {
+        if (end - start) / step > self.opts.max_points_per_series as i64 {
             return Err(QueryError::BadParam(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 self.opts.max_points_per_series

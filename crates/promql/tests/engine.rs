@@ -58,8 +58,10 @@ fn range_query_parameters_are_checked() {
     assert_eq!(err.error_type(), "bad_data");
     let err = e.range_query(&db, "m", 0, 10, 0, &ctx).unwrap_err();
     assert_eq!(err.error_type(), "bad_data");
-    let err = e.range_query(&db, "m", 0, 12_000_000, 1_000, &ctx).unwrap_err();
+    let err = e.range_query(&db, "m", 0, 11_001_000, 1_000, &ctx).unwrap_err();
     assert!(err.to_string().contains("11000 points"), "{err}");
+    // Exactly 11,000 steps after the start is allowed, as in Prometheus.
+    e.range_query(&db, "m", 0, 11_000_000, 1_000, &ctx).unwrap();
     let err = e.range_query(&db, "m[5m]", 0, 10, 1, &ctx).unwrap_err();
     assert!(err.to_string().contains("range vector"), "{err}");
     let err = e.instant_query(&db, "sum(", 0, &ctx).unwrap_err();
