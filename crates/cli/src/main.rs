@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metricsd_server::config::{Fsync, NamingPolicy};
+use metricsd_server::config::{Fsync, NamingPolicy, PromDuration};
 use metricsd_server::{Config, Overrides};
 
 // The request path allocates many small, short-lived objects (JSON values, label sets);
@@ -50,6 +50,18 @@ enum Cmd {
         /// WAL fsync: always, interval, never [default: interval].
         #[arg(long)]
         fsync: Option<Fsync>,
+        /// How far back PromQL instant selectors look, e.g. 5m [default: 5m].
+        #[arg(long)]
+        query_lookback_delta: Option<PromDuration>,
+        /// Longest a PromQL query may run, in seconds [default: 120].
+        #[arg(long)]
+        query_timeout_seconds: Option<u64>,
+        /// Most samples a PromQL query may hold in memory [default: 50000000].
+        #[arg(long)]
+        query_max_samples: Option<u64>,
+        /// Serve /api/v1/admin/* (series deletion).
+        #[arg(long)]
+        enable_admin_api: bool,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -68,6 +80,10 @@ fn main() -> ExitCode {
             max_metric_series,
             naming_policy,
             fsync,
+            query_lookback_delta,
+            query_timeout_seconds,
+            query_max_samples,
+            enable_admin_api,
             check_config,
         } => {
             let flags = Overrides {
@@ -77,6 +93,10 @@ fn main() -> ExitCode {
                 max_metric_series,
                 naming_policy,
                 fsync,
+                query_lookback_delta,
+                query_timeout_seconds,
+                query_max_samples,
+                enable_admin_api,
             };
             let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
                 Ok(c) => c,

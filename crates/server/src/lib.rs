@@ -6,6 +6,8 @@
 //! - [`config`]: settings and their layers (defaults, YAML file, `ACCESS_*`, flags).
 //! - `api`: the axum router, handlers, request ids and HTTP self-metrics; remote_write
 //!   bodies are decoded by `metricsd_ingest::RemoteWriteDecoder`.
+//! - `promapi`: the Prometheus HTTP API (`/api/v1/query`, ..., `/federate`) over
+//!   `metricsd-promql`, and seed 001's query aliases (`/metrics/query`, ...).
 //! - [`track`]: pure decoding of track items, errors naming the field.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
@@ -28,6 +30,7 @@ pub mod config;
 mod error;
 pub mod exposition;
 pub mod logging;
+mod promapi;
 pub mod selfmetrics;
 pub mod track;
 pub mod trends;
