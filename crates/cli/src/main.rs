@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod query;
+
 use clap::{Parser, Subcommand};
 use metricsd_server::config::{Fsync, NamingPolicy, PromDuration};
 use metricsd_server::{Config, Overrides};
@@ -66,9 +68,37 @@ enum Cmd {
         #[arg(long)]
         check_config: bool,
     },
+    /// Evaluate a PromQL expression at one instant on a running server (/api/v1/query).
+    Query {
+        /// The PromQL expression.
+        expr: String,
+        /// Evaluation time: RFC 3339 or Unix seconds [default: the server's now].
+        #[arg(long)]
+        time: Option<String>,
+        #[command(flatten)]
+        client: query::ClientArgs,
+    },
+    /// Evaluate a PromQL expression over a time range on a running server
+    /// (/api/v1/query_range).
+    QueryRange {
+        /// The PromQL expression.
+        expr: String,
+        /// Start: RFC 3339 or Unix seconds.
+        #[arg(long)]
+        start: String,
+        /// End: RFC 3339 or Unix seconds.
+        #[arg(long)]
+        end: String,
+        /// Resolution: a duration (15s, 1m) or seconds.
+        #[arg(long, default_value = "1m")]
+        step: String,
+        #[command(flatten)]
+        client: query::ClientArgs,
+    },
 }
 
 /// Exit codes: 0 after a clean shutdown, 1 when the service fails, 2 for bad configuration.
+/// `query` and `query-range`: 0 when the server answered the query, 1 otherwise.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -119,6 +149,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Query { expr, time, client } => {
+            let mut params = vec![("query", expr)];
+            if let Some(t) = time {
+                params.push(("time", t));
+            }
+            query::run(&client, "/api/v1/query", params)
+        }
+        Cmd::QueryRange {
+            expr,
+            start,
+            end,
+            step,
+            client,
+        } => query::run(
+            &client,
+            "/api/v1/query_range",
+            vec![("query", expr), ("start", start), ("end", end), ("step", step)],
+        ),
     }
 }
 
