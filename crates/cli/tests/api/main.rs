@@ -4,6 +4,7 @@
 mod bad_input;
 mod durability;
 mod operating;
+mod promapi;
 mod prometheus;
 mod remote_write;
 mod seed;
