@@ -64,6 +64,18 @@ enum Cmd {
         /// Serve /api/v1/admin/* (series deletion).
         #[arg(long)]
         enable_admin_api: bool,
+        /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
+        #[arg(long)]
+        max_concurrent_requests: Option<usize>,
+        /// Seconds before a request is answered 503 [default: 60].
+        #[arg(long)]
+        request_timeout_seconds: Option<u64>,
+        /// Seconds a connection may take to send a request's headers [default: 30].
+        #[arg(long)]
+        header_read_timeout_seconds: Option<u64>,
+        /// Seconds after which the collector forgets an untracked series [default: 3600].
+        #[arg(long)]
+        series_idle_timeout_seconds: Option<u64>,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -114,6 +126,10 @@ fn main() -> ExitCode {
             query_timeout_seconds,
             query_max_samples,
             enable_admin_api,
+            max_concurrent_requests,
+            request_timeout_seconds,
+            header_read_timeout_seconds,
+            series_idle_timeout_seconds,
             check_config,
         } => {
             let flags = Overrides {
@@ -127,6 +143,10 @@ fn main() -> ExitCode {
                 query_timeout_seconds,
                 query_max_samples,
                 enable_admin_api,
+                max_concurrent_requests,
+                request_timeout_seconds,
+                header_read_timeout_seconds,
+                series_idle_timeout_seconds,
             };
             let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
                 Ok(c) => c,
@@ -139,15 +159,35 @@ fn main() -> ExitCode {
                 println!("{cfg:#?}");
                 return ExitCode::SUCCESS;
             }
-            metricsd_server::logging::init(&cfg.log_level, &cfg.env);
-            match run(cfg) {
+            let provider = if cfg.enable_tracing {
+                match metricsd_server::otel::provider() {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("metricsd: invalid configuration: ACCESS_ENABLE_TRACING: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                None
+            };
+            metricsd_server::logging::init(
+                &cfg.log_level,
+                &cfg.env,
+                provider.as_ref().map(metricsd_server::otel::tracer),
+            );
+            let code = match run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "metricsd failed");
                     eprintln!("metricsd: {e:#}");
                     ExitCode::FAILURE
                 }
+            };
+            if let Some(p) = provider {
+                // Sends the spans still queued (bounded by the exporter's timeout).
+                let _ = p.shutdown();
             }
+            code
         }
         Cmd::Query { expr, time, client } => {
             let mut params = vec![("query", expr)];

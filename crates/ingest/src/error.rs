@@ -1,8 +1,7 @@
-//! Errors of the ingest decoders. Every variant names the offending field (a dotted path such
-//! as `labels.endpoint` or `timeseries[3].labels`) and carries the offending value, so that
-//! the HTTP layer can answer `{"code": .., "field": .., "message": ..}` without re-deriving it.
-
-use std::fmt;
+//! Errors of the ingest decoders: [`IngestError`] for remote_write, [`TrackError`] for the
+//! JSON track API. Each names the offending field (a dotted path such as `labels.endpoint`,
+//! `timeseries[3].labels` or `[3].value`) and quotes the offending value, so that the HTTP
+//! layer can answer `{"code": .., "field": .., "message": ..}` without re-deriving it.
 
 /// Whether an error is the client's fault (bad input, 400) or a limit (413/400 with a hint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,50 +18,6 @@ pub enum ErrorStatus {
 /// [`IngestError::field`] and the `Display` message, or serialize it (see the `Serialize` impl).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IngestError {
-    /// The body is not syntactically valid JSON (or not the expected top-level shape).
-    #[error("invalid JSON at line {line} column {column}: {reason}")]
-    InvalidJson {
-        /// 1-based line of the error, 0 if unknown.
-        line: usize,
-        /// 1-based column of the error, 0 if unknown.
-        column: usize,
-        /// serde_json's description.
-        reason: String,
-    },
-    /// A required field is absent.
-    #[error("missing required field {field:?}")]
-    MissingField {
-        /// The field's path.
-        field: String,
-    },
-    /// A field has the wrong JSON type (a string where a number is required, ...).
-    #[error("{field} must be {expected}, got {got}")]
-    InvalidType {
-        /// The field's path.
-        field: String,
-        /// What was expected, e.g. "a JSON number".
-        expected: &'static str,
-        /// What was found, abbreviated, e.g. `string "abc"`.
-        got: String,
-    },
-    /// A field has the right type but an unacceptable value.
-    #[error("{field}: {reason}")]
-    InvalidValue {
-        /// The field's path.
-        field: String,
-        /// Why the value is rejected; quotes the value.
-        reason: String,
-    },
-    /// A metric name, label name or tenant id has the wrong syntax or is reserved.
-    #[error("{field}: invalid name {name:?}: {reason}")]
-    InvalidName {
-        /// The field's path.
-        field: String,
-        /// The offending name (abbreviated).
-        name: String,
-        /// The rule it breaks.
-        reason: &'static str,
-    },
     /// A size or count limit was exceeded.
     #[error("{field}: {what} is {size}, more than the limit of {limit}")]
     PayloadTooLarge {
@@ -110,17 +65,12 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// A stable machine-readable code: `invalid_json`, `missing_field`, `invalid_type`,
-    /// `invalid_value`, `invalid_name`, `payload_too_large`, `invalid_protobuf`,
-    /// `invalid_snappy`, `limit_exceeded` (label limits) or `unsupported`.
+    /// A stable machine-readable code: `payload_too_large`, `invalid_protobuf`,
+    /// `invalid_snappy`, `invalid_name`, `missing_field`, `invalid_value`, `limit_exceeded`
+    /// (label limits) or `unsupported`.
     pub fn code(&self) -> &'static str {
         use metricsd_model::Error as M;
         match self {
-            IngestError::InvalidJson { .. } => "invalid_json",
-            IngestError::MissingField { .. } => "missing_field",
-            IngestError::InvalidType { .. } => "invalid_type",
-            IngestError::InvalidValue { .. } => "invalid_value",
-            IngestError::InvalidName { .. } => "invalid_name",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::InvalidProtobuf { .. } => "invalid_protobuf",
             IngestError::InvalidSnappy { .. } => "invalid_snappy",
@@ -140,14 +90,8 @@ impl IngestError {
     /// errors such as invalid JSON or snappy).
     pub fn field(&self) -> Option<&str> {
         match self {
-            IngestError::InvalidJson { .. }
-            | IngestError::InvalidProtobuf { .. }
-            | IngestError::InvalidSnappy { .. } => None,
-            IngestError::MissingField { field }
-            | IngestError::InvalidType { field, .. }
-            | IngestError::InvalidValue { field, .. }
-            | IngestError::InvalidName { field, .. }
-            | IngestError::PayloadTooLarge { field, .. }
+            IngestError::InvalidProtobuf { .. } | IngestError::InvalidSnappy { .. } => None,
+            IngestError::PayloadTooLarge { field, .. }
             | IngestError::InvalidLabels { field, .. }
             | IngestError::Unsupported { field, .. } => Some(field),
         }
@@ -178,30 +122,10 @@ impl IngestError {
 
     fn field_mut(&mut self) -> Option<&mut String> {
         match self {
-            IngestError::InvalidJson { .. }
-            | IngestError::InvalidProtobuf { .. }
-            | IngestError::InvalidSnappy { .. } => None,
-            IngestError::MissingField { field }
-            | IngestError::InvalidType { field, .. }
-            | IngestError::InvalidValue { field, .. }
-            | IngestError::InvalidName { field, .. }
-            | IngestError::PayloadTooLarge { field, .. }
+            IngestError::InvalidProtobuf { .. } | IngestError::InvalidSnappy { .. } => None,
+            IngestError::PayloadTooLarge { field, .. }
             | IngestError::InvalidLabels { field, .. }
             | IngestError::Unsupported { field, .. } => Some(field),
-        }
-    }
-
-    pub(crate) fn json(e: &serde_json::Error) -> Self {
-        // serde_json's Display appends " at line L column C"; keep only the reason.
-        let full = e.to_string();
-        let reason = match full.rfind(" at line ") {
-            Some(i) => full.get(..i).unwrap_or(&full).to_owned(),
-            None => full,
-        };
-        IngestError::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-            reason,
         }
     }
 }
@@ -222,6 +146,88 @@ impl serde::Serialize for IngestError {
     }
 }
 
+/// The kinds of [`TrackError`]; each is one of the API's error codes (`docs/api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackErrorKind {
+    /// The body is not JSON (`invalid_json`).
+    InvalidJson,
+    /// A field is missing, has the wrong type or an unacceptable value (`invalid_field`).
+    InvalidField,
+    /// A batch holds more items than allowed (`too_many_items`).
+    TooManyItems,
+}
+
+/// An error of the JSON track API decoders ([`crate::parse_track`], [`crate::parse_batch`]):
+/// a code, the field at fault (`name`, `labels.method`, `[3].value`, `body`) and a message
+/// that quotes the offending value (abbreviated).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct TrackError {
+    /// What went wrong.
+    pub kind: TrackErrorKind,
+    /// The field at fault.
+    pub field: Option<String>,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+impl TrackError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        TrackError {
+            kind: TrackErrorKind::InvalidField,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn json(message: impl Into<String>) -> Self {
+        TrackError {
+            kind: TrackErrorKind::InvalidJson,
+            field: Some("body".into()),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn too_many_items(n: usize, max: usize) -> Self {
+        TrackError {
+            kind: TrackErrorKind::TooManyItems,
+            field: Some("body".into()),
+            message: format!("the batch has {n} items, more than the limit of {max} (max_batch_items)"),
+        }
+    }
+
+    /// The API's error code: `invalid_json`, `invalid_field` or `too_many_items`.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            TrackErrorKind::InvalidJson => "invalid_json",
+            TrackErrorKind::InvalidField => "invalid_field",
+            TrackErrorKind::TooManyItems => "too_many_items",
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// Bad input or a limit; the server maps this to HTTP once (400 / 413).
+    pub fn status(&self) -> ErrorStatus {
+        match self.kind {
+            TrackErrorKind::TooManyItems => ErrorStatus::LimitExceeded,
+            _ => ErrorStatus::InvalidInput,
+        }
+    }
+
+    /// Prefixes the field with a batch index: `value` becomes `[3].value`.
+    pub fn at_index(mut self, i: usize) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("[{i}].{f}"),
+            None => format!("[{i}]"),
+        });
+        self
+    }
+}
+
 /// Abbreviates client text quoted back in an error, so a 1 MB label value does not make a
 /// 1 MB error message. Cuts at a char boundary and marks the cut with `…`.
 pub(crate) fn abbreviate(s: &str) -> String {
@@ -236,38 +242,22 @@ pub(crate) fn abbreviate(s: &str) -> String {
     format!("{}…", s.get(..end).unwrap_or(""))
 }
 
-/// `Display` of a JSON token for messages: `string "abc"`, `null`, `object`, ...
-pub(crate) struct Got<'a>(pub &'a str);
-
-impl fmt::Display for Got<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let raw = self.0.trim();
-        match raw.as_bytes().first() {
-            Some(b'"') => write!(f, "string {}", abbreviate(raw)),
-            Some(b'{') => f.write_str("an object"),
-            Some(b'[') => f.write_str("an array"),
-            Some(b't' | b'f') => write!(f, "boolean {raw}"),
-            Some(b'n') => f.write_str("null"),
-            _ => write!(f, "number {}", abbreviate(raw)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn serializes_code_field_message() {
-        let e = IngestError::InvalidType {
-            field: "value".into(),
-            expected: "a finite JSON number",
-            got: Got(r#""abc""#).to_string(),
+        let e = IngestError::PayloadTooLarge {
+            field: "body".into(),
+            what: "decompressed size in bytes",
+            size: 9,
+            limit: 8,
         };
         let j = serde_json::to_string(&e).unwrap();
         assert_eq!(
             j,
-            r#"{"code":"invalid_type","field":"value","message":"value must be a finite JSON number, got string \"abc\""}"#
+            r#"{"code":"payload_too_large","field":"body","message":"body: decompressed size in bytes is 9, more than the limit of 8"}"#
         );
         let e = IngestError::InvalidSnappy {
             len: 3,

@@ -75,12 +75,14 @@ pub struct FamilySample {
 /// `name` is the name series are stored under (`api_requests_total`). The Prometheus format
 /// uses it as is. OpenMetrics names the *family* without `_total` (`# TYPE api_requests
 /// counter`) and its samples with it (`api_requests_total`): a counter sample with suffix
-/// `""` or `"_total"` is written as `<family>_total`, `"_created"` as `<family>_created`.
+/// `""` or `"_total"` is written as `<family>_total`, `"_created"` as `<family>_created`. A
+/// counter whose name lacks `_total` is written as `unknown` in OpenMetrics, as `expfmt` does.
 ///
 /// # Numbers
 /// Values are formatted like Go's `strconv.FormatFloat(v, 'g', -1, 64)` ([`format_go_g`]),
 /// which Prometheus uses, so output is byte-identical to Prometheus' own. OpenMetrics values
-/// follow Go's `expfmt` (`writeOpenMetricsFloat`): the same, plus `.0` on integral values.
+/// follow Go's `expfmt` (`writeOpenMetricsFloat`): the same, plus `.0` on integral values,
+/// except histogram and summary `_bucket`/`_count` values, which `expfmt` writes as integers.
 /// Timestamps are integer milliseconds in the Prometheus format; in OpenMetrics they are
 /// seconds, written as an exact decimal (`1705314600.123`) instead of Go's lossy float
 /// conversion (`1.705314600123e+09`): both parse to the same instant.
@@ -133,11 +135,21 @@ pub fn write_prometheus(families: &[MetricFamily], out: &mut String) {
 }
 
 /// Appends the families in the OpenMetrics 1.0 text format, terminated by `# EOF`.
+///
+/// As Go's `expfmt` (`MetricFamilyToOpenMetrics`): a counter stored as `x_total` is the
+/// family `x` of type `counter` with samples `x_total`; a counter whose name lacks `_total`
+/// is written as type `unknown` under its stored name (OpenMetrics requires the suffix on
+/// counter samples, and renaming the series would not be the series we store). Histogram
+/// and summary `_bucket` and `_count` values are counts, written as integers (`expfmt`
+/// writes them from `uint64`); every other value gets `.0` when integral
+/// ([`format_openmetrics_float`]).
 pub fn write_openmetrics(families: &[MetricFamily], out: &mut String) {
     for f in families {
-        let family = match f.kind {
-            FamilyKind::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
-            _ => &f.name,
+        let total = f.kind == FamilyKind::Counter && f.name.ends_with("_total");
+        let (family, kind) = match f.kind {
+            FamilyKind::Counter if total => (f.name.strip_suffix("_total").unwrap_or(&f.name), "counter"),
+            FamilyKind::Counter => (f.name.as_str(), "unknown"),
+            k => (f.name.as_str(), k.openmetrics()),
         };
         if let Some(help) = &f.help {
             out.push_str("# HELP ");
@@ -149,7 +161,7 @@ pub fn write_openmetrics(families: &[MetricFamily], out: &mut String) {
         out.push_str("# TYPE ");
         out.push_str(family);
         out.push(' ');
-        out.push_str(f.kind.openmetrics());
+        out.push_str(kind);
         out.push('\n');
         if let Some(unit) = f.unit.as_deref().filter(|u| !u.is_empty()) {
             out.push_str("# UNIT ");
@@ -158,14 +170,19 @@ pub fn write_openmetrics(families: &[MetricFamily], out: &mut String) {
             out.push_str(unit);
             out.push('\n');
         }
+        let counts = matches!(f.kind, FamilyKind::Histogram | FamilyKind::Summary);
         for s in &f.samples {
-            let suffix = match (f.kind, s.suffix) {
-                (FamilyKind::Counter, "") => "_total",
-                (_, suffix) => suffix,
+            let suffix = match s.suffix {
+                "" | "_total" if total => "_total",
+                suffix => suffix,
             };
             write_series(family, suffix, &s.labels, out);
             out.push(' ');
-            format_openmetrics_float(s.value, out);
+            if counts && matches!(suffix, "_bucket" | "_count") {
+                format_count(s.value, out);
+            } else {
+                format_openmetrics_float(s.value, out);
+            }
             if let Some(t) = s.timestamp_ms {
                 out.push(' ');
                 format_seconds(t, out);
@@ -174,6 +191,15 @@ pub fn write_openmetrics(families: &[MetricFamily], out: &mut String) {
         }
     }
     out.push_str("# EOF\n");
+}
+
+/// A count as an integer when it is one (`40`), else as an OpenMetrics float.
+fn format_count(v: f64, out: &mut String) {
+    if v.fract() == 0.0 && (0.0..1.8e19).contains(&v) {
+        let _ = write!(out, "{}", v as u64);
+    } else {
+        format_openmetrics_float(v, out);
+    }
 }
 
 fn write_series(name: &str, suffix: &str, labels: &Labels, out: &mut String) {
@@ -573,11 +599,11 @@ api_requests_total NaN -1.5
 # HELP response_time_seconds Response time in seconds
 # TYPE response_time_seconds histogram
 # UNIT response_time_seconds seconds
-response_time_seconds_bucket{endpoint="/api/v1/instruments",le="0.005",service="gateway"} 0.0
-response_time_seconds_bucket{endpoint="/api/v1/instruments",le="0.1",service="gateway"} 40.0
-response_time_seconds_bucket{endpoint="/api/v1/instruments",le="+Inf",service="gateway"} 100.0
+response_time_seconds_bucket{endpoint="/api/v1/instruments",le="0.005",service="gateway"} 0
+response_time_seconds_bucket{endpoint="/api/v1/instruments",le="0.1",service="gateway"} 40
+response_time_seconds_bucket{endpoint="/api/v1/instruments",le="+Inf",service="gateway"} 100
 response_time_seconds_sum{endpoint="/api/v1/instruments",service="gateway"} 4.2
-response_time_seconds_count{endpoint="/api/v1/instruments",service="gateway"} 100.0
+response_time_seconds_count{endpoint="/api/v1/instruments",service="gateway"} 100
 # TYPE up unknown
 up{job="node"} 1.0
 # EOF
@@ -617,7 +643,9 @@ up{job="node"} 1.0
             "# TYPE x_total counter\nx_total 2 2000\n"
         );
         assert_eq!(prom(fam("x", "")), "# TYPE x counter\nx 2 2000\n");
-        assert_eq!(om(fam("x", "")), "# TYPE x counter\nx_total 2.0 2\n# EOF\n");
+        // expfmt: a counter without `_total` is `unknown` in OpenMetrics, under its own name.
+        assert_eq!(om(fam("x", "")), "# TYPE x unknown\nx 2.0 2\n# EOF\n");
+        assert_eq!(om(fam("x_total", "")), "# TYPE x counter\nx_total 2.0 2\n# EOF\n");
         assert_eq!(
             om(fam("x_total", "_created")),
             "# TYPE x counter\nx_created 2.0 2\n# EOF\n"

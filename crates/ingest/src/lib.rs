@@ -7,15 +7,17 @@
 //! is an error naming the field, never a panic.
 //!
 //! - [`parse_track`] / [`parse_batch`]: the JSON track API (`POST /metrics/track`,
-//!   `POST /metrics/track/batch`) into [`TrackRequest`]s.
+//!   `POST /metrics/track/batch`) into [`TrackItem`]s borrowing from the body; errors are
+//!   [`TrackError`]s carrying the API's codes. The server and the fuzz target use this one
+//!   parser.
 //! - [`decode_write_request`]: Prometheus remote_write 1.0 (snappy block + protobuf) into a
 //!   [`WriteBatch`] of validated series; [`encode_write_request`] is its inverse.
 //! - [`write_prometheus`] / [`write_openmetrics`]: the text exposition formats, with Go's
 //!   float formatting ([`format_go_g`]).
 //!
 //! # Layout
-//! - `error.rs`: [`IngestError`], [`ErrorStatus`]
-//! - `track.rs`: [`TrackRequest`], [`MetricKind`], [`TrackLimits`]
+//! - `error.rs`: [`IngestError`], [`TrackError`], [`ErrorStatus`]
+//! - `track.rs`: [`TrackItem`], [`MetricKind`], [`parse_timestamp`]
 //! - `remote_write.rs`: the prost messages ([`WriteRequest`], ...), [`WriteBatch`]
 //! - `exposition.rs`: [`MetricFamily`], the writers, [`format_go_g`]
 //!
@@ -24,11 +26,11 @@
 //! let t = metricsd_ingest::parse_track(
 //!     br#"{"name": "up", "value": 1, "type": "gauge", "labels": {"job": "node"}}"#,
 //! ).unwrap();
-//! assert_eq!(t.labels["job"], "node");
+//! assert_eq!(t.labels, [("job".into(), "node".into())]);
 //!
 //! let e = metricsd_ingest::parse_track(br#"{"name": "up", "value": "1", "type": "gauge"}"#)
 //!     .unwrap_err();
-//! assert_eq!((e.code(), e.field()), ("invalid_type", Some("value")));
+//! assert_eq!((e.code(), e.field()), ("invalid_field", Some("value")));
 //! ```
 #![warn(missing_docs)]
 
@@ -37,7 +39,7 @@ mod exposition;
 mod remote_write;
 mod track;
 
-pub use error::{ErrorStatus, IngestError};
+pub use error::{ErrorStatus, IngestError, TrackError, TrackErrorKind};
 pub use exposition::{
     FamilyKind, FamilySample, MetricFamily, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, format_go_g,
     format_openmetrics_float, write_openmetrics, write_prometheus,
@@ -47,6 +49,6 @@ pub use remote_write::{
     WriteBatch, WriteRequest, decode_write_request, encode_write_request, histogram, metric_metadata,
 };
 pub use track::{
-    MetricKind, TrackLimits, TrackRequest, is_valid_tenant_id, parse_batch, parse_batch_with, parse_track,
-    parse_track_with,
+    MAX_BUCKETS, MAX_HELP_LENGTH, MetricKind, SERVICE_LABEL, TrackItem, is_valid_tenant_id, parse_batch,
+    parse_item, parse_timestamp, parse_track,
 };

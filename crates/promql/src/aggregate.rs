@@ -218,8 +218,7 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
     match op.as_str() {
         "topk" | "bottomk" => {
             let k = param_scalar(ev, a, g)?;
-            let rows = ev.eval_vector(&a.expr, g)?;
-            top_k(ev, rows, &mut groups, &k, op == "topk", g)
+            top_k(ev, &a.expr, &mut groups, &k, op == "topk", g)
         }
         "quantile" => {
             let q = param_scalar(ev, a, g)?;
@@ -317,70 +316,114 @@ fn param_scalar(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Vec<f64>> {
     }
 }
 
-/// `topk`/`bottomk`: per step and group, the k largest (smallest) values; NaN ranks below
-/// every number for both. The selected series keep all their labels.
-fn top_k(ev: &mut Ev, rows: Vec<Row>, groups: &mut Groups, k: &[f64], top: bool, g: &Grid) -> Result<Val> {
-    let member: Vec<usize> = rows.iter().map(|r| groups.group_of(&r.labels).0).collect();
-    let ng = groups.labels.len();
-    let mut out_vals: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
-    let mut cand: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ng];
-    // For an instant query, the output order: groups in order, each sorted by rank.
-    let mut order: Vec<usize> = Vec::new();
-    for i in 0..g.n {
-        let kf = k[i];
+/// A candidate of `topk`/`bottomk`: a value and the input series it belongs to.
+#[derive(Clone, Copy)]
+struct Cand {
+    v: f64,
+    row: usize,
+    top: bool,
+}
+
+impl Cand {
+    /// How `self` ranks against `o`: `Greater` when it is *worse* (so a max-heap keeps the
+    /// worst on top). NaN ranks below every number; on equal values the series seen first
+    /// wins, as in Prometheus, where a later equal value does not displace a kept one.
+    fn worse_cmp(&self, o: &Cand) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let by_value = match (self.v.is_nan(), o.v.is_nan()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ if self.top => o.v.partial_cmp(&self.v).unwrap_or(Ordering::Equal),
+            _ => self.v.partial_cmp(&o.v).unwrap_or(Ordering::Equal),
+        };
+        by_value.then(self.row.cmp(&o.row))
+    }
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.worse_cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.worse_cmp(o)
+    }
+}
+
+/// `topk`/`bottomk`: per step and group, the k largest (smallest) values, kept in bounded
+/// heaps while the input streams, so the input is never held whole. The selected series
+/// keep all their labels.
+fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g: &Grid) -> Result<Val> {
+    use std::collections::BinaryHeap;
+    let mut kk = Vec::with_capacity(k.len());
+    for &kf in k {
         if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&kf) {
             return Err(QueryError::Execution(format!(
                 "Scalar value {} overflows int64",
-                crate::aggregate::go_format_float(kf)
+                go_format_float(kf)
             )));
         }
-        let kk = kf as i64;
-        if kk < 1 {
-            continue;
+        kk.push((kf as i64).max(0) as usize);
+    }
+    let mut labels: Vec<Labels> = Vec::new();
+    let mut heaps: Vec<Vec<BinaryHeap<Cand>>> = Vec::new();
+    ev.stream(expr, g, &mut |l, vals| {
+        let row = labels.len();
+        labels.push(l.clone());
+        let (gi, new) = groups.group_of(l);
+        if new {
+            heaps.push(vec![BinaryHeap::new(); g.n]);
         }
-        cand.iter_mut().for_each(Vec::clear);
-        for (ri, r) in rows.iter().enumerate() {
-            if has(r.vals[i]) {
-                cand[member[ri]].push((ri, r.vals[i]));
+        for (i, v) in vals.iter().enumerate() {
+            if !has(*v) || kk[i] == 0 {
+                continue;
+            }
+            let c = Cand { v: *v, row, top };
+            let h = &mut heaps[gi][i];
+            if h.len() < kk[i] {
+                h.push(c);
+            } else if let Some(mut worst) = h.peek_mut()
+                && c < *worst
+            {
+                *worst = c;
             }
         }
-        for c in cand.iter_mut() {
-            c.sort_by(|x, y| {
-                use std::cmp::Ordering;
-                match (x.1.is_nan(), y.1.is_nan()) {
-                    (true, true) => Ordering::Equal,
-                    (true, false) => Ordering::Greater,
-                    (false, true) => Ordering::Less,
-                    _ if top => y.1.partial_cmp(&x.1).unwrap_or(Ordering::Equal),
-                    _ => x.1.partial_cmp(&y.1).unwrap_or(Ordering::Equal),
-                }
-            });
-            for &(ri, v) in c.iter().take(kk as usize) {
-                let ov = &mut out_vals[ri];
+        Ok(())
+    })?;
+    let mut out_vals: Vec<Vec<f64>> = vec![Vec::new(); labels.len()];
+    let mut order: Vec<usize> = Vec::new();
+    for per_step in heaps {
+        for (i, h) in per_step.into_iter().enumerate() {
+            // Best first: the instant-query output order.
+            for c in h.into_sorted_vec() {
+                let ov = &mut out_vals[c.row];
                 if ov.is_empty() {
                     ov.resize(g.n, ABSENT);
                 }
-                ov[i] = v;
+                ov[i] = c.v;
                 if g.n == 1 {
-                    order.push(ri);
+                    order.push(c.row);
                 }
             }
         }
     }
-    let mut rows_opt: Vec<Option<Row>> = rows
+    let mut rows: Vec<Option<Row>> = labels
         .into_iter()
         .zip(out_vals)
-        .map(|(r, vals)| {
-            (!vals.is_empty()).then_some(Row {
-                labels: r.labels,
-                vals,
-            })
-        })
+        .map(|(labels, vals)| (!vals.is_empty()).then_some(Row { labels, vals }))
         .collect();
     let out: Vec<Row> = if g.n == 1 {
-        order.iter().filter_map(|&ri| rows_opt[ri].take()).collect()
+        order.iter().filter_map(|&ri| rows[ri].take()).collect()
     } else {
-        rows_opt.into_iter().flatten().collect()
+        rows.into_iter().flatten().collect()
     };
     ev.charge_rows(&out)?;
     Ok(Val::Vector(out))

@@ -331,14 +331,11 @@ impl<'a> Ev<'a> {
     fn load(&mut self, s: &Series, drop_stale: bool) {
         self.buf.clear();
         let mut it = s.iter();
-        for smp in it.by_ref() {
-            if drop_stale && is_stale_nan(smp.v) {
-                continue;
-            }
-            self.buf.push(smp);
-        }
-        if let Some(e) = it.err() {
+        if let Some(e) = it.drain_into(&mut self.buf) {
             self.warnings.push(format!("{}: {e}", s.labels()));
+        }
+        if drop_stale {
+            self.buf.retain(|x| !is_stale_nan(x.v));
         }
         self.stats.samples_loaded += self.buf.len() as u64;
     }

@@ -155,6 +155,20 @@ fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64
         }
         return any;
     }
+    // For rate and increase: resets[k] counts the counter resets among samples 1..=k, so a
+    // window without one skips the reset scan.
+    let counts_resets = matches!(r, Rollup::Rate | Rollup::Increase);
+    let mut resets: Vec<u32> = Vec::new();
+    if counts_resets {
+        resets.reserve(smp.len());
+        let mut n = 0u32;
+        for (k, x) in smp.iter().enumerate() {
+            if k > 0 && x.v < smp[k - 1].v {
+                n += 1;
+            }
+            resets.push(n);
+        }
+    }
     let (mut lo, mut hi) = (0usize, 0usize);
     for (i, slot) in out.iter_mut().enumerate() {
         let re = w.reference(g, i);
@@ -169,7 +183,8 @@ fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64
             hi += 1;
         }
         let v = if lo < hi {
-            apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i)
+            let no_resets = counts_resets && resets[hi - 1] == resets[lo];
+            apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i, no_resets)
         } else {
             ABSENT
         };
@@ -185,7 +200,7 @@ fn window_value(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, i: usize, param
     let lo = smp.partition_point(|s| s.t < rs);
     let hi = smp.partition_point(|s| s.t <= re);
     if lo < hi {
-        apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i)
+        apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i, false)
     } else {
         ABSENT
     }
@@ -214,11 +229,12 @@ fn apply(
     ts: i64,
     params: &[Vec<f64>],
     step: usize,
+    no_resets: bool,
 ) -> f64 {
     match r {
-        Rollup::Rate => extrapolated_rate(s, range_start, range_end, range, true, true),
-        Rollup::Increase => extrapolated_rate(s, range_start, range_end, range, true, false),
-        Rollup::Delta => extrapolated_rate(s, range_start, range_end, range, false, false),
+        Rollup::Rate => extrapolated_rate(s, range_start, range_end, range, true, true, !no_resets),
+        Rollup::Increase => extrapolated_rate(s, range_start, range_end, range, true, false, !no_resets),
+        Rollup::Delta => extrapolated_rate(s, range_start, range_end, range, false, false, false),
         Rollup::Irate | Rollup::Idelta => {
             if s.len() < 2 {
                 return ABSENT;
@@ -366,6 +382,10 @@ fn apply(
 }
 
 /// rate/increase/delta with Prometheus' extrapolation to the window's edges.
+///
+/// `scan_resets` is false when the caller knows the window holds no counter reset (the
+/// common case), which skips the O(window) scan without changing the result.
+#[allow(clippy::too_many_arguments)]
 fn extrapolated_rate(
     s: &[Sample],
     range_start: i64,
@@ -373,13 +393,14 @@ fn extrapolated_rate(
     range: i64,
     is_counter: bool,
     is_rate: bool,
+    scan_resets: bool,
 ) -> f64 {
     if s.len() < 2 {
         return ABSENT;
     }
     let (first, last) = (s[0], s[s.len() - 1]);
     let mut result = last.v - first.v;
-    if is_counter {
+    if scan_resets {
         let mut prev = first.v;
         for smp in &s[1..] {
             if smp.v < prev {

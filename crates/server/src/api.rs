@@ -25,9 +25,9 @@ use crate::collector::{Collector, Meta, Resolved, now_ms};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
-use crate::track::{self, SERVICE_LABEL};
 use crate::{exposition, trends};
-use metricsd_ingest::{RemoteWriteDecoder, WriteBatch};
+use metricsd_ingest as track;
+use metricsd_ingest::{RemoteWriteDecoder, SERVICE_LABEL, WriteBatch};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -61,6 +61,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
+        // gzip/deflate bodies are decompressed as they are read, so the body limit above
+        // caps the decompressed size (a gzip bomb is a 413, not an OOM); other encodings
+        // (remote_write's snappy) pass through to the handlers.
+        .layer(
+            tower_http::decompression::RequestDecompressionLayer::new()
+                .gzip(true)
+                .deflate(true)
+                .pass_through_unaccepted(true),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            crate::protect::Protect::new(
+                state.cfg.max_concurrent_requests,
+                std::time::Duration::from_secs(state.cfg.request_timeout_seconds),
+                state.metrics.clone(),
+            ),
+            crate::protect::protect,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
 }
@@ -119,10 +136,22 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let rid = request_id(req.headers());
     let tid = trace_id(req.headers());
-    let span = tracing::info_span!("request", request_id = %rid, trace_id = tid.as_deref().unwrap_or(""), method = %method, route = %route);
+    // `otel.*` and `http.*` fields name and describe the exported span (docs/api.md, Logs).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %rid,
+        trace_id = tid.as_deref().unwrap_or(""),
+        method = %method,
+        route = %route,
+        "otel.name" = %format_args!("{method} {route}"),
+        "otel.kind" = "server",
+        "http.response.status_code" = tracing::field::Empty,
+    );
+    crate::otel::continue_trace(&span, req.headers());
     let mut resp = next.run(req).instrument(span.clone()).await;
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
+    span.record("http.response.status_code", status);
     st.metrics.observe_http(&route, &method, status, secs);
     if route.starts_with("/metrics/track") {
         st.metrics.observe_collection(secs);
@@ -152,8 +181,32 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
                 "the request body exceeds the limit (max_body_bytes)",
             )
         } else {
-            ApiError::new(status, "invalid_body", r.body_text())
+            // Includes gzip/deflate bodies that fail to decompress.
+            ApiError {
+                field: Some("body".into()),
+                ..ApiError::new(status, "invalid_body", r.body_text())
+            }
         }
+    })
+}
+
+/// Rejects a `Content-Encoding` the handler cannot read. gzip and deflate never get here:
+/// the decompression layer removes the header when it decodes the body.
+fn content_encoding(h: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
+    let Some(v) = h.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let enc = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    if enc.is_empty() || enc == "identity" || accepted.contains(&enc.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError {
+        field: Some("Content-Encoding".into()),
+        ..ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding {enc:?} is not supported: use gzip or deflate, or none"),
+        )
     })
 }
 
@@ -229,6 +282,7 @@ async fn track_one(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    content_encoding(&headers, &[])?;
     let b = body(b)?;
     let header = header_tenant(&headers)?;
     let st2 = st.clone();
@@ -254,6 +308,7 @@ async fn track_batch(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    content_encoding(&headers, &[])?;
     let b = body(b)?;
     let header = header_tenant(&headers)?;
     let st2 = st.clone();
@@ -263,7 +318,10 @@ async fn track_batch(
         let mut errors: Vec<(usize, ApiError)> = Vec::new();
         let mut ok: Vec<Resolved<'_>> = Vec::with_capacity(total);
         for (i, p) in parsed.into_iter().enumerate() {
-            match p.and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i))) {
+            match p
+                .map_err(ApiError::from)
+                .and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i)))
+            {
                 Ok(r) => ok.push(r),
                 Err(e) => errors.push((i, e)),
             }
@@ -494,37 +552,30 @@ async fn export(
     st.metrics
         .last_export_ms
         .store(now_ms() as u64, Ordering::Relaxed);
-    let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
-    let mut self_text = String::new();
-    if !aggregated {
-        let series = head_series_total(&st.storage);
-        st.metrics.write(&mut self_text, series, &|n| user.contains(n));
+    let now = now_ms();
+    if format == "json" {
+        let body = json!({ "metrics": exposition::to_json(&fams), "timestamp": rfc3339(now) });
+        return Ok(Json(body).into_response());
     }
-    let resp = match format {
-        "json" => Json(json!({ "metrics": exposition::to_json(&fams), "timestamp": rfc3339(now_ms()) }))
-            .into_response(),
-        "openmetrics" => {
-            let mut s = String::new();
-            exposition::write_openmetrics(&mut s, &fams);
-            s.push_str(&exposition::prometheus_to_openmetrics(&self_text));
-            s.push_str("# EOF\n");
-            (
-                [(header::CONTENT_TYPE, metricsd_ingest::OPENMETRICS_CONTENT_TYPE)],
-                s,
-            )
-                .into_response()
-        }
-        _ => {
-            let mut s = String::new();
-            exposition::write_prometheus(&mut s, fams);
-            s.push_str(&self_text);
-            (
-                [(header::CONTENT_TYPE, metricsd_ingest::PROMETHEUS_CONTENT_TYPE)],
-                s,
-            )
-                .into_response()
-        }
+    // Tracked families, then self-metrics, through the one text writer.
+    let own = if aggregated {
+        Vec::new()
+    } else {
+        let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        st.metrics
+            .families(head_series_total(&st.storage), &|n| user.contains(n))
     };
+    let mut all = exposition::to_metric_families(fams);
+    all.extend(own);
+    let mut s = String::new();
+    let content_type = if format == "openmetrics" {
+        metricsd_ingest::write_openmetrics(&all, &mut s);
+        metricsd_ingest::OPENMETRICS_CONTENT_TYPE
+    } else {
+        metricsd_ingest::write_prometheus(&all, &mut s);
+        metricsd_ingest::PROMETHEUS_CONTENT_TYPE
+    };
+    let resp = ([(header::CONTENT_TYPE, content_type)], s).into_response();
     Ok(resp)
 }
 
@@ -802,6 +853,9 @@ async fn write(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The body is snappy-compressed whatever the header says (remote_write 1.0); a gzip or
+    // deflate layer on top was removed by the decompression layer.
+    content_encoding(&headers, &["snappy"])?;
     let b = body(b)?;
     let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
     let max = st.cfg.max_body_bytes.saturating_mul(8);

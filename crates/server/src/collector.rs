@@ -9,6 +9,13 @@
 //!   the store (its newest samples) on next use, so a restart and a rejection look the same.
 //! - One lock per tenant serializes staging and commit, so two requests cannot both add
 //!   their increment to the same old value.
+//! - State is a cache of the store, never the only copy: [`Collector::evict_idle`] drops
+//!   series not tracked for `idle_timeout_ms`, and the next item of such a series reloads
+//!   it from the store exactly as after a restart (a counter resumes from its newest stored
+//!   total). So memory holds only the series active within the idle timeout; the price of
+//!   a return after eviction is one store lookup. An evicted summary's quantile window
+//!   restarts empty, as after a restart; with the default idle timeout (1 h) longer than
+//!   the summary window (10 min) its observations had all left the window anyway.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -25,7 +32,7 @@ use parking_lot::Mutex;
 use crate::config::NamingPolicy;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
-use crate::track::{Kind, SERVICE_LABEL, TrackItem};
+use metricsd_ingest::{MetricKind, SERVICE_LABEL, TrackItem};
 
 /// The seed's default histogram buckets (upper bounds; `+Inf` is implicit).
 pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -90,6 +97,8 @@ impl State {
 struct Slot {
     labels: Labels,
     state: State,
+    /// Wall-clock ms of the last item that used the slot (for [`Collector::evict_idle`]).
+    touched_ms: i64,
 }
 
 #[derive(Default)]
@@ -114,6 +123,8 @@ pub struct CollectorOptions {
     pub summary_max: usize,
     /// Where metadata files live (`<data_dir>/server/metadata`).
     pub meta_dir: PathBuf,
+    /// Series not tracked for this long are dropped from memory by [`Collector::evict_idle`].
+    pub idle_timeout_ms: i64,
 }
 
 /// What happened to each item of a batch.
@@ -192,6 +203,31 @@ impl Collector {
             buf.push(b'\n');
         }
         f.write_all(&buf)
+    }
+
+    /// Drops the state of every series not tracked since `now_ms - idle_timeout_ms` (see
+    /// the module docs: it is reloaded from the store on next use). Returns how many were
+    /// dropped; updates `metricsd_collector_series` and `_evictions_total`.
+    pub fn evict_idle(&self, now_ms: i64) -> usize {
+        let cutoff = now_ms.saturating_sub(self.opts.idle_timeout_ms);
+        let tenants: Vec<Arc<Mutex<TenantState>>> = self.tenants.lock().values().cloned().collect();
+        let (mut evicted, mut kept) = (0usize, 0usize);
+        for t in tenants {
+            // One tenant lock at a time: tracking in other tenants goes on meanwhile.
+            let mut st = t.lock();
+            let before = st.series.len();
+            st.series.retain(|_, slot| slot.touched_ms > cutoff);
+            evicted += before - st.series.len();
+            kept += st.series.len();
+            if st.series.capacity() > 2 * st.series.len().max(64) {
+                st.series.shrink_to_fit();
+            }
+        }
+        self.metrics.collector_evictions.add(evicted as u64);
+        self.metrics
+            .collector_series
+            .store(kept as u64, std::sync::atomic::Ordering::Relaxed);
+        evicted
     }
 
     /// Metadata of every metric name of `tenant`.
@@ -274,7 +310,14 @@ impl Collector {
                     let labels = Labels::from_pairs(pairs.iter().copied());
                     match restore(db, &labels, item.kind) {
                         Ok(Some(state)) => {
-                            st.series.insert(h, Slot { labels, state });
+                            st.series.insert(
+                                h,
+                                Slot {
+                                    labels,
+                                    state,
+                                    touched_ms: now,
+                                },
+                            );
                         }
                         Ok(None) => fresh = Some(labels),
                         Err(e) => {
@@ -334,11 +377,19 @@ impl Collector {
                 (Some(slot), _) => {
                     // Updated in place; a rejected commit drops the slot (see below).
                     let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
+                    slot.touched_ms = now;
                     slot.state = observe(Some(cur), &item, &slot.labels, t, &self.opts, emit);
                 }
                 (None, Some(labels)) => {
                     let state = observe(None, &item, &labels, t, &self.opts, emit);
-                    st.series.insert(h, Slot { labels, state });
+                    st.series.insert(
+                        h,
+                        Slot {
+                            labels,
+                            state,
+                            touched_ms: now,
+                        },
+                    );
                 }
                 (None, None) => continue,
             }
@@ -407,7 +458,7 @@ impl Collector {
         }
         check_naming(self.opts.naming, item, &self.metrics)?;
         let t = match (item.timestamp_ms, cur) {
-            (Some(t), Some(s)) if item.kind != Kind::Gauge && t <= s.last_t() => {
+            (Some(t), Some(s)) if item.kind != MetricKind::Gauge && t <= s.last_t() => {
                 return Err(ApiError::field(
                     "timestamp",
                     format!(
@@ -429,9 +480,11 @@ impl Collector {
         }
         // The widest series the item writes: the longest name plus the extra label.
         let widest = match item.kind {
-            Kind::Counter | Kind::Gauge => key.clone(),
-            Kind::Histogram => with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into()))),
-            Kind::Summary => with_name(
+            MetricKind::Counter | MetricKind::Gauge => key.clone(),
+            MetricKind::Histogram => {
+                with_name(key, &format!("{}_bucket", item.name), Some(("le", "+Inf".into())))
+            }
+            MetricKind::Summary => with_name(
                 key,
                 &format!("{}_count", item.name),
                 Some(("quantile", "0.99".into())),
@@ -552,9 +605,9 @@ fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
 /// How many series an item writes (for the series limit).
 fn derived_count(item: &TrackItem<'_>) -> usize {
     match item.kind {
-        Kind::Counter | Kind::Gauge => 1,
-        Kind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
-        Kind::Summary => QUANTILES.len() + 2,
+        MetricKind::Counter | MetricKind::Gauge => 1,
+        MetricKind::Histogram => item.buckets.as_ref().map_or(DEFAULT_BUCKETS.len(), Vec::len) + 3,
+        MetricKind::Summary => QUANTILES.len() + 2,
     }
 }
 
@@ -571,7 +624,7 @@ fn observe(
 ) -> State {
     let v = item.value;
     match item.kind {
-        Kind::Counter => {
+        MetricKind::Counter => {
             let prev = match cur {
                 Some(State::Counter { value, .. }) => value,
                 _ => 0.0,
@@ -582,11 +635,11 @@ fn observe(
                 last_t: t,
             }
         }
-        Kind::Gauge => {
+        MetricKind::Gauge => {
             emit(base.clone(), v);
             State::Gauge { last_t: t }
         }
-        Kind::Histogram => {
+        MetricKind::Histogram => {
             let (bounds, mut counts, mut sum, mut count, series) = match cur {
                 Some(State::Histogram {
                     bounds,
@@ -630,7 +683,7 @@ fn observe(
                 series,
             }
         }
-        Kind::Summary => {
+        MetricKind::Summary => {
             let (mut window, mut sum, mut count, series) = match cur {
                 Some(State::Summary {
                     window,
@@ -722,7 +775,7 @@ fn same_series(l: &Labels, base: &Labels, name: &str, extra: Option<&str>) -> bo
 }
 
 /// Rebuilds a series' state from the store (after a restart, or after a rejection).
-fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<State>> {
+fn restore(db: &Db, base: &Labels, kind: MetricKind) -> metricsd_tsdb::Result<Option<State>> {
     let name = base.metric_name().unwrap_or_default().to_owned();
     let one = |n: &str| -> metricsd_tsdb::Result<Option<(i64, f64)>> {
         Ok(newest(db, &exact_matchers(base, n))?
@@ -731,9 +784,9 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
             .map(|(_, t, v)| (t, v)))
     };
     Ok(match kind {
-        Kind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
-        Kind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
-        Kind::Histogram => {
+        MetricKind::Counter => one(&name)?.map(|(t, v)| State::Counter { value: v, last_t: t }),
+        MetricKind::Gauge => one(&name)?.map(|(t, _)| State::Gauge { last_t: t }),
+        MetricKind::Histogram => {
             let (Some((t, count)), Some((_, sum))) =
                 (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
             else {
@@ -766,7 +819,7 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
                 series,
             })
         }
-        Kind::Summary => {
+        MetricKind::Summary => {
             let (Some((t, count)), Some((_, sum))) =
                 (one(&format!("{name}_count"))?, one(&format!("{name}_sum"))?)
             else {
@@ -789,10 +842,10 @@ fn restore(db: &Db, base: &Labels, kind: Kind) -> metricsd_tsdb::Result<Option<S
 /// not; base units (`_seconds`, `_bytes`, `_ratio`) instead of scaled ones.
 pub fn naming_violation(item: &TrackItem<'_>) -> Option<String> {
     let n: &str = &item.name;
-    if item.kind == Kind::Counter && !n.ends_with("_total") {
+    if item.kind == MetricKind::Counter && !n.ends_with("_total") {
         return Some(format!("counter {n:?} should end in _total"));
     }
-    if item.kind != Kind::Counter && n.ends_with("_total") {
+    if item.kind != MetricKind::Counter && n.ends_with("_total") {
         return Some(format!(
             "{} {n:?} should not end in _total (reserved for counters)",
             item.kind.as_str()
@@ -874,11 +927,11 @@ mod tests {
             help: None,
             buckets: None,
         };
-        assert!(naming_violation(&item("requests", Kind::Counter)).is_some());
-        assert!(naming_violation(&item("requests_total", Kind::Counter)).is_none());
-        assert!(naming_violation(&item("latency_ms", Kind::Histogram)).is_some());
-        assert!(naming_violation(&item("latency_seconds", Kind::Histogram)).is_none());
-        assert!(naming_violation(&item("size_total", Kind::Gauge)).is_some());
+        assert!(naming_violation(&item("requests", MetricKind::Counter)).is_some());
+        assert!(naming_violation(&item("requests_total", MetricKind::Counter)).is_none());
+        assert!(naming_violation(&item("latency_ms", MetricKind::Histogram)).is_some());
+        assert!(naming_violation(&item("latency_seconds", MetricKind::Histogram)).is_none());
+        assert!(naming_violation(&item("size_total", MetricKind::Gauge)).is_some());
     }
 
     #[test]
@@ -887,7 +940,7 @@ mod tests {
             TrackItem {
                 name: "m".into(),
                 value: 1.0,
-                kind: Kind::Gauge,
+                kind: MetricKind::Gauge,
                 labels: labels
                     .iter()
                     .map(|(a, b)| (a.to_string().into(), b.to_string().into()))
@@ -924,6 +977,7 @@ mod tests {
             summary_window_ms: 10_000,
             summary_max: 3,
             meta_dir: PathBuf::new(),
+            idle_timeout_ms: 3_600_000,
         };
         let base = Labels::from_pairs([(METRIC_NAME, "s")]);
         let mut state = None;
@@ -938,7 +992,7 @@ mod tests {
             let item = TrackItem {
                 name: "s".into(),
                 value: v,
-                kind: Kind::Summary,
+                kind: MetricKind::Summary,
                 labels: vec![],
                 service: None,
                 tenant_id: None,
@@ -955,5 +1009,63 @@ mod tests {
         }
         // Only the observation at 20 s is inside the 10 s window; sum and count keep everything.
         assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
+    }
+
+    /// Eviction forgets a series; the next increment reloads the stored total and the
+    /// cumulative value continues (it would restart at the increment if the reload failed).
+    #[test]
+    fn counter_resumes_after_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _) =
+            metricsd_tsdb::Storage::open(&dir.path().join("data"), metricsd_tsdb::DbOptions::default())
+                .unwrap();
+        let metrics = Arc::new(SelfMetrics::default());
+        let c = Collector::new(
+            Arc::new(storage),
+            CollectorOptions {
+                limits: Limits::default(),
+                max_series: 0,
+                naming: NamingPolicy::Off,
+                summary_window_ms: 600_000,
+                summary_max: 1000,
+                meta_dir: dir.path().join("meta"),
+                idle_timeout_ms: 1_000,
+            },
+            metrics.clone(),
+        );
+        let track = |v: f64| {
+            let item = TrackItem {
+                name: "jobs_total".into(),
+                value: v,
+                kind: MetricKind::Counter,
+                labels: vec![("queue".into(), "a".into())],
+                service: None,
+                tenant_id: None,
+                timestamp_ms: None,
+                help: None,
+                buckets: None,
+            };
+            let out = c.track(vec![Resolved {
+                index: 0,
+                tenant: "t1".into(),
+                item,
+            }]);
+            assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
+        };
+        let stored = || {
+            let db = c.storage.existing_tenant("t1").unwrap();
+            newest(&db, &[Matcher::equal(METRIC_NAME, "jobs_total")]).unwrap()[0].2
+        };
+        track(5.0);
+        track(2.0);
+        assert_eq!(stored(), 7.0);
+        // Not idle yet: nothing evicted.
+        assert_eq!(c.evict_idle(now_ms()), 0);
+        assert_eq!(c.evict_idle(now_ms() + 2_000), 1);
+        assert_eq!(c.tenant_state("t1").lock().series.len(), 0);
+        assert_eq!(metrics.collector_evictions.get(), 1);
+        track(3.0);
+        assert_eq!(stored(), 10.0);
+        assert_eq!(c.tenant_state("t1").lock().series.len(), 1);
     }
 }

@@ -126,7 +126,7 @@ pub struct Config {
     pub max_points_per_series: usize,
     /// Window of `aggregated=true` exports, in seconds (`ACCESS_AGGREGATION_WINDOW_SECONDS`).
     pub aggregation_window_seconds: u64,
-    /// Whether W3C `traceparent` trace ids are logged (`ACCESS_ENABLE_TRACING`).
+    /// Export our request spans over OTLP/HTTP (`ACCESS_ENABLE_TRACING`; see `otel`).
     pub enable_tracing: bool,
     /// Largest accepted request body in bytes (413 beyond).
     pub max_body_bytes: usize,
@@ -161,6 +161,17 @@ pub struct Config {
     pub query_max_points_per_series: u64,
     /// Whether `/api/v1/admin/*` (series deletion) is served.
     pub enable_admin_api: bool,
+    /// Most requests in flight; beyond it requests are answered 503 with `Retry-After`
+    /// (`ACCESS_MAX_CONCURRENT_REQUESTS`). `/health` is exempt.
+    pub max_concurrent_requests: usize,
+    /// A request not answered within this many seconds gets a 503 (`ACCESS_REQUEST_TIMEOUT_SECONDS`).
+    pub request_timeout_seconds: u64,
+    /// A connection that does not deliver a request's headers within this many seconds is
+    /// closed (`ACCESS_HEADER_READ_TIMEOUT_SECONDS`).
+    pub header_read_timeout_seconds: u64,
+    /// The track-API collector forgets series not tracked for this many seconds; they are
+    /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
+    pub series_idle_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -191,6 +202,10 @@ impl Default for Config {
             query_max_samples: 50_000_000,
             query_max_points_per_series: 11_000,
             enable_admin_api: false,
+            max_concurrent_requests: 256,
+            request_timeout_seconds: 60,
+            header_read_timeout_seconds: 30,
+            series_idle_timeout_seconds: 3600,
         }
     }
 }
@@ -218,6 +233,14 @@ pub struct Overrides {
     pub query_max_samples: Option<u64>,
     /// `--enable-admin-api` (only ever turns it on)
     pub enable_admin_api: bool,
+    /// `--max-concurrent-requests`
+    pub max_concurrent_requests: Option<usize>,
+    /// `--request-timeout-seconds`
+    pub request_timeout_seconds: Option<u64>,
+    /// `--header-read-timeout-seconds`
+    pub header_read_timeout_seconds: Option<u64>,
+    /// `--series-idle-timeout-seconds`
+    pub series_idle_timeout_seconds: Option<u64>,
 }
 
 /// A setting that cannot be used, and why.
@@ -257,6 +280,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "query_max_points_per_series",
     ),
     ("ACCESS_ENABLE_ADMIN_API", "enable_admin_api"),
+    ("ACCESS_MAX_CONCURRENT_REQUESTS", "max_concurrent_requests"),
+    ("ACCESS_REQUEST_TIMEOUT_SECONDS", "request_timeout_seconds"),
+    (
+        "ACCESS_HEADER_READ_TIMEOUT_SECONDS",
+        "header_read_timeout_seconds",
+    ),
+    (
+        "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
+        "series_idle_timeout_seconds",
+    ),
 ];
 
 impl Config {
@@ -310,6 +343,18 @@ impl Config {
         if flags.enable_admin_api {
             c.enable_admin_api = true;
         }
+        if let Some(v) = flags.max_concurrent_requests {
+            c.max_concurrent_requests = v;
+        }
+        if let Some(v) = flags.request_timeout_seconds {
+            c.request_timeout_seconds = v;
+        }
+        if let Some(v) = flags.header_read_timeout_seconds {
+            c.header_read_timeout_seconds = v;
+        }
+        if let Some(v) = flags.series_idle_timeout_seconds {
+            c.series_idle_timeout_seconds = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -356,6 +401,10 @@ impl Config {
             }
             "ACCESS_DATA_DIR" => self.data_dir = PathBuf::from(v),
             "ACCESS_NAMING_POLICY" => self.naming_policy = v.parse().map_err(|e: String| bad(var, e))?,
+            "ACCESS_MAX_CONCURRENT_REQUESTS" => self.max_concurrent_requests = num(var, v)?,
+            "ACCESS_REQUEST_TIMEOUT_SECONDS" => self.request_timeout_seconds = num(var, v)?,
+            "ACCESS_HEADER_READ_TIMEOUT_SECONDS" => self.header_read_timeout_seconds = num(var, v)?,
+            "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -423,6 +472,36 @@ impl Config {
         }
         if self.query_max_points_per_series == 0 {
             return Err(bad("query_max_points_per_series", "must be at least 1"));
+        }
+        if !(1..=1_000_000).contains(&self.max_concurrent_requests) {
+            return Err(bad(
+                "max_concurrent_requests",
+                format!("{} is not between 1 and 1000000", self.max_concurrent_requests),
+            ));
+        }
+        if !(1..=86_400).contains(&self.request_timeout_seconds) {
+            return Err(bad(
+                "request_timeout_seconds",
+                format!(
+                    "{} is not between 1 and 86400 (a day)",
+                    self.request_timeout_seconds
+                ),
+            ));
+        }
+        if !(1..=366 * 86_400).contains(&self.series_idle_timeout_seconds) {
+            return Err(bad(
+                "series_idle_timeout_seconds",
+                format!(
+                    "{} is not between 1 and 31622400 (366 days)",
+                    self.series_idle_timeout_seconds
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_seconds) {
+            return Err(bad(
+                "header_read_timeout_seconds",
+                format!("{} is not between 1 and 3600", self.header_read_timeout_seconds),
+            ));
         }
         Ok(())
     }
@@ -530,6 +609,40 @@ mod tests {
         assert_eq!(e.setting, "ACCESS_ENABLE_TRACING");
         let e = load(Some("naming_policy: strict\n"), &[], &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("strict"), "{e}");
+        let e = load(
+            None,
+            &[("ACCESS_MAX_CONCURRENT_REQUESTS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "max_concurrent_requests");
+        let e = load(
+            None,
+            &[("ACCESS_REQUEST_TIMEOUT_SECONDS", "soon")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_REQUEST_TIMEOUT_SECONDS");
+        let e = load(
+            Some("header_read_timeout_seconds: 0\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "header_read_timeout_seconds");
+        let e = load(
+            None,
+            &[("ACCESS_SERIES_IDLE_TIMEOUT_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "series_idle_timeout_seconds");
+        let flags = Overrides {
+            request_timeout_seconds: Some(0),
+            ..Default::default()
+        };
+        let e = load(None, &[("ACCESS_REQUEST_TIMEOUT_SECONDS", "5")], &flags).unwrap_err();
+        assert_eq!(e.setting, "request_timeout_seconds");
     }
 
     #[test]

@@ -89,3 +89,20 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+/// The track decoders' errors keep their code and field: `too_many_items` is a 413, the
+/// rest 400.
+impl From<metricsd_ingest::TrackError> for ApiError {
+    fn from(e: metricsd_ingest::TrackError) -> Self {
+        let status = match e.status() {
+            metricsd_ingest::ErrorStatus::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}

@@ -1,13 +1,11 @@
-//! Grouping of stored series into [`Family`]s, and the export formats over them: the
-//! Prometheus text format 0.0.4 (written by `metricsd_ingest::write_prometheus`), OpenMetrics
-//! 1.0 text and our JSON export. Pure functions, no I/O. Sample values are formatted like
-//! Go's `strconv.FormatFloat(v, 'g', -1, 64)` (`metricsd_ingest::format_go_g`) in both text
-//! formats.
+//! Grouping of stored series into [`Family`]s, their conversion to the one text writer's
+//! families ([`to_metric_families`]: `metricsd_ingest::write_prometheus` and
+//! `write_openmetrics` write both text formats, for tracked series and self-metrics alike,
+//! as Go's `expfmt` does), and our JSON export. Pure functions, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 
-use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily, format_go_g};
+use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily};
 use metricsd_model::{Labels, METRIC_NAME};
 
 use crate::collector::Meta;
@@ -23,24 +21,6 @@ pub struct Family {
     pub help: Option<String>,
     /// Samples: full labels (`__name__` included) and value, in exposition order.
     pub samples: Vec<(Labels, f64, i64)>,
-}
-
-/// Escapes a label value: backslash, double quote and newline.
-pub fn escape_label_value(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 /// Groups series (labels, value, timestamp ms) into families using the metric metadata:
@@ -112,23 +92,6 @@ fn sort_key(l: &Labels, fam: &str) -> (Vec<(String, String)>, u8, f64) {
     (ident, rank, pos)
 }
 
-fn write_sample(out: &mut String, labels: &Labels, v: f64) {
-    let name = labels.metric_name().unwrap_or_default();
-    out.push_str(name);
-    let mut first = true;
-    for l in labels.iter().filter(|l| &*l.name != METRIC_NAME) {
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        let _ = write!(out, "{}=\"{}\"", l.name, escape_label_value(&l.value));
-    }
-    if !first {
-        out.push('}');
-    }
-    out.push(' ');
-    format_go_g(v, out);
-    out.push('\n');
-}
-
 fn family_kind(kind: &str) -> FamilyKind {
     match kind {
         "counter" => FamilyKind::Counter,
@@ -142,7 +105,7 @@ fn family_kind(kind: &str) -> FamilyKind {
 /// `ingest`'s form of a family: samples are named by their suffix of the family name.
 /// [`group`] and `aggregate` only put `<family>`, `<family>_bucket`, `_sum` and `_count`
 /// series in a family; a series named otherwise becomes an untyped family of its own.
-fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
+pub fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
     let mut out = Vec::with_capacity(fams.len());
     for f in fams {
         let mut strays = Vec::new();
@@ -184,66 +147,6 @@ fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
             samples,
         });
         out.extend(strays);
-    }
-    out
-}
-
-/// The Prometheus text format 0.0.4, without timestamps.
-pub fn write_prometheus(out: &mut String, fams: Vec<Family>) {
-    metricsd_ingest::write_prometheus(&to_metric_families(fams), out);
-}
-
-/// OpenMetrics 1.0 text, without the final `# EOF` (the caller appends self-metrics first).
-/// Counter families are named without `_total`; a counter whose name lacks `_total`
-/// is exposed as `unknown`, since OpenMetrics requires the suffix on counter samples.
-///
-/// Not `metricsd_ingest::write_openmetrics`: that one follows Go's `expfmt` and writes
-/// integral values as `2.0` where this API answers `2` (pinned by the API tests), puts
-/// `# HELP` before `# TYPE`, and always ends with `# EOF`.
-pub fn write_openmetrics(out: &mut String, fams: &[Family]) {
-    for f in fams {
-        let (name, kind) = match f.kind.as_str() {
-            "counter" => match f.name.strip_suffix("_total") {
-                Some(base) => (base, "counter"),
-                None => (f.name.as_str(), "unknown"),
-            },
-            "untyped" => (f.name.as_str(), "unknown"),
-            k => (f.name.as_str(), k),
-        };
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        if let Some(h) = &f.help {
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(h).replace('"', "\\\""));
-        }
-        for (l, v, _) in &f.samples {
-            write_sample(out, l, *v);
-        }
-    }
-}
-
-/// Converts Prometheus text (our self-metrics) to OpenMetrics: counter `# TYPE` lines drop
-/// the `_total` suffix.
-pub fn prometheus_to_openmetrics(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ")
-            && let Some(name) = rest.strip_suffix(" counter")
-        {
-            let _ = writeln!(
-                out,
-                "# TYPE {} counter",
-                name.strip_suffix("_total").unwrap_or(name)
-            );
-        } else if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            let _ = writeln!(
-                out,
-                "# HELP {} {help}",
-                name.strip_suffix("_total").unwrap_or(name)
-            );
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
     }
     out
 }
@@ -304,7 +207,7 @@ mod tests {
         ];
         let fams = group(series, &meta);
         let mut s = String::new();
-        write_prometheus(&mut s, fams);
+        metricsd_ingest::write_prometheus(&to_metric_families(fams), &mut s);
         let want = "# TYPE other untyped\nother{path=\"a\\\"b\"} 1\n\
 # HELP rt_seconds Response \\\\ time\\nx\n# TYPE rt_seconds histogram\n\
 rt_seconds_bucket{le=\"2.5\",path=\"a\\\"b\"} 1\nrt_seconds_bucket{le=\"10\",path=\"a\\\"b\"} 1\n\
@@ -312,8 +215,11 @@ rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"
         assert_eq!(s, want);
     }
 
+    /// Floats as Prometheus' `expfmt` writes them: Go's shortest `%g` in the text format
+    /// (`2`, `1e+06`), `.0` on integral values in OpenMetrics except counts, and counters
+    /// without `_total` as `unknown` in OpenMetrics.
     #[test]
-    fn values_formatted_like_go() {
+    fn values_formatted_like_expfmt() {
         let fam = |kind: &str, name: &str, v: f64| Family {
             name: name.into(),
             kind: kind.into(),
@@ -322,20 +228,25 @@ rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"
         };
         let fams = vec![
             fam("counter", "c_total", 2.0),
+            fam("counter", "c2", 3.0),
             fam("gauge", "g", 1e6),
             fam("untyped", "u", 1.5e-7),
+            fam("histogram", "h", 1.0),
         ];
+        let fams = to_metric_families(fams);
         let mut p = String::new();
-        write_prometheus(&mut p, fams.clone());
+        metricsd_ingest::write_prometheus(&fams, &mut p);
         assert_eq!(
             p,
-            "# TYPE c_total counter\nc_total 2\n# TYPE g gauge\ng 1e+06\n# TYPE u untyped\nu 1.5e-07\n"
+            "# TYPE c_total counter\nc_total 2\n# TYPE c2 counter\nc2 3\n# TYPE g gauge\ng 1e+06\n\
+# TYPE u untyped\nu 1.5e-07\n# TYPE h histogram\nh 1\n"
         );
         let mut o = String::new();
-        write_openmetrics(&mut o, &fams);
+        metricsd_ingest::write_openmetrics(&fams, &mut o);
         assert_eq!(
             o,
-            "# TYPE c counter\nc_total 2\n# TYPE g gauge\ng 1e+06\n# TYPE u unknown\nu 1.5e-07\n"
+            "# TYPE c counter\nc_total 2.0\n# TYPE c2 unknown\nc2 3.0\n# TYPE g gauge\ng 1e+06\n\
+# TYPE u unknown\nu 1.5e-07\n# TYPE h histogram\nh 1.0\n# EOF\n"
         );
     }
 }

@@ -8,11 +8,13 @@
 //!   bodies are decoded by `metricsd_ingest::RemoteWriteDecoder`.
 //! - `promapi`: the Prometheus HTTP API (`/api/v1/query`, ..., `/federate`) over
 //!   `metricsd-promql`, and seed 001's query aliases (`/metrics/query`, ...).
-//! - [`track`]: pure decoding of track items, errors naming the field.
+//! - track items are decoded by `metricsd_ingest::parse_track`/`parse_batch` (the one
+//!   parser, shared with the fuzz target); their errors become [`ApiError`]s once.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
 //! - [`trends`]: hourly buckets and the least-squares trend.
-//! - [`selfmetrics`], [`logging`]: operating the service.
+//! - [`selfmetrics`], [`logging`], [`otel`]: operating the service (self-metrics, JSON
+//!   logs, our own spans over OTLP).
 //!
 //! # Example
 //! ```no_run
@@ -31,8 +33,9 @@ mod error;
 pub mod exposition;
 pub mod logging;
 mod promapi;
+pub mod otel;
+mod protect;
 pub mod selfmetrics;
-pub mod track;
 pub mod trends;
 
 use std::future::Future;
@@ -60,6 +63,52 @@ pub enum ServeError {
     /// The final flush failed.
     #[error("flushing the store at shutdown failed: {0}")]
     Flush(metricsd_tsdb::Error),
+}
+
+/// Accepts HTTP/1 connections until `shutdown` resolves, then stops accepting and waits for
+/// the connections' in-flight requests. Our own loop rather than `axum::serve`, which sets
+/// no timer on hyper and so cannot apply a header read timeout: without one a client that
+/// trickles header bytes (slowloris) holds a connection and its memory forever.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone()
+                .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+        );
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(io), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Opens the store, serves on `listener` until `shutdown` resolves, finishes in-flight
@@ -96,6 +145,7 @@ pub async fn serve(
             summary_window_ms: cfg.summary_window_seconds as i64 * 1000,
             summary_max: cfg.summary_max_observations,
             meta_dir: dir.join("server").join("metadata"),
+            idle_timeout_ms: (cfg.series_idle_timeout_seconds as i64).saturating_mul(1000),
         },
         metrics.clone(),
     );
@@ -106,11 +156,35 @@ pub async fn serve(
         metrics,
         started: Instant::now(),
     });
+    // The collector's eviction pass, a few times per idle timeout (1 s to 1 min apart).
+    let eviction = {
+        let state = state.clone();
+        let every = Duration::from_secs((cfg.series_idle_timeout_seconds / 4).clamp(1, 60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let st = state.clone();
+                let n = tokio::task::spawn_blocking(move || st.collector.evict_idle(collector::now_ms()))
+                    .await
+                    .unwrap_or(0);
+                if n > 0 {
+                    tracing::debug!(evicted = n, "idle series evicted from the collector");
+                }
+            }
+        })
+    };
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, data_dir = %dir.display(), endpoint = %cfg.metrics_endpoint, "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_http(
+        listener,
+        router(state),
+        Duration::from_secs(cfg.header_read_timeout_seconds),
+        shutdown,
+    )
+    .await;
+    eviction.abort();
     tracing::info!("shutting down: flushing the store");
     maintenance.stop();
     let s2 = storage.clone();

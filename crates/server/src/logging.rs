@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -51,6 +52,8 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut f = Fields::default();
         attrs.record(&mut f);
+        // Span naming for the OTLP export, not log fields.
+        f.0.retain(|k, _| !k.starts_with("otel.") && !k.starts_with("http."));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(f);
         }
@@ -61,6 +64,7 @@ where
             let mut ext = span.extensions_mut();
             if let Some(f) = ext.get_mut::<Fields>() {
                 values.record(f);
+                f.0.retain(|k, _| !k.starts_with("otel.") && !k.starts_with("http."));
             }
         }
     }
@@ -109,15 +113,25 @@ where
     }
 }
 
-/// Installs the JSON logger at `level` (trace..error). Safe to call once per process.
-pub fn init(level: &str, env: &str) {
+/// Installs the JSON logger at `level` (trace..error), and with `otel` the export of our
+/// request spans (see [`crate::otel`]). Safe to call once per process.
+pub fn init(level: &str, env: &str, otel: Option<opentelemetry_sdk::trace::SdkTracer>) {
     let lvl: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(lvl)
         .with_target("hyper", tracing::Level::WARN)
         .with_target("h2", tracing::Level::WARN);
+    // Only our request spans are exported, whatever the log level: not hyper's, not debug
+    // spans of the store.
+    let spans = otel.map(|t| {
+        tracing_opentelemetry::layer()
+            .with_tracer(t)
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && m.name() == "request" && m.target().starts_with("metricsd_server")
+            }))
+    });
     let _ = tracing_subscriber::registry()
-        .with(JsonLayer { env: env.to_owned() })
-        .with(filter)
+        .with(JsonLayer { env: env.to_owned() }.with_filter(filter))
+        .with(spans)
         .try_init();
 }

@@ -2,9 +2,10 @@
 //! list, HTTP request metrics by route and status, and process metrics from `/proc`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily, format_go_g};
+use metricsd_model::Labels;
 use parking_lot::Mutex;
 
 /// A monotonically increasing counter.
@@ -53,20 +54,35 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in DURATION_BUCKETS.iter().enumerate() {
-            let c = self.counts.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
+    /// The `_bucket` (cumulative), `_sum` and `_count` samples, with `labels` plus `le`.
+    fn samples(&self, labels: &[(&str, &str)], out: &mut Vec<FamilySample>) {
+        let with = |extra: Option<(&str, &str)>| {
+            let mut p: Vec<(&str, &str)> = labels.to_vec();
+            p.extend(extra);
+            Labels::from_pairs(p)
         };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+        let mut le = String::new();
+        for (i, b) in DURATION_BUCKETS.iter().enumerate() {
+            le.clear();
+            format_go_g(*b, &mut le);
+            out.push(sample(
+                "_bucket",
+                with(Some(("le", &le))),
+                self.counts.get(i).copied().unwrap_or(0) as f64,
+            ));
+        }
+        out.push(sample("_bucket", with(Some(("le", "+Inf"))), self.count as f64));
+        out.push(sample("_sum", with(None), self.sum));
+        out.push(sample("_count", with(None), self.count as f64));
+    }
+}
+
+fn sample(suffix: &'static str, labels: Labels, value: f64) -> FamilySample {
+    FamilySample {
+        suffix,
+        labels,
+        value,
+        timestamp_ms: None,
     }
 }
 
@@ -91,6 +107,14 @@ pub struct SelfMetrics {
     pub aggregated_series: AtomicU64,
     /// Unix ms of the last export (0 = none).
     pub last_export_ms: AtomicU64,
+    /// Requests refused with 503 because `max_concurrent_requests` were in flight.
+    pub requests_shed: Counter,
+    /// Requests answered 503 after `request_timeout_seconds`.
+    pub requests_timed_out: Counter,
+    /// Series held by the collector (set by its eviction pass).
+    pub collector_series: AtomicU64,
+    /// Series states evicted by the collector.
+    pub collector_evictions: Counter,
     collection: Mutex<Histogram>,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
     http_duration: Mutex<BTreeMap<String, Histogram>>,
@@ -116,137 +140,153 @@ impl SelfMetrics {
             .observe(secs);
     }
 
-    /// Writes the self-metrics in the Prometheus text format. `series` is the number of
-    /// series in the store; names in `skip` (tracked by users) are left out.
-    pub fn write(&self, out: &mut String, series: u64, skip: &dyn Fn(&str) -> bool) {
-        let mut fam = |name: &str, kind: &str, help: &str, body: &dyn Fn(&mut String)| {
-            if skip(name) {
-                return;
+    /// The self-metrics as families for the one text writer (`metricsd_ingest`), so they are
+    /// formatted and escaped exactly like tracked series. `series` is the number of series
+    /// in the store; names in `skip` (tracked by users) are left out.
+    pub fn families(&self, series: u64, skip: &dyn Fn(&str) -> bool) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        let mut fam = |name: &str, kind: FamilyKind, help: &str, samples: Vec<FamilySample>| {
+            if !skip(name) {
+                out.push(MetricFamily {
+                    name: name.to_owned(),
+                    help: Some(help.to_owned()),
+                    kind,
+                    unit: None,
+                    samples,
+                });
             }
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            body(out);
         };
+        let one = |v: f64| vec![sample("", Labels::empty(), v)];
+        let mut collection = Vec::new();
+        self.collection.lock().samples(&[], &mut collection);
         fam(
             "metrics_collected_total",
-            "counter",
+            FamilyKind::Counter,
             "Track items stored.",
-            &|o| {
-                let _ = writeln!(o, "metrics_collected_total {}", self.items_collected.get());
-            },
+            one(self.items_collected.get() as f64),
         );
         fam(
             "metrics_collection_duration_seconds",
-            "histogram",
+            FamilyKind::Histogram,
             "Duration of track requests.",
-            &|o| {
-                self.collection
-                    .lock()
-                    .write(o, "metrics_collection_duration_seconds", "");
-            },
+            collection,
         );
         fam(
             "metrics_series_total",
-            "gauge",
+            FamilyKind::Gauge,
             "Series in the store's head, all tenants.",
-            &|o| {
-                let _ = writeln!(o, "metrics_series_total {series}");
-            },
+            one(series as f64),
         );
         fam(
             "metrics_points_total",
-            "counter",
+            FamilyKind::Counter,
             "Samples stored, all ingest paths.",
-            &|o| {
-                let _ = writeln!(o, "metrics_points_total {}", self.points_stored.get());
-            },
+            one(self.points_stored.get() as f64),
         );
         fam(
             "metrics_points_dropped_total",
-            "counter",
+            FamilyKind::Counter,
             "Samples rejected, all ingest paths.",
-            &|o| {
-                let _ = writeln!(o, "metrics_points_dropped_total {}", self.points_dropped.get());
-            },
+            one(self.points_dropped.get() as f64),
         );
         fam(
             "metrics_naming_violations_total",
-            "counter",
+            FamilyKind::Counter,
             "Track items that broke the naming policy.",
-            &|o| {
-                let _ = writeln!(
-                    o,
-                    "metrics_naming_violations_total {}",
-                    self.naming_violations.get()
-                );
-            },
+            one(self.naming_violations.get() as f64),
         );
         fam(
             "metrics_exported_total",
-            "counter",
+            FamilyKind::Counter,
             "Exports served on /metrics.",
-            &|o| {
-                let _ = writeln!(o, "metrics_exported_total {}", self.exports.get());
-            },
+            one(self.exports.get() as f64),
         );
         fam(
             "metrics_errors_total",
-            "counter",
+            FamilyKind::Counter,
             "Rejected track items and remote_write requests.",
-            &|o| {
-                let _ = writeln!(o, "metrics_errors_total {}", self.errors.get());
-            },
+            one(self.errors.get() as f64),
         );
+        let requests = self
+            .http
+            .lock()
+            .iter()
+            .map(|((route, method, status), n)| {
+                let status = status.to_string();
+                let l = Labels::from_pairs([
+                    ("route", route.as_str()),
+                    ("method", method.as_str()),
+                    ("status", status.as_str()),
+                ]);
+                sample("", l, *n as f64)
+            })
+            .collect();
         fam(
             "metricsd_http_requests_total",
-            "counter",
+            FamilyKind::Counter,
             "HTTP requests by route, method and status.",
-            &|o| {
-                for ((route, method, status), n) in self.http.lock().iter() {
-                    let _ = writeln!(
-                        o,
-                        "metricsd_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                        crate::exposition::escape_label_value(route)
-                    );
-                }
-            },
+            requests,
         );
+        let mut durations = Vec::new();
+        for (route, h) in self.http_duration.lock().iter() {
+            h.samples(&[("route", route)], &mut durations);
+        }
         fam(
             "metricsd_http_request_duration_seconds",
-            "histogram",
+            FamilyKind::Histogram,
             "HTTP request durations by route.",
-            &|o| {
-                for (route, h) in self.http_duration.lock().iter() {
-                    let labels = format!("route=\"{}\"", crate::exposition::escape_label_value(route));
-                    h.write(o, "metricsd_http_request_duration_seconds", &labels);
-                }
-            },
+            durations,
+        );
+        fam(
+            "metricsd_http_requests_shed_total",
+            FamilyKind::Counter,
+            "Requests refused because max_concurrent_requests were in flight.",
+            one(self.requests_shed.get() as f64),
+        );
+        fam(
+            "metricsd_http_requests_timed_out_total",
+            FamilyKind::Counter,
+            "Requests answered 503 after request_timeout_seconds.",
+            one(self.requests_timed_out.get() as f64),
+        );
+        fam(
+            "metricsd_collector_series",
+            FamilyKind::Gauge,
+            "Series whose state the track-API collector holds in memory.",
+            one(self.collector_series.load(Ordering::Relaxed) as f64),
+        );
+        fam(
+            "metricsd_collector_evictions_total",
+            FamilyKind::Counter,
+            "Series state dropped after series_idle_timeout_seconds without updates.",
+            one(self.collector_evictions.get() as f64),
         );
         let p = process_stats();
         if let Some(cpu) = p.cpu_seconds {
             fam(
                 "process_cpu_seconds_total",
-                "counter",
+                FamilyKind::Counter,
                 "User and system CPU time in seconds.",
-                &|o| {
-                    let _ = writeln!(o, "process_cpu_seconds_total {cpu}");
-                },
+                one(cpu),
             );
         }
         if let Some(rss) = p.rss_bytes {
             fam(
                 "process_resident_memory_bytes",
-                "gauge",
+                FamilyKind::Gauge,
                 "Resident memory in bytes.",
-                &|o| {
-                    let _ = writeln!(o, "process_resident_memory_bytes {rss}");
-                },
+                one(rss as f64),
             );
         }
         if let Some(fds) = p.open_fds {
-            fam("process_open_fds", "gauge", "Open file descriptors.", &|o| {
-                let _ = writeln!(o, "process_open_fds {fds}");
-            });
+            fam(
+                "process_open_fds",
+                FamilyKind::Gauge,
+                "Open file descriptors.",
+                one(fds as f64),
+            );
         }
+        out
     }
 }
 

@@ -252,6 +252,22 @@ fn retain_range(buf: &mut Vec<Sample>, mint: i64, maxt: i64, tomb: Option<&Inter
     }
 }
 
+impl SampleIter<'_> {
+    /// Appends every remaining sample to `out`, a chunk group at a time (a copy per group
+    /// instead of one call per sample). Returns the first decode error, if any.
+    pub fn drain_into(&mut self, out: &mut Vec<Sample>) -> Option<&Error> {
+        loop {
+            if self.pos < self.buf.len() {
+                out.extend_from_slice(&self.buf[self.pos..]);
+                self.pos = self.buf.len();
+            }
+            if !self.fill() {
+                return self.err.as_ref();
+            }
+        }
+    }
+}
+
 impl Iterator for SampleIter<'_> {
     type Item = Sample;
 
@@ -279,6 +295,27 @@ mod tests {
             data: ChunkData::Samples(s.into()),
             tombstones: None,
         }
+    }
+
+    #[test]
+    fn drain_into_equals_iteration() {
+        let e = SeriesEntry {
+            labels: Labels::from_pairs([("__name__", "x")]),
+            chunks: vec![
+                src(&[(1, 1.0), (3, 3.0)], 1),
+                src(&[(2, 2.0), (3, 30.0)], 2),
+                src(&[(10, 10.0), (11, 11.0)], 1),
+            ],
+        };
+        let s = Series::new(e, 2, 10);
+        let want: Vec<Sample> = s.iter().collect();
+        let mut it = s.iter();
+        it.next();
+        let mut got = vec![Sample::new(-1, 0.0)];
+        assert!(it.drain_into(&mut got).is_none());
+        assert_eq!(got[0], Sample::new(-1, 0.0));
+        assert_eq!(&got[1..], &want[1..]);
+        assert_eq!(want.len(), 3);
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn export_series_trends_health_stats() {
         assert!(text2.lines().any(|x| x.starts_with(m)), "{m} missing");
     }
     assert!(text2.contains(
-        "metricsd_http_requests_total{route=\"/metrics/track/batch\",method=\"POST\",status=\"200\"} 100"
+        "metricsd_http_requests_total{method=\"POST\",route=\"/metrics/track/batch\",status=\"200\"} 100"
     ));
 
     // Aggregated: _avg gauges.
@@ -178,7 +178,7 @@ fn openmetrics_and_json_exports() {
     );
     let text = r.text().unwrap();
     assert!(text.contains("# TYPE jobs counter\n"), "{text}");
-    assert!(text.contains("jobs_total{q=\"a\\\"b\\\\c\"} 2\n"), "{text}");
+    assert!(text.contains("jobs_total{q=\"a\\\"b\\\\c\"} 2.0\n"), "{text}");
     assert!(text.ends_with("# EOF\n"));
     let (_, prom) = s.get("/metrics");
     assert!(prom.contains("# HELP jobs_total Jobs \"done\"\\nall\n"), "{prom}");

@@ -248,3 +248,31 @@ fn series_returns_the_most_recent_points_within_the_limit() {
         .collect();
     assert_eq!(vals, vec![0, 1]);
 }
+
+/// The collector forgets idle series (here after 1 s) and reloads them from the store:
+/// the counter's cumulative value continues across the eviction.
+#[test]
+fn counter_continues_after_idle_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[], &["--series-idle-timeout-seconds", "1"]);
+    let inc = |v: f64| {
+        let (st, b) =
+            s.track(&json!({"name": "evicted_total", "value": v, "type": "counter", "labels": {"q": "a"}}));
+        assert_eq!(st, 200, "{b}");
+    };
+    inc(5.0);
+    inc(2.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, text) = s.get("/metrics");
+        if sample(&text, "metricsd_collector_evictions_total") >= Some(1.0) {
+            assert_eq!(sample(&text, "metricsd_collector_series"), Some(0.0), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no eviction: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    inc(3.0);
+    let (_, text) = s.get("/metrics");
+    assert_eq!(sample(&text, "evicted_total{q=\"a\"}"), Some(10.0), "{text}");
+}
