@@ -217,15 +217,23 @@ async fn run_query(
     Ok((res.map_err(PromError::from_query)?, secs))
 }
 
-/// The deadline a request's `timeout` parameter sets, if any.
-fn timeout_param(form: &Form) -> Result<Option<Instant>, PromError> {
+/// The query's deadline: the request's `timeout` parameter, and half a second before the
+/// service's `request_timeout_seconds` cuts the request off, so that a long query ends with
+/// Prometheus' `timeout` error rather than the generic one. (`query_timeout_seconds` is
+/// the engine's own limit, applied on top.)
+fn deadline(st: &AppState, form: &Form) -> Result<Option<Instant>, PromError> {
+    let now = Instant::now();
+    let request =
+        Duration::from_secs(st.cfg.request_timeout_seconds).saturating_sub(Duration::from_millis(500));
+    let mut d = now + request;
     match form.value("timeout") {
-        "" => Ok(None),
+        "" => {}
         v => {
             let ns = parse_duration_ns(v).map_err(|e| PromError::invalid_param("timeout", e))?;
-            Ok(Some(Instant::now() + Duration::from_nanos(ns.max(0) as u64)))
+            d = d.min(now + Duration::from_nanos(ns.max(0) as u64));
         }
     }
+    Ok(Some(d))
 }
 
 fn query_response(res: &QueryResult, form: &Form, secs: f64) -> Response {
@@ -242,7 +250,7 @@ async fn query(State(st): St, req: Req) -> Result<Response, PromError> {
 
 async fn instant(st: &AppState, tenant: &str, form: Form) -> Result<Response, PromError> {
     let t = time_param(&form, "time", now_ms()).map_err(|e| PromError::invalid_param("time", e))?;
-    let deadline = timeout_param(&form)?;
+    let deadline = deadline(st, &form)?;
     let expr = form.value("query").to_owned();
     let (res, secs) = run_query(st, tenant, deadline, move |engine, store, ctx| {
         engine.instant_query(store, &expr, t, ctx)
@@ -295,7 +303,7 @@ async fn range(st: &AppState, tenant: &str, form: Form) -> Result<Response, Prom
             thousands(max)
         )));
     }
-    let deadline = timeout_param(&form)?;
+    let deadline = deadline(st, &form)?;
     let expr = form.value("query").to_owned();
     let (res, secs) = run_query(st, tenant, deadline, move |engine, store, ctx| {
         engine.range_query(store, &expr, start, end, step, ctx)
