@@ -853,4 +853,39 @@ mod tests {
             "the blocking work saw the cancellation"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_drops_the_handler_when_the_client_disconnects() {
+        // What cancellation relies on: a client closing its connection mid-request makes
+        // hyper drop the handler's future, and with it the guard.
+        let flag = Arc::new(AtomicBool::new(false));
+        let f2 = flag.clone();
+        let app: Router = Router::new().route(
+            "/slow",
+            get(move || {
+                let guard = CancelOnDrop(f2.clone());
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "done"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            // Dropped here: the connection closes without waiting for the answer.
+        });
+        client.await.unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while !flag.load(Ordering::Relaxed) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(flag.load(Ordering::Relaxed), "the handler's future was dropped");
+    }
 }
