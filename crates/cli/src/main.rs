@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod query;
+
 use clap::{Parser, Subcommand};
-use metricsd_server::config::{Fsync, NamingPolicy};
+use metricsd_server::config::{Fsync, NamingPolicy, PromDuration};
 use metricsd_server::{Config, Overrides};
 
 // The request path allocates many small, short-lived objects (JSON values, label sets);
@@ -50,6 +52,18 @@ enum Cmd {
         /// WAL fsync: always, interval, never [default: interval].
         #[arg(long)]
         fsync: Option<Fsync>,
+        /// How far back PromQL instant selectors look, e.g. 5m [default: 5m].
+        #[arg(long)]
+        query_lookback_delta: Option<PromDuration>,
+        /// Longest a PromQL query may run, in seconds [default: 120].
+        #[arg(long)]
+        query_timeout_seconds: Option<u64>,
+        /// Most samples a PromQL query may hold in memory [default: 50000000].
+        #[arg(long)]
+        query_max_samples: Option<u64>,
+        /// Serve /api/v1/admin/* (series deletion).
+        #[arg(long)]
+        enable_admin_api: bool,
         /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
         #[arg(long)]
         max_concurrent_requests: Option<usize>,
@@ -66,9 +80,37 @@ enum Cmd {
         #[arg(long)]
         check_config: bool,
     },
+    /// Evaluate a PromQL expression at one instant on a running server (/api/v1/query).
+    Query {
+        /// The PromQL expression.
+        expr: String,
+        /// Evaluation time: RFC 3339 or Unix seconds [default: the server's now].
+        #[arg(long)]
+        time: Option<String>,
+        #[command(flatten)]
+        client: query::ClientArgs,
+    },
+    /// Evaluate a PromQL expression over a time range on a running server
+    /// (/api/v1/query_range).
+    QueryRange {
+        /// The PromQL expression.
+        expr: String,
+        /// Start: RFC 3339 or Unix seconds.
+        #[arg(long)]
+        start: String,
+        /// End: RFC 3339 or Unix seconds.
+        #[arg(long)]
+        end: String,
+        /// Resolution: a duration (15s, 1m) or seconds.
+        #[arg(long, default_value = "1m")]
+        step: String,
+        #[command(flatten)]
+        client: query::ClientArgs,
+    },
 }
 
 /// Exit codes: 0 after a clean shutdown, 1 when the service fails, 2 for bad configuration.
+/// `query` and `query-range`: 0 when the server answered the query, 1 otherwise.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -80,6 +122,10 @@ fn main() -> ExitCode {
             max_metric_series,
             naming_policy,
             fsync,
+            query_lookback_delta,
+            query_timeout_seconds,
+            query_max_samples,
+            enable_admin_api,
             max_concurrent_requests,
             request_timeout_seconds,
             header_read_timeout_seconds,
@@ -93,6 +139,10 @@ fn main() -> ExitCode {
                 max_metric_series,
                 naming_policy,
                 fsync,
+                query_lookback_delta,
+                query_timeout_seconds,
+                query_max_samples,
+                enable_admin_api,
                 max_concurrent_requests,
                 request_timeout_seconds,
                 header_read_timeout_seconds,
@@ -139,6 +189,24 @@ fn main() -> ExitCode {
             }
             code
         }
+        Cmd::Query { expr, time, client } => {
+            let mut params = vec![("query", expr)];
+            if let Some(t) = time {
+                params.push(("time", t));
+            }
+            query::run(&client, "/api/v1/query", params)
+        }
+        Cmd::QueryRange {
+            expr,
+            start,
+            end,
+            step,
+            client,
+        } => query::run(
+            &client,
+            "/api/v1/query_range",
+            vec![("query", expr), ("start", start), ("end", end), ("step", step)],
+        ),
     }
 }
 

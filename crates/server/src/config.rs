@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What the naming policy does with a name that breaks the conventions of seed 002
 /// (`_total` on counters, base-unit suffixes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NamingPolicy {
     /// No checks.
@@ -34,7 +34,7 @@ impl std::str::FromStr for NamingPolicy {
 }
 
 /// When the WAL is fsynced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fsync {
     /// Before every acknowledgement (survives power loss, slowest).
@@ -57,8 +57,57 @@ impl std::str::FromStr for Fsync {
     }
 }
 
+/// A duration written the Prometheus way (`5m`, `1h30m`, `90s`) or as a number of seconds;
+/// rendered back in Prometheus' canonical form (`5m`, `15d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromDuration(pub Duration);
+
+impl PromDuration {
+    /// The duration in milliseconds.
+    pub fn as_millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::str::FromStr for PromDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::promapi::parse_duration_ms(s)
+            .filter(|ms| *ms > 0)
+            .map(|ms| PromDuration(Duration::from_millis(ms as u64)))
+            .ok_or_else(|| format!("{s:?} is not a positive duration like 5m, 1h30m or 90 (seconds)"))
+    }
+}
+
+impl std::fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::promapi::format_duration_ms(self.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(PromDuration(Duration::from_secs(s))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for PromDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The service's settings. Field names are the YAML keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
@@ -101,6 +150,17 @@ pub struct Config {
     pub summary_window_seconds: u64,
     /// ... and at most this many of the newest observations.
     pub summary_max_observations: usize,
+    /// How far back a PromQL instant selector looks for a sample (Prometheus'
+    /// `--query.lookback-delta`; `/federate` uses it too).
+    pub query_lookback_delta: PromDuration,
+    /// Longest a PromQL query may run; a request's `timeout=` can only shorten it.
+    pub query_timeout_seconds: u64,
+    /// Most samples a PromQL query may hold in memory at once (`--query.max-samples`).
+    pub query_max_samples: u64,
+    /// Most points per series of a range query (Prometheus' 11,000).
+    pub query_max_points_per_series: u64,
+    /// Whether `/api/v1/admin/*` (series deletion) is served.
+    pub enable_admin_api: bool,
     /// Most requests in flight; beyond it requests are answered 503 with `Retry-After`
     /// (`ACCESS_MAX_CONCURRENT_REQUESTS`). `/health` is exempt.
     pub max_concurrent_requests: usize,
@@ -137,6 +197,11 @@ impl Default for Config {
             export_lookback_seconds: 3600,
             summary_window_seconds: 600,
             summary_max_observations: 1000,
+            query_lookback_delta: PromDuration(Duration::from_secs(300)),
+            query_timeout_seconds: 120,
+            query_max_samples: 50_000_000,
+            query_max_points_per_series: 11_000,
+            enable_admin_api: false,
             max_concurrent_requests: 256,
             request_timeout_seconds: 60,
             header_read_timeout_seconds: 30,
@@ -160,6 +225,14 @@ pub struct Overrides {
     pub naming_policy: Option<NamingPolicy>,
     /// `--fsync`
     pub fsync: Option<Fsync>,
+    /// `--query-lookback-delta`
+    pub query_lookback_delta: Option<PromDuration>,
+    /// `--query-timeout-seconds`
+    pub query_timeout_seconds: Option<u64>,
+    /// `--query-max-samples`
+    pub query_max_samples: Option<u64>,
+    /// `--enable-admin-api` (only ever turns it on)
+    pub enable_admin_api: bool,
     /// `--max-concurrent-requests`
     pub max_concurrent_requests: Option<usize>,
     /// `--request-timeout-seconds`
@@ -199,6 +272,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("ACCESS_LISTEN", "listen"),
     ("ACCESS_DATA_DIR", "data_dir"),
     ("ACCESS_NAMING_POLICY", "naming_policy"),
+    ("ACCESS_QUERY_LOOKBACK_DELTA", "query_lookback_delta"),
+    ("ACCESS_QUERY_TIMEOUT_SECONDS", "query_timeout_seconds"),
+    ("ACCESS_QUERY_MAX_SAMPLES", "query_max_samples"),
+    (
+        "ACCESS_QUERY_MAX_POINTS_PER_SERIES",
+        "query_max_points_per_series",
+    ),
+    ("ACCESS_ENABLE_ADMIN_API", "enable_admin_api"),
     ("ACCESS_MAX_CONCURRENT_REQUESTS", "max_concurrent_requests"),
     ("ACCESS_REQUEST_TIMEOUT_SECONDS", "request_timeout_seconds"),
     (
@@ -250,6 +331,18 @@ impl Config {
         if let Some(v) = flags.fsync {
             c.fsync = v;
         }
+        if let Some(v) = flags.query_lookback_delta {
+            c.query_lookback_delta = v;
+        }
+        if let Some(v) = flags.query_timeout_seconds {
+            c.query_timeout_seconds = v;
+        }
+        if let Some(v) = flags.query_max_samples {
+            c.query_max_samples = v;
+        }
+        if flags.enable_admin_api {
+            c.enable_admin_api = true;
+        }
         if let Some(v) = flags.max_concurrent_requests {
             c.max_concurrent_requests = v;
         }
@@ -279,6 +372,13 @@ impl Config {
             v.parse()
                 .map_err(|_| bad(var, format!("{v:?} is not a non-negative integer")))
         }
+        fn boolean(var: &str, v: &str) -> Result<bool, ConfigError> {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" | "" => Ok(false),
+                _ => Err(bad(var, format!("{v:?} is not a boolean (true/false)"))),
+            }
+        }
         match var {
             "ACCESS_ENV" => self.env = v.to_owned(),
             "ACCESS_LOG_LEVEL" => self.log_level = v.to_owned(),
@@ -286,13 +386,14 @@ impl Config {
             "ACCESS_MAX_METRIC_SERIES" => self.max_metric_series = num(var, v)?,
             "ACCESS_MAX_POINTS_PER_SERIES" => self.max_points_per_series = num(var, v)?,
             "ACCESS_AGGREGATION_WINDOW_SECONDS" => self.aggregation_window_seconds = num(var, v)?,
-            "ACCESS_ENABLE_TRACING" => {
-                self.enable_tracing = match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "on" => true,
-                    "false" | "0" | "no" | "off" | "" => false,
-                    _ => return Err(bad(var, format!("{v:?} is not a boolean (true/false)"))),
-                }
+            "ACCESS_ENABLE_TRACING" => self.enable_tracing = boolean(var, v)?,
+            "ACCESS_ENABLE_ADMIN_API" => self.enable_admin_api = boolean(var, v)?,
+            "ACCESS_QUERY_LOOKBACK_DELTA" => {
+                self.query_lookback_delta = v.parse().map_err(|e: String| bad(var, e))?
             }
+            "ACCESS_QUERY_TIMEOUT_SECONDS" => self.query_timeout_seconds = num(var, v)?,
+            "ACCESS_QUERY_MAX_SAMPLES" => self.query_max_samples = num(var, v)?,
+            "ACCESS_QUERY_MAX_POINTS_PER_SERIES" => self.query_max_points_per_series = num(var, v)?,
             "ACCESS_LISTEN" => {
                 self.listen = v
                     .parse()
@@ -363,6 +464,15 @@ impl Config {
         if self.export_lookback_seconds == 0 {
             return Err(bad("export_lookback_seconds", "must be at least 1"));
         }
+        if self.query_timeout_seconds == 0 {
+            return Err(bad("query_timeout_seconds", "must be at least 1"));
+        }
+        if self.query_max_samples == 0 {
+            return Err(bad("query_max_samples", "must be at least 1"));
+        }
+        if self.query_max_points_per_series == 0 {
+            return Err(bad("query_max_points_per_series", "must be at least 1"));
+        }
         if !(1..=1_000_000).contains(&self.max_concurrent_requests) {
             return Err(bad(
                 "max_concurrent_requests",
@@ -394,6 +504,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The PromQL engine's settings.
+    pub fn engine_options(&self) -> metricsd_promql::EngineOptions {
+        metricsd_promql::EngineOptions {
+            lookback_delta_ms: self.query_lookback_delta.as_millis(),
+            timeout: Duration::from_secs(self.query_timeout_seconds),
+            max_samples: self.query_max_samples,
+            max_points_per_series: self.query_max_points_per_series,
+            ..Default::default()
+        }
     }
 
     /// The label limits as the model layer takes them.
@@ -522,5 +643,78 @@ mod tests {
         };
         let e = load(None, &[("ACCESS_REQUEST_TIMEOUT_SECONDS", "5")], &flags).unwrap_err();
         assert_eq!(e.setting, "request_timeout_seconds");
+    }
+
+    #[test]
+    fn query_settings_from_every_layer() {
+        let c = load(None, &[], &Overrides::default()).unwrap();
+        let o = c.engine_options();
+        assert_eq!(o.lookback_delta_ms, 300_000);
+        assert_eq!(o.timeout, Duration::from_secs(120));
+        assert_eq!((o.max_samples, o.max_points_per_series), (50_000_000, 11_000));
+        assert!(!c.enable_admin_api);
+        let c = load(
+            Some("query_lookback_delta: 1m30s\nquery_timeout_seconds: 5\nenable_admin_api: true\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.query_lookback_delta.as_millis(), 90_000);
+        assert_eq!((c.query_timeout_seconds, c.enable_admin_api), (5, true));
+        let c = load(Some("query_lookback_delta: 120\n"), &[], &Overrides::default()).unwrap();
+        assert_eq!(c.query_lookback_delta.to_string(), "2m");
+        let c = load(
+            None,
+            &[
+                ("ACCESS_QUERY_LOOKBACK_DELTA", "10m"),
+                ("ACCESS_QUERY_MAX_SAMPLES", "1000"),
+                ("ACCESS_QUERY_MAX_POINTS_PER_SERIES", "50"),
+                ("ACCESS_ENABLE_ADMIN_API", "true"),
+            ],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.query_lookback_delta.as_millis(), 600_000);
+        assert_eq!((c.query_max_samples, c.query_max_points_per_series), (1000, 50));
+        assert!(c.enable_admin_api);
+        let flags = Overrides {
+            query_lookback_delta: Some("30s".parse().unwrap()),
+            query_timeout_seconds: Some(7),
+            enable_admin_api: true,
+            ..Default::default()
+        };
+        let c = load(None, &[("ACCESS_QUERY_LOOKBACK_DELTA", "10m")], &flags).unwrap();
+        assert_eq!(c.query_lookback_delta.as_millis(), 30_000);
+        assert_eq!(c.query_timeout_seconds, 7);
+        assert!(c.enable_admin_api);
+        let e = load(
+            None,
+            &[("ACCESS_QUERY_LOOKBACK_DELTA", "soon")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_QUERY_LOOKBACK_DELTA");
+        let e = load(Some("query_lookback_delta: 0s\n"), &[], &Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("query_lookback_delta") || e.to_string().contains("0s"),
+            "{e}"
+        );
+        let e = load(Some("query_timeout_seconds: 0\n"), &[], &Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "query_timeout_seconds");
+    }
+
+    #[test]
+    fn the_effective_configuration_renders_as_yaml_and_reads_back() {
+        let c = Config {
+            query_lookback_delta: "90s".parse().unwrap(),
+            enable_admin_api: true,
+            ..Default::default()
+        };
+        let yaml = serde_saphyr::to_string(&c).unwrap();
+        assert!(yaml.contains("query_lookback_delta: 1m30s"), "{yaml}");
+        let back = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(back.query_lookback_delta, c.query_lookback_delta);
+        assert_eq!(back.listen, c.listen);
+        assert!(back.enable_admin_api);
     }
 }

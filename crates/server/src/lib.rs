@@ -6,6 +6,8 @@
 //! - [`config`]: settings and their layers (defaults, YAML file, `ACCESS_*`, flags).
 //! - `api`: the axum router, handlers, request ids and HTTP self-metrics; remote_write
 //!   bodies are decoded by `metricsd_ingest::RemoteWriteDecoder`.
+//! - `promapi`: the Prometheus HTTP API (`/api/v1/query`, ..., `/federate`) over
+//!   `metricsd-promql`, and seed 001's query aliases (`/metrics/query`, ...).
 //! - track items are decoded by `metricsd_ingest::parse_track`/`parse_batch` (the one
 //!   parser, shared with the fuzz target); their errors become [`ApiError`]s once.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
@@ -31,6 +33,7 @@ mod error;
 pub mod exposition;
 pub mod logging;
 pub mod otel;
+mod promapi;
 mod protect;
 pub mod selfmetrics;
 pub mod trends;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod durability;
 mod operating;
+mod promapi;
 mod prometheus;
 mod promql_compat;
 mod protect;
