@@ -72,7 +72,11 @@ impl QueryContext {
 /// Parses an expression, answering Prometheus' `bad_data` class of error.
 pub fn parse(expr: &str) -> Result<Expr, QueryError> {
     register_functions();
-    promql_parser::parser::parse(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))
+    let text = crate::syntax::prepare(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
+    let e =
+        promql_parser::parser::parse(&text).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
+    crate::syntax::check_types(&e).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
+    Ok(e)
 }
 
 /// Teaches the parser the Prometheus 2.x functions it no longer knows: `holt_winters`

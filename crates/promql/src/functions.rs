@@ -682,58 +682,102 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-/// Date parts of a Unix time in seconds, UTC, as Go's `time` computes them.
-fn date_fn(name: &str) -> Option<fn(i64) -> f64> {
-    fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-        // (year, month 1-12, day 1-31, hour, minute, weekday 0=Sunday)
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        let wd = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
-        (y, m, d, (sod / 3600) as u32, ((sod % 3600) / 60) as u32, wd)
-    }
-    fn civil_from_days(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let y = yoe + era * 400;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (if m <= 2 { y + 1 } else { y }, m, d)
-    }
-    fn leap(y: i64) -> bool {
-        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-    }
-    fn days_in_month(y: i64, m: u32) -> u32 {
-        match m {
-            2 if leap(y) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
-    }
-    Some(match name {
-        "minute" => |s| civil(s).4 as f64,
-        "hour" => |s| civil(s).3 as f64,
-        "day_of_week" => |s| civil(s).5 as f64,
-        "day_of_month" => |s| civil(s).2 as f64,
-        "day_of_year" => |s| {
-            let (y, m, d, ..) = civil(s);
-            let mut n = d;
-            for mm in 1..m {
-                n += days_in_month(y, mm);
+/// Date parts of a Unix time in seconds, UTC, computed exactly as Go's `time` package does
+/// (Prometheus' date functions are Go's), including its wrapping arithmetic for times far
+/// outside the representable range (`year(vector(1e308))`).
+fn go_date(secs: i64) -> GoDate {
+    const SECONDS_PER_DAY: u64 = 86_400;
+    const UNIX_TO_INTERNAL: i64 = (1969 * 365 + 1969 / 4 - 1969 / 100 + 1969 / 400) * 86_400;
+    const ABSOLUTE_ZERO_YEAR: i64 = -292_277_022_399;
+    const ABSOLUTE_TO_INTERNAL: i64 = -9_223_371_966_579_724_800;
+    const DAYS_PER_400: u64 = 365 * 400 + 97;
+    const DAYS_PER_100: u64 = 365 * 100 + 24;
+    const DAYS_PER_4: u64 = 365 * 4 + 1;
+    const DAYS_BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+    let abs = secs
+        .wrapping_add(UNIX_TO_INTERNAL)
+        .wrapping_add(-ABSOLUTE_TO_INTERNAL) as u64;
+    let mut d = abs / SECONDS_PER_DAY;
+    let mut n = d / DAYS_PER_400;
+    let mut y = 400 * n;
+    d -= DAYS_PER_400 * n;
+    n = d / DAYS_PER_100;
+    n -= n >> 2;
+    y += 100 * n;
+    d -= DAYS_PER_100 * n;
+    n = d / DAYS_PER_4;
+    y += 4 * n;
+    d -= DAYS_PER_4 * n;
+    n = d / 365;
+    n -= n >> 2;
+    y += n;
+    d -= 365 * n;
+    let year = (y as i64).wrapping_add(ABSOLUTE_ZERO_YEAR);
+    let yday = d as i64;
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let mut day = yday;
+    let (month, mday) = 'm: {
+        if leap {
+            if day > 31 + 29 - 1 {
+                day -= 1;
+            } else if day == 31 + 29 - 1 {
+                break 'm (2, 29);
             }
-            n as f64
-        },
+        }
+        let mut month = (day / 31) as usize;
+        let end = DAYS_BEFORE[month + 1];
+        let begin = if day >= end {
+            month += 1;
+            end
+        } else {
+            DAYS_BEFORE[month]
+        };
+        (month as i64 + 1, day - begin + 1)
+    };
+    let sod = abs % SECONDS_PER_DAY;
+    // Go: (abs + Monday*secondsPerDay) % secondsPerWeek / secondsPerDay, Sunday = 0.
+    let weekday = (abs.wrapping_add(SECONDS_PER_DAY) % (7 * SECONDS_PER_DAY)) / SECONDS_PER_DAY;
+    GoDate {
+        year,
+        month,
+        day: mday,
+        yday: yday + 1,
+        hour: (sod / 3600) as i64,
+        minute: ((sod % 3600) / 60) as i64,
+        weekday: weekday as i64,
+        leap,
+    }
+}
+
+struct GoDate {
+    year: i64,
+    month: i64,
+    day: i64,
+    yday: i64,
+    hour: i64,
+    minute: i64,
+    weekday: i64,
+    leap: bool,
+}
+
+fn date_fn(name: &str) -> Option<fn(i64) -> f64> {
+    Some(match name {
+        "minute" => |s| go_date(s).minute as f64,
+        "hour" => |s| go_date(s).hour as f64,
+        "day_of_week" => |s| go_date(s).weekday as f64,
+        "day_of_month" => |s| go_date(s).day as f64,
+        "day_of_year" => |s| go_date(s).yday as f64,
         "days_in_month" => |s| {
-            let (y, m, ..) = civil(s);
-            days_in_month(y, m) as f64
+            let d = go_date(s);
+            match d.month {
+                2 if d.leap => 29.0,
+                2 => 28.0,
+                4 | 6 | 9 | 11 => 30.0,
+                _ => 31.0,
+            }
         },
-        "month" => |s| civil(s).1 as f64,
-        "year" => |s| civil(s).0 as f64,
+        "month" => |s| go_date(s).month as f64,
+        "year" => |s| go_date(s).year as f64,
         _ => return None,
     })
 }
@@ -1125,7 +1169,18 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     }
     let mut rank = q * observations;
     let n = b.len() - 1;
-    let k = b[..n].partition_point(|x| x.1 < rank);
+    // Go's sort.Search, literally: with NaN counts the predicate is not monotonic and any
+    // other binary search could land elsewhere.
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let h = (lo + hi) >> 1;
+        if b[h].1 >= rank {
+            hi = h;
+        } else {
+            lo = h + 1;
+        }
+    }
+    let k = lo;
     if k == n {
         return b[n - 1].0;
     }
@@ -1139,4 +1194,23 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
         rank -= b[k - 1].1;
     }
     start + (end - start) * (rank / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_dates() {
+        // 2024-02-29T13:45:00Z, a Thursday, day 60 of a leap year.
+        let d = go_date(1_709_214_300);
+        assert_eq!((d.year, d.month, d.day, d.yday), (2024, 2, 29, 60));
+        assert_eq!((d.hour, d.minute, d.weekday), (13, 45, 4));
+        // 1969-12-31T23:59:59Z
+        let d = go_date(-1);
+        assert_eq!((d.year, d.month, d.day, d.hour, d.weekday), (1969, 12, 31, 23, 3));
+        // What Prometheus answers for int64(NaN) and int64(1e308) on amd64 (i64::MIN).
+        let d = go_date(i64::MIN);
+        assert_eq!((d.hour, d.minute, d.year), (15, 30, 292_277_026_596));
+    }
 }

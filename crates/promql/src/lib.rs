@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod syntax;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryContext, parse};
