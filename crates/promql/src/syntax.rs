@@ -7,7 +7,6 @@
 //! - function arguments must have the declared types; the parser does not check them.
 
 use promql_parser::parser::Expr;
-use promql_parser::parser::value::ValueType;
 
 use crate::engine::type_name;
 

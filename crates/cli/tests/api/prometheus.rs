@@ -171,7 +171,7 @@ fn tenant_proxy(upstream: String, tenant: &'static str) -> String {
 /// the configuration keeps `headers` so a Prometheus that does send them is tested too.
 #[test]
 fn prometheus_remote_write_header_selects_the_tenant() {
-    let Some(bin) = find("prometheus") else {
+    let Some(bin) = find_on_path("prometheus") else {
         assert!(
             std::env::var("CI").is_err(),
             "CI=true but no prometheus binary: .ci/run must install it"

@@ -72,9 +72,8 @@ fn prometheus_agrees_with_itself() {
 
 /// metricsd against Prometheus 2.42: the target is 100% agreement, any deliberate
 /// difference listed in `bench/compat/allowlist.txt`.
-/// Run: `cargo test -p metricsd --test api promql_compat::metricsd_agrees_with_prometheus -- --ignored`
+/// Run alone: `cargo test -p metricsd --test api promql_compat::metricsd_agrees_with_prometheus`
 #[test]
-#[ignore = "until metricsd serves /api/v1/query and /api/v1/query_range with the PromQL evaluator"]
 fn metricsd_agrees_with_prometheus() {
     let Some(bin) = prometheus() else { return };
     let target = Spec {
