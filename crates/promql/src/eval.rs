@@ -299,7 +299,7 @@ impl<'a> Ev<'a> {
 
     /// Opens a querier over `[mint, maxt]` and selects the series of `vs`.
     fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>> {
-        let groups = matchers(vs)?;
+        let groups = selector_matchers(vs)?;
         let querier = self.store.querier(mint, maxt)?;
         let mut out: Vec<Series> = Vec::new();
         for (i, ms) in groups.iter().enumerate() {
@@ -645,7 +645,7 @@ fn decode(s: &Series, drop_stale: bool, buf: &mut Vec<Sample>) -> Option<String>
 
 /// The selector's matchers as our matcher type: one group, or several for Prometheus 3's
 /// `{a="1" or b="2"}`. The metric name becomes a `__name__` matcher.
-fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
     let conv = |m: &promql_parser::label::Matcher| -> Result<Matcher> {
         let op = match m.op {
             PMatchOp::Equal => MatchOp::Equal,

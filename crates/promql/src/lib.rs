@@ -27,5 +27,6 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, QueryContext, parse};
 pub use error::QueryError;
+pub use eval::selector_matchers;
 pub use promql_parser;
 pub use value::{QueryResult, QueryStats, RangeSeries, Value, VectorSample};

@@ -2,9 +2,8 @@
 //! from the URL and a form-encoded body, times, durations and series selectors, with
 //! Prometheus' error texts. Pure functions; the handlers in `promapi` do the I/O.
 
-use metricsd_model::{MatchOp, Matcher};
-use metricsd_promql::promql_parser::label::MatchOp as PMatchOp;
-use metricsd_promql::promql_parser::parser::{Expr, VectorSelector};
+use metricsd_model::Matcher;
+use metricsd_promql::promql_parser::parser::Expr;
 
 /// Prometheus' `MinTime` (`-292273086-05-16T16:47:06Z`) in ms: the default start of
 /// `/series`, `/labels`, label values and deletions.
@@ -198,39 +197,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
             ));
         }
     };
-    selector_matchers(vs)
-}
-
-/// The matchers of a parsed selector; its metric name becomes a `__name__` matcher.
-fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, String> {
-    let conv = |m: &metricsd_promql::promql_parser::label::Matcher| {
-        let op = match m.op {
-            PMatchOp::Equal => MatchOp::Equal,
-            PMatchOp::NotEqual => MatchOp::NotEqual,
-            PMatchOp::Re(_) => MatchOp::Regex,
-            PMatchOp::NotRe(_) => MatchOp::NotRegex,
-        };
-        Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| format!("parse error: {e}"))
-    };
-    let base: Vec<Matcher> = vs.matchers.matchers.iter().map(conv).collect::<Result<_, _>>()?;
-    let mut sets = Vec::new();
-    if vs.matchers.or_matchers.is_empty() {
-        sets.push(base);
-    } else {
-        for alt in &vs.matchers.or_matchers {
-            let mut set = base.clone();
-            for m in alt {
-                set.push(conv(m)?);
-            }
-            sets.push(set);
-        }
-    }
-    if let Some(n) = &vs.name {
-        for set in &mut sets {
-            set.push(Matcher::equal(metricsd_model::METRIC_NAME, n.clone()));
-        }
-    }
-    Ok(sets)
+    metricsd_promql::selector_matchers(vs).map_err(|e| e.to_string())
 }
 
 /// Parses every `match[]` of `form` into matcher sets (empty when there is none). The error
