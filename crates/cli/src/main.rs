@@ -1,13 +1,11 @@
 //! The `metricsd` binary: flags, wiring and exit codes.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod query;
 
 use clap::{Parser, Subcommand};
-use metricsd_server::config::{Fsync, NamingPolicy, PromDuration};
 use metricsd_server::{Config, Overrides};
 
 // The request path allocates many small, short-lived objects (JSON values, label sets);
@@ -34,48 +32,8 @@ enum Cmd {
         /// Optional YAML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Address to listen on [default: 0.0.0.0:8012].
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Where the store keeps its data [default: ./data].
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Log level: trace, debug, info, warn, error [default: info].
-        #[arg(long)]
-        log_level: Option<String>,
-        /// Most series per tenant (0 = no limit) [default: 10000].
-        #[arg(long)]
-        max_metric_series: Option<usize>,
-        /// Naming policy: off, warn, enforce [default: off].
-        #[arg(long)]
-        naming_policy: Option<NamingPolicy>,
-        /// WAL fsync: always, interval, never [default: interval].
-        #[arg(long)]
-        fsync: Option<Fsync>,
-        /// How far back PromQL instant selectors look, e.g. 5m [default: 5m].
-        #[arg(long)]
-        query_lookback_delta: Option<PromDuration>,
-        /// Longest a PromQL query may run, in seconds [default: 120].
-        #[arg(long)]
-        query_timeout_seconds: Option<u64>,
-        /// Most samples a PromQL query may hold in memory [default: 50000000].
-        #[arg(long)]
-        query_max_samples: Option<u64>,
-        /// Serve /api/v1/admin/* (series deletion).
-        #[arg(long)]
-        enable_admin_api: bool,
-        /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
-        #[arg(long)]
-        max_concurrent_requests: Option<usize>,
-        /// Seconds before a request is answered 503 [default: 60].
-        #[arg(long)]
-        request_timeout_seconds: Option<u64>,
-        /// Seconds a connection may take to send a request's headers [default: 30].
-        #[arg(long)]
-        header_read_timeout_seconds: Option<u64>,
-        /// Seconds after which the collector forgets an untracked series [default: 3600].
-        #[arg(long)]
-        series_idle_timeout_seconds: Option<u64>,
+        #[command(flatten)]
+        flags: Overrides,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -116,38 +74,9 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Serve {
             config,
-            listen,
-            data_dir,
-            log_level,
-            max_metric_series,
-            naming_policy,
-            fsync,
-            query_lookback_delta,
-            query_timeout_seconds,
-            query_max_samples,
-            enable_admin_api,
-            max_concurrent_requests,
-            request_timeout_seconds,
-            header_read_timeout_seconds,
-            series_idle_timeout_seconds,
+            flags,
             check_config,
         } => {
-            let flags = Overrides {
-                listen,
-                data_dir,
-                log_level,
-                max_metric_series,
-                naming_policy,
-                fsync,
-                query_lookback_delta,
-                query_timeout_seconds,
-                query_max_samples,
-                enable_admin_api,
-                max_concurrent_requests,
-                request_timeout_seconds,
-                header_read_timeout_seconds,
-                series_idle_timeout_seconds,
-            };
             let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
                 Ok(c) => c,
                 Err(e) => {

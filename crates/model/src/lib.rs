@@ -37,5 +37,5 @@ mod validate;
 pub use error::{Error, ErrorKind, Result};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
-pub use sample::{STALE_NAN, Sample, is_stale_nan};
+pub use sample::{STALE_NAN, Sample, go_float, is_stale_nan, write_go_float};
 pub use validate::{Limits, is_valid_label_name, is_valid_metric_name, validate_labels};

@@ -46,6 +46,32 @@ impl PartialEq for Sample {
 }
 impl Eq for Sample {}
 
+/// Writes `v` as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, the way Prometheus writes
+/// sample values in its API and bucket bounds in `le`/`quantile` labels: the shortest
+/// decimal that reads back as `v`, never an exponent (`1e21` is
+/// `1000000000000000000000`); `NaN`, `+Inf`, `-Inf`; `-0` keeps its sign.
+pub fn write_go_float(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        // Rust's `Display` for f64 is the shortest round-trip decimal without an exponent,
+        // which is exactly Go's 'f' with precision -1.
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// [`write_go_float`] into a new string.
+pub fn go_float(v: f64) -> String {
+    let mut s = String::new();
+    write_go_float(&mut s, v);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use metricsd_model::{Labels, METRIC_NAME, is_valid_label_name};
+use metricsd_model::{Labels, METRIC_NAME, go_float, is_valid_label_name};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::error::QueryError;
@@ -273,7 +273,7 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
                         continue;
                     }
                     let mut b = r.labels.builder();
-                    b.set(label.clone(), go_format_float(*v));
+                    b.set(label.clone(), go_float(*v));
                     let with_value = b.build();
                     let key = if grouping.without {
                         grouping.key(&with_value)
@@ -368,7 +368,7 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
         if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&kf) {
             return Err(QueryError::Execution(format!(
                 "Scalar value {} overflows int64",
-                go_format_float(kf)
+                go_float(kf)
             )));
         }
         kk.push((kf as i64).max(0) as usize);
@@ -427,17 +427,4 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
     };
     ev.charge_rows(&out)?;
     Ok(Val::Vector(out))
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub(crate) fn go_format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }

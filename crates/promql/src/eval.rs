@@ -140,6 +140,9 @@ pub(crate) fn unparen(mut e: &Expr) -> &Expr {
     e
 }
 
+/// Receives an instant vector one series at a time: its labels and its value per step.
+pub(crate) type SeriesFn<'f> = dyn FnMut(&Labels, Vec<f64>) -> Result<()> + 'f;
+
 /// Per-series work on a range-vector argument's samples, run on the query threads.
 pub(crate) type RangeWork<'w, T> = dyn Fn(&[Sample], &Window) -> Result<Option<T>> + Sync + 'w;
 
@@ -226,7 +229,7 @@ impl<'a> Ev<'a> {
                 self.select_vector(vs, g, false, &mut |l, v| {
                     rows.push(Row {
                         labels: l.clone(),
-                        vals: v.to_vec(),
+                        vals: v,
                     });
                     Ok(())
                 })?;
@@ -279,18 +282,13 @@ impl<'a> Ev<'a> {
 
     /// Calls `f` with each series of an instant-vector expression, one at a time where the
     /// expression allows (selectors, range functions of selectors), else after evaluating it.
-    pub fn stream(
-        &mut self,
-        e: &Expr,
-        g: &Grid,
-        f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
-    ) -> Result<()> {
+    pub fn stream(&mut self, e: &Expr, g: &Grid, f: &mut SeriesFn<'_>) -> Result<()> {
         match unparen(e) {
             Expr::VectorSelector(vs) => self.select_vector(vs, g, false, f),
             Expr::Call(c) if functions::streamable(c) => functions::stream_rollup(self, c, g, f),
             other => {
                 for r in self.eval_vector(other, g)? {
-                    f(&r.labels, &r.vals)?;
+                    f(&r.labels, r.vals)?;
                 }
                 Ok(())
             }
@@ -333,7 +331,7 @@ impl<'a> Ev<'a> {
         vs: &VectorSelector,
         g: &Grid,
         timestamps: bool,
-        f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
+        f: &mut SeriesFn<'_>,
     ) -> Result<()> {
         if g.n == 0 {
             return Ok(());
@@ -380,7 +378,7 @@ impl<'a> Ev<'a> {
             }
             Ok(any.then_some(vals))
         };
-        self.par_map(&series, false, &work, &mut |_, s, vals| f(s.labels(), &vals))
+        self.par_map(&series, false, &work, &mut |_, s, vals| f(s.labels(), vals))
     }
 
     /// Runs `work` on the decoded samples of every series, on up to `query_threads`

@@ -499,7 +499,7 @@ pub(crate) fn stream_rollup(
     ev: &mut Ev,
     c: &Call,
     g: &Grid,
-    f: &mut dyn FnMut(&Labels, &[f64]) -> Result<()>,
+    f: &mut crate::eval::SeriesFn<'_>,
 ) -> Result<()> {
     let r = Rollup::from_name(c.func.name).expect("streamable checked the name");
     let params = rollup_params(ev, c, r, g)?;
@@ -521,7 +521,7 @@ pub(crate) fn stream_rollup(
         if check_dups && !seen.insert(l.clone()) {
             return Err(QueryError::Execution(SAME_LABELSET.into()));
         }
-        f(&l, &out)
+        f(&l, out)
     })
 }
 
@@ -841,7 +841,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
                 ev.select_vector(vs, g, true, &mut |l, v| {
                     rows.push(Row {
                         labels: drop_name(l),
-                        vals: v.to_vec(),
+                        vals: v,
                     });
                     Ok(())
                 })?;

@@ -86,7 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// as the strings `NaN`, `+Inf`, `-Inf`.
 pub fn num(v: f64) -> serde_json::Value {
     if !v.is_finite() {
-        json!(crate::collector::fmt_float(v))
+        json!(metricsd_model::go_float(v))
     } else if v.fract() == 0.0 && v.abs() < 9e15 {
         json!(v as i64)
     } else {

@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use metricsd_model::{Labels, Limits, METRIC_NAME, Matcher};
+use metricsd_model::{Labels, Limits, METRIC_NAME, Matcher, go_float};
 use metricsd_tsdb::{Db, Queryable, Storage};
 use parking_lot::Mutex;
 
@@ -565,25 +565,12 @@ fn with_name(base: &Labels, name: &str, extra: Option<(&str, String)>) -> Labels
     b.build()
 }
 
-/// Formats a float as Prometheus does in `le`/`quantile` labels and sample values.
-pub fn fmt_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Labels of a histogram's series: one `_bucket` per bound, `+Inf`, `_sum`, `_count`.
 fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
     let bucket = format!("{name}_bucket");
     let mut v: Vec<Labels> = bounds
         .iter()
-        .map(|b| with_name(base, &bucket, Some(("le", fmt_float(*b)))))
+        .map(|b| with_name(base, &bucket, Some(("le", go_float(*b)))))
         .collect();
     v.push(with_name(base, &bucket, Some(("le", "+Inf".into()))));
     v.push(with_name(base, &format!("{name}_sum"), None));
@@ -595,7 +582,7 @@ fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
 fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
     let mut v: Vec<Labels> = QUANTILES
         .iter()
-        .map(|q| with_name(base, name, Some(("quantile", fmt_float(*q)))))
+        .map(|q| with_name(base, name, Some(("quantile", go_float(*q)))))
         .collect();
     v.push(with_name(base, &format!("{name}_sum"), None));
     v.push(with_name(base, &format!("{name}_count"), None));

@@ -210,36 +210,52 @@ impl Default for Config {
     }
 }
 
-/// Settings given on the command line; `None` leaves the lower layers' value.
-#[derive(Debug, Clone, Default)]
+/// Settings given on the command line; `None` leaves the lower layers' value. It is also
+/// the `metricsd serve` flag set (flattened into the CLI with clap), so each flag is
+/// declared once.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// `--listen`
+    /// Address to listen on [default: 0.0.0.0:8012].
+    #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// `--data-dir`
+    /// Where the store keeps its data [default: ./data].
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// `--log-level`
+    /// Log level: trace, debug, info, warn, error [default: info].
+    #[arg(long)]
     pub log_level: Option<String>,
-    /// `--max-metric-series`
+    /// Most series per tenant (0 = no limit) [default: 10000].
+    #[arg(long)]
     pub max_metric_series: Option<usize>,
-    /// `--naming-policy`
+    /// Naming policy: off, warn, enforce [default: off].
+    #[arg(long)]
     pub naming_policy: Option<NamingPolicy>,
-    /// `--fsync`
+    /// WAL fsync: always, interval, never [default: interval].
+    #[arg(long)]
     pub fsync: Option<Fsync>,
-    /// `--query-lookback-delta`
+    /// How far back PromQL instant selectors look, e.g. 5m [default: 5m].
+    #[arg(long)]
     pub query_lookback_delta: Option<PromDuration>,
-    /// `--query-timeout-seconds`
+    /// Longest a PromQL query may run, in seconds [default: 120].
+    #[arg(long)]
     pub query_timeout_seconds: Option<u64>,
-    /// `--query-max-samples`
+    /// Most samples a PromQL query may hold in memory [default: 50000000].
+    #[arg(long)]
     pub query_max_samples: Option<u64>,
-    /// `--enable-admin-api` (only ever turns it on)
+    /// Serve /api/v1/admin/* (series deletion); the flag only ever turns it on.
+    #[arg(long)]
     pub enable_admin_api: bool,
-    /// `--max-concurrent-requests`
+    /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
+    #[arg(long)]
     pub max_concurrent_requests: Option<usize>,
-    /// `--request-timeout-seconds`
+    /// Seconds before a request is answered 503 [default: 60].
+    #[arg(long)]
     pub request_timeout_seconds: Option<u64>,
-    /// `--header-read-timeout-seconds`
+    /// Seconds a connection may take to send a request's headers [default: 30].
+    #[arg(long)]
     pub header_read_timeout_seconds: Option<u64>,
-    /// `--series-idle-timeout-seconds`
+    /// Seconds after which the collector forgets an untracked series [default: 3600].
+    #[arg(long)]
     pub series_idle_timeout_seconds: Option<u64>,
 }
 

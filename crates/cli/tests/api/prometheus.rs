@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, find_on_path};
+use crate::util::{Server, prometheus_or_skip};
 
 struct Prom(Child);
 
@@ -18,15 +18,7 @@ impl Drop for Prom {
 
 #[test]
 fn prometheus_scrapes_and_forwards_over_remote_write() {
-    let Some(bin) = find_on_path("prometheus") else {
-        // In CI the peer is installed by .ci/run: its absence is a failure, not a skip.
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but no prometheus binary: .ci/run must install it"
-        );
-        eprintln!("skipped: no prometheus binary");
-        return;
-    };
+    let Some(bin) = prometheus_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("metricsd"));
     let addr = s.base.trim_start_matches("http://").to_owned();
@@ -171,14 +163,7 @@ fn tenant_proxy(upstream: String, tenant: &'static str) -> String {
 /// the configuration keeps `headers` so a Prometheus that does send them is tested too.
 #[test]
 fn prometheus_remote_write_header_selects_the_tenant() {
-    let Some(bin) = find_on_path("prometheus") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but no prometheus binary: .ci/run must install it"
-        );
-        eprintln!("skipped: no prometheus binary");
-        return;
-    };
+    let Some(bin) = prometheus_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("metricsd"));
     let addr = s.base.trim_start_matches("http://").to_owned();

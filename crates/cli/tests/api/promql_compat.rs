@@ -8,21 +8,7 @@ use std::path::PathBuf;
 use metricsd_bench::compat::{self, Options, Setup, Side};
 use metricsd_bench::servers::{Kind, Spec};
 
-use crate::util::find_on_path;
-
-/// The Prometheus binary, or `None` (skip) outside CI.
-fn prometheus() -> Option<PathBuf> {
-    let bin = find_on_path("prometheus");
-    if bin.is_none() {
-        // In CI the reference is installed by .ci/run: its absence is a failure, not a skip.
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but no prometheus binary: .ci/run must install it"
-        );
-        eprintln!("skipped: no prometheus binary");
-    }
-    bin
-}
+use crate::util::prometheus_or_skip;
 
 /// Runs the whole query set with Prometheus as the reference; panics with the report's
 /// diffs if any query disagrees (and is not allowlisted).
@@ -61,7 +47,7 @@ fn conformance(name: &str, prometheus: PathBuf, target: Spec) {
 /// deterministic), not a metricsd bug.
 #[test]
 fn prometheus_agrees_with_itself() {
-    let Some(bin) = prometheus() else { return };
+    let Some(bin) = prometheus_or_skip() else { return };
     let target = Spec {
         kind: Kind::Prometheus,
         bin: bin.clone(),
@@ -75,7 +61,7 @@ fn prometheus_agrees_with_itself() {
 /// Run alone: `cargo test -p metricsd --test api promql_compat::metricsd_agrees_with_prometheus`
 #[test]
 fn metricsd_agrees_with_prometheus() {
-    let Some(bin) = prometheus() else { return };
+    let Some(bin) = prometheus_or_skip() else { return };
     let target = Spec {
         kind: Kind::Metricsd,
         bin: PathBuf::from(env!("CARGO_BIN_EXE_metricsd")),

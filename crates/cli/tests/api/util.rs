@@ -171,3 +171,18 @@ pub fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.is_file())
 }
+
+/// Debian's `prometheus`, the peer of the interoperability and conformance tests. Without
+/// it the test is skipped, except under `CI=true`, where `.ci/run` installs it and its
+/// absence is a failure.
+pub fn prometheus_or_skip() -> Option<std::path::PathBuf> {
+    let bin = find_on_path("prometheus");
+    if bin.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but no prometheus binary: .ci/run must install it"
+        );
+        eprintln!("skipped: no prometheus binary");
+    }
+    bin
+}

@@ -172,28 +172,12 @@ pub fn write_ts(out: &mut String, t: i64) {
     }
 }
 
-/// Writes a sample value as Go's `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest
-/// decimal that reads back as `v`, never an exponent; `NaN`, `+Inf`, `-Inf`.
-pub fn write_value(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        // Rust's `Display` for f64 is the shortest round-trip decimal without an exponent,
-        // which is exactly Go's 'f' with precision -1.
-        let _ = write!(out, "{v}");
-    }
-}
-
 /// Writes `[t, "v"]`.
 fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     write_ts(out, t);
     out.push_str(",\"");
-    write_value(out, v);
+    metricsd_model::write_go_float(out, v);
     out.push_str("\"]");
 }
 
@@ -285,7 +269,7 @@ mod tests {
 
     fn val(v: f64) -> String {
         let mut s = String::new();
-        write_value(&mut s, v);
+        metricsd_model::write_go_float(&mut s, v);
         s
     }
 
