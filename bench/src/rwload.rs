@@ -1,7 +1,8 @@
-//! Remote-write load: pre-encoded requests from a data set, and a sender that replays them.
+//! Ingest load: pre-encoded requests from a data set, and a sender that replays them.
 //!
 //! [`encode_requests`] turns a [`DataSet`] into remote_write 1.0 bodies (protobuf + snappy
-//! block format) *before* any load is sent, so the client's CPU during a run is only HTTP.
+//! block format), [`encode_json_requests`] into batches for metricsd's JSON API, *before* any
+//! load is sent, so the client's CPU during a run is only HTTP.
 //! Requests are step-major, like real scrapes: request `k` of step `s` holds the samples of
 //! step `s` of series `[k × n, (k + 1) × n)` (one sample per series).
 //!
@@ -159,6 +160,117 @@ pub fn encode_blocks(
         .collect()
 }
 
+/// The wire protocol of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Prometheus remote_write 1.0 (protobuf + snappy) to `/api/v1/write`.
+    RemoteWrite,
+    /// metricsd's JSON batch API (seed 000) to `/metrics/track/batch`.
+    Json,
+}
+
+impl Protocol {
+    /// The endpoint's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Protocol::RemoteWrite => "/api/v1/write",
+            Protocol::Json => "/metrics/track/batch",
+        }
+    }
+
+    /// The request headers a real sender of this protocol sets.
+    pub fn headers(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Protocol::RemoteWrite => &[
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ],
+            Protocol::Json => &[("Content-Type", "application/json")],
+        }
+    }
+
+    /// Pre-encodes `ds` as requests of this protocol with at most `per_request` series (one
+    /// sample each) per request, step-major (see [`encode_requests`]).
+    pub fn encode(self, ds: &DataSet, per_request: usize) -> Vec<EncodedRequest> {
+        match self {
+            Protocol::RemoteWrite => encode_requests(ds, per_request),
+            Protocol::Json => encode_json_requests(ds, per_request),
+        }
+    }
+}
+
+/// Encodes all samples of `ds` as JSON batches for `POST /metrics/track/batch`, step-major
+/// like [`encode_requests`], at most `items_per_request` items each. Each item is what a
+/// service instrumented through the JSON API sends: `name` (the series' `__name__`),
+/// `type`, `value`, `labels` (the others), `service` and an explicit millisecond
+/// `timestamp` (the step's). Counters are sent as increments (the JSON API's counter
+/// semantics): the first step sends the value, later steps the difference, and a reset
+/// (a smaller value) sends the new value, so the stored cumulative series only grows. Other
+/// series are gauges.
+#[allow(clippy::needless_range_loop)]
+pub fn encode_json_requests(ds: &DataSet, items_per_request: usize) -> Vec<EncodedRequest> {
+    assert!(items_per_request > 0, "items_per_request must be positive");
+    let n = ds.num_series();
+    let steps = ds.cfg.samples_per_series;
+    // By family: a counter that does not move is still a counter.
+    let is_counter = |i: usize| ds.families[ds.family_of(i)].mtype == datagen::MetricType::Counter;
+    // The constant part of each series' item, up to (and without) the value.
+    let heads: Vec<String> = ds
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let name = l.get(metricsd_model::METRIC_NAME).unwrap_or("unnamed");
+            let labels: serde_json::Map<String, Value> = l
+                .iter()
+                .filter(|l| &*l.name != metricsd_model::METRIC_NAME)
+                .map(|l| (l.name.to_string(), Value::from(&*l.value)))
+                .collect();
+            let kind = if is_counter(i) { "counter" } else { "gauge" };
+            format!(
+                "{{\"name\":{},\"type\":\"{kind}\",\"service\":\"node-exporter\",\"labels\":{},",
+                Value::from(name),
+                Value::Object(labels)
+            )
+        })
+        .collect();
+    let samples: Vec<Vec<metricsd_model::Sample>> = (0..n).map(|i| ds.samples(i)).collect();
+    let per_step = requests_per_step(n, items_per_request);
+    let mut out = Vec::with_capacity(per_step * steps);
+    for step in 0..steps {
+        for k in 0..per_step {
+            let first = k * items_per_request;
+            let last = (first + items_per_request).min(n);
+            let mut body = String::with_capacity((last - first) * 160);
+            body.push('[');
+            for i in first..last {
+                let s = samples[i][step];
+                let v = if is_counter(i) && step > 0 {
+                    let prev = samples[i][step - 1].v;
+                    if s.v >= prev { s.v - prev } else { s.v }
+                } else {
+                    s.v
+                };
+                if i > first {
+                    body.push(',');
+                }
+                body.push_str(&heads[i]);
+                // serde_json writes finite floats exactly (shortest round-trip form).
+                body.push_str(&format!("\"value\":{},\"timestamp\":{}}}", Value::from(v), s.t));
+            }
+            body.push(']');
+            out.push(EncodedRequest {
+                body: body.into_bytes(),
+                samples: last - first,
+                step,
+                first_series: first,
+            });
+        }
+    }
+    out
+}
+
 /// The data set options shared by `loadgen` and `ingest_compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
@@ -220,8 +332,10 @@ impl DataArgs {
 /// How to send.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// Full URL of the remote_write endpoint, e.g. `http://127.0.0.1:8428/api/v1/write`.
+    /// Full URL of the endpoint, e.g. `http://127.0.0.1:8428/api/v1/write`.
     pub url: String,
+    /// What the requests are (sets the headers).
+    pub protocol: Protocol,
     /// Concurrent workers (one keep-alive connection each).
     pub concurrency: usize,
     /// Stop handing out requests after this long (in-flight ones complete).
@@ -247,7 +361,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Sorted request latencies, µs.
     pub latencies_us: Vec<u64>,
-    /// Failures by status (`"400"`, `"transport"`, ...).
+    /// Failures by status (`"400"`, `"transport"`, `"items"`: a 2xx JSON batch with failed
+    /// items), counted per request.
     pub errors: BTreeMap<String, u64>,
     /// The first error's body or message, abbreviated.
     pub first_error: Option<String>,
@@ -305,6 +420,8 @@ struct Outcome {
     latency_us: u64,
     status: Result<u16, String>,
     body: Option<String>,
+    /// Items a 2xx JSON batch answer reports as failed (stored partially).
+    failed_items: u64,
 }
 
 fn abbreviate(s: &str) -> String {
@@ -358,22 +475,30 @@ pub fn run_load(reqs: &[EncodedRequest], cfg: &LoadConfig) -> LoadReport {
                         }
                         let r = &reqs[i];
                         let t0 = Instant::now();
-                        let res = agent
-                            .post(&cfg.url)
-                            .header("Content-Encoding", "snappy")
-                            .header("Content-Type", "application/x-protobuf")
-                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                            .header("User-Agent", "metricsd-loadgen/0.1")
-                            .send(&r.body[..]);
-                        let (status, body) = match res {
+                        let mut req = agent.post(&cfg.url).header("User-Agent", "metricsd-loadgen/0.1");
+                        for (k, v) in cfg.protocol.headers() {
+                            req = req.header(*k, *v);
+                        }
+                        let res = req.send(&r.body[..]);
+                        let (status, body, failed_items) = match res {
                             Ok(mut resp) => {
                                 let code = resp.status().as_u16();
                                 // Read the body to the end so the connection is reused.
                                 let text = resp.body_mut().read_to_string().unwrap_or_default();
-                                let body = (!(200..300).contains(&code)).then(|| abbreviate(&text));
-                                (Ok(code), body)
+                                let ok = (200..300).contains(&code);
+                                // A JSON batch answers 200 when only some items failed.
+                                let failed = if ok && cfg.protocol == Protocol::Json {
+                                    serde_json::from_str::<Value>(&text)
+                                        .ok()
+                                        .and_then(|v| v["failed"].as_u64())
+                                        .unwrap_or(0)
+                                } else {
+                                    0
+                                };
+                                let body = (!ok || failed > 0).then(|| abbreviate(&text));
+                                (Ok(code), body, failed)
                             }
-                            Err(e) => (Err(e.to_string()), None),
+                            Err(e) => (Err(e.to_string()), None, 0),
                         };
                         let latency_us = t0.elapsed().as_micros() as u64;
                         // Mark answered even on failure: a failed request is not retried, and
@@ -388,6 +513,7 @@ pub fn run_load(reqs: &[EncodedRequest], cfg: &LoadConfig) -> LoadReport {
                             latency_us,
                             status,
                             body,
+                            failed_items,
                         });
                     }
                     mine
@@ -415,6 +541,13 @@ pub fn run_load(reqs: &[EncodedRequest], cfg: &LoadConfig) -> LoadReport {
         rep.bytes_sent += r.body.len() as u64;
         rep.latencies_us.push(o.latency_us);
         match &o.status {
+            Ok(code) if (200..300).contains(code) && o.failed_items > 0 => {
+                rep.samples_ok += (r.samples as u64).saturating_sub(o.failed_items);
+                *rep.errors.entry("items".into()).or_default() += 1;
+                if rep.first_error.is_none() {
+                    rep.first_error = Some(format!("{code}: {}", o.body.as_deref().unwrap_or("")));
+                }
+            }
             Ok(code) if (200..300).contains(code) => {
                 rep.requests_ok += 1;
                 rep.samples_ok += r.samples as u64;
@@ -481,6 +614,49 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&c| c == 3), "every series once per step");
+    }
+
+    #[test]
+    fn json_batches_parse_back_to_the_data_set() {
+        let cfg = GenConfig {
+            hosts: 2,
+            samples_per_series: 4,
+            ..Default::default()
+        };
+        let ds = generate(&cfg);
+        let reqs = encode_json_requests(&ds, 100);
+        let per_step = requests_per_step(ds.num_series(), 100);
+        assert_eq!(reqs.len(), per_step * 4);
+        // Counters are re-accumulated from their increments, as the server does.
+        // Until a series resets, the sum of its increments is its value.
+        let mut total = vec![0.0f64; ds.num_series()];
+        let mut reset = vec![false; ds.num_series()];
+        for (i, r) in reqs.iter().enumerate() {
+            assert_eq!((r.step, r.first_series), (i / per_step, (i % per_step) * 100));
+            let items = metricsd_ingest::parse_batch(&r.body, 1000).unwrap();
+            assert_eq!(items.len(), r.samples);
+            for (k, item) in items.into_iter().enumerate() {
+                let item = item.unwrap();
+                let idx = r.first_series + k;
+                let want = ds.samples(idx)[r.step];
+                let labels = &ds.series[idx];
+                assert_eq!(Some(&*item.name), labels.get(metricsd_model::METRIC_NAME));
+                assert_eq!(item.labels.len(), labels.len() - 1);
+                assert_eq!(item.timestamp_ms, Some(want.t));
+                let counter = ds.families[ds.family_of(idx)].mtype == crate::datagen::MetricType::Counter;
+                assert_eq!(item.kind.as_str(), if counter { "counter" } else { "gauge" });
+                if counter {
+                    assert!(item.value >= 0.0, "increments are never negative");
+                    total[idx] += item.value;
+                    reset[idx] |= r.step > 0 && want.v < ds.samples(idx)[r.step - 1].v;
+                    if !reset[idx] {
+                        assert!((total[idx] - want.v).abs() <= 1e-9 * want.v.abs().max(1.0));
+                    }
+                } else {
+                    assert_eq!(item.value.to_bits(), want.v.to_bits());
+                }
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use metricsd_bench::datagen;
-use metricsd_bench::rwload::{self, DataArgs, EncodedRequest, LoadConfig, LoadReport};
+use metricsd_bench::rwload::{self, DataArgs, EncodedRequest, LoadConfig, LoadReport, Protocol};
 use metricsd_bench::servers::{
     Kind, Server, Spec, clk_tck, cpu_ticks, free_port, loadavg, metricsd_usable, status_kb,
 };
@@ -40,9 +40,13 @@ struct Args {
     /// Scrape interval, ms.
     #[arg(long, default_value_t = 15_000)]
     interval_ms: i64,
-    /// Series (one sample each) per request.
+    /// Series (one sample each) per request (the JSON API's batches: items per request).
     #[arg(long, default_value_t = 2000)]
     samples_per_request: usize,
+    /// The protocol: remote_write (every target), or metricsd's JSON batch API (`json`: the
+    /// other targets have no such API and are skipped).
+    #[arg(long, value_enum, default_value = "remote-write")]
+    protocol: Protocol,
     /// Smooth values instead of noisy ones.
     #[arg(long)]
     smooth: bool,
@@ -207,7 +211,8 @@ fn run_one(
     let tck = clk_tck();
     let cpu0 = cpu_ticks(pid)?;
     let lc = LoadConfig {
-        url: srv.url("/api/v1/write"),
+        url: srv.url(a.protocol.path()),
+        protocol: a.protocol,
         concurrency: a.concurrency,
         duration: Some(Duration::from_secs_f64(a.duration)),
         requests_per_step: per_step,
@@ -343,22 +348,26 @@ fn main() -> Result<()> {
         let cfg = da.gen_config();
         let t0 = Instant::now();
         let ds = datagen::generate(&cfg);
-        let reqs = rwload::encode_requests(&ds, a.samples_per_request);
+        let reqs = a.protocol.encode(&ds, a.samples_per_request);
         let bytes: usize = reqs.iter().map(|r| r.body.len()).sum();
         let per_step = rwload::requests_per_step(ds.num_series(), a.samples_per_request);
         let last_ts = cfg.start_ms + (cfg.samples_per_series as i64 - 1) * cfg.interval_ms;
         println!(
-            "== {} series ({} hosts) × {} steps = {} samples; {} requests of ≤{} samples, {:.1} MB snappy; encoded in {:.1} s",
+            "== {} series ({} hosts) × {} steps = {} samples; {} {:?} requests of ≤{} samples, {:.1} MB; encoded in {:.1} s",
             ds.num_series(),
             ds.num_hosts(),
             cfg.samples_per_series,
             ds.num_samples(),
             reqs.len(),
+            a.protocol,
             a.samples_per_request,
             bytes as f64 / 1e6,
             t0.elapsed().as_secs_f64()
         );
         for &kind in &a.targets {
+            if a.protocol == Protocol::Json && kind != Kind::Metricsd {
+                continue;
+            }
             if kind == Kind::Metricsd
                 && let Err(why) = metricsd_usable(&a.metricsd_bin)
             {
@@ -402,6 +411,7 @@ fn main() -> Result<()> {
                 "steps": a.steps,
                 "interval_ms": a.interval_ms,
                 "samples_per_request": a.samples_per_request,
+                "protocol": format!("{:?}", a.protocol),
                 "concurrency": a.concurrency,
                 "profile": if a.smooth { "smooth" } else { "noisy" },
                 "seed": a.seed,

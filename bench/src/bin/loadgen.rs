@@ -1,11 +1,15 @@
-//! loadgen: Prometheus remote_write load from a node_exporter-like data set.
+//! loadgen: ingest load from a node_exporter-like data set, over Prometheus remote_write or
+//! metricsd's JSON batch API (`--protocol json`).
 //!
 //! Pre-encodes every request first (step-major: each request carries one timestamp's samples
 //! of `--samples-per-request` series), then sends them to `--url` with `--concurrency`
 //! keep-alive HTTP/1.1 workers until all are sent or `--duration` has passed. Prints samples/s,
-//! latency percentiles and errors by status; `--json` writes the same as JSON.
+//! latency percentiles and errors by status, and with `--pid` the server's CPU per sample
+//! and RSS; `--json` writes the same as JSON.
 //!
-//! Example: `loadgen --url http://127.0.0.1:8428/api/v1/write --series 100000 --steps 20`
+//! Examples:
+//! `loadgen --url http://127.0.0.1:8428/api/v1/write --series 100000 --steps 20`
+//! `loadgen --protocol json --samples-per-request 100 --url http://127.0.0.1:8012/metrics/track/batch --pid $(pgrep -n metricsd)`
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,15 +17,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use clap::Parser;
 use metricsd_bench::datagen;
-use metricsd_bench::rwload::{self, DataArgs, LoadConfig};
+use metricsd_bench::rwload::{self, DataArgs, LoadConfig, Protocol};
+use metricsd_bench::servers::{clk_tck, cpu_ticks, status_kb};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
 #[command(about = "Send pre-encoded Prometheus remote_write requests to a server")]
 struct Args {
-    /// remote_write endpoint (loopback), e.g. http://127.0.0.1:8428/api/v1/write
+    /// The endpoint (loopback), e.g. http://127.0.0.1:8428/api/v1/write
     #[arg(long)]
     url: String,
+    /// What to send.
+    #[arg(long, value_enum, default_value = "remote-write")]
+    protocol: Protocol,
+    /// The server's pid: report its CPU time per sample and its RSS (from /proc).
+    #[arg(long)]
+    pid: Option<u32>,
     /// Concurrent workers, one keep-alive connection each.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -51,11 +62,12 @@ fn main() -> Result<()> {
     let cfg = a.data.gen_config();
     let t0 = Instant::now();
     let ds = datagen::generate(&cfg);
-    let reqs = rwload::encode_requests(&ds, a.data.samples_per_request);
+    let reqs = a.protocol.encode(&ds, a.data.samples_per_request);
     let bytes: usize = reqs.iter().map(|r| r.body.len()).sum();
     println!(
-        "pre-encoded {} requests ({} series × {} steps = {} samples, {:.1} MB snappy, {:.0} B/sample) in {:.1} s",
+        "pre-encoded {} {:?} requests ({} series × {} steps = {} samples, {:.1} MB, {:.0} B/sample) in {:.1} s",
         reqs.len(),
+        a.protocol,
         ds.num_series(),
         cfg.samples_per_series,
         ds.num_samples(),
@@ -65,12 +77,28 @@ fn main() -> Result<()> {
     );
     let lc = LoadConfig {
         url: a.url.clone(),
+        protocol: a.protocol,
         concurrency: a.concurrency,
         duration: Some(Duration::from_secs_f64(a.duration)),
         requests_per_step: rwload::requests_per_step(ds.num_series(), a.data.samples_per_request),
         timeout: Duration::from_secs_f64(a.timeout),
     };
+    let cpu0 = a.pid.map(cpu_ticks).transpose()?;
     let rep = rwload::run_load(&reqs, &lc);
+    let server = match (a.pid, cpu0) {
+        (Some(pid), Some(c0)) => {
+            let cpu_s = (cpu_ticks(pid)? - c0) as f64 / clk_tck();
+            let rss_mb = status_kb(pid, "VmRSS")? as f64 / 1024.0;
+            println!(
+                "server: {cpu_s:.2} s CPU, {:.3} µs CPU/sample, RSS {rss_mb:.0} MB",
+                cpu_s * 1e6 / rep.samples_ok.max(1) as f64
+            );
+            Some(
+                json!({"cpu_s": cpu_s, "cpu_us_per_sample": cpu_s * 1e6 / rep.samples_ok.max(1) as f64, "rss_mb": rss_mb}),
+            )
+        }
+        _ => None,
+    };
     println!(
         "sent {}/{} requests in {:.2} s{}: {} samples accepted, {:.0} samples/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         rep.requests,
@@ -109,7 +137,9 @@ fn main() -> Result<()> {
             "concurrency": a.concurrency,
             "requests_total": reqs.len(),
             "bytes_total": bytes,
+            "protocol": format!("{:?}", a.protocol),
             "report": rep.to_json(),
+            "server": server,
         });
         std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")?;
     }

@@ -340,6 +340,7 @@ fn main() -> Result<()> {
             &reqs,
             &LoadConfig {
                 url: server.url("/api/v1/write"),
+                protocol: rwload::Protocol::RemoteWrite,
                 concurrency: a.concurrency,
                 duration: None,
                 requests_per_step: per_step,

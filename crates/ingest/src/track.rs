@@ -1003,5 +1003,27 @@ mod tests {
                 proptest::prop_assert!(t.timestamp_ms.is_none_or(|ms| (0..END_MS).contains(&ms)));
             }
         }
+
+        /// A value is stored exactly as sent: the shortest decimal that round-trips (what
+        /// every JSON encoder writes) parses back to the same bits, in both paths.
+        #[test]
+        fn values_round_trip_exactly(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let body = format!(r#"{{"name":"a","value":{},"type":"gauge"}}"#, serde_json::Value::from(v));
+            let one = parse_track(body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(one.value.to_bits(), bits);
+            let arr = format!("[{body}]");
+            let batch = parse_batch(arr.as_bytes(), 4).unwrap();
+            proptest::prop_assert_eq!(batch[0].as_ref().unwrap().value.to_bits(), bits);
+        }
+    }
+
+    #[test]
+    fn values_parse_to_the_nearest_double() {
+        // serde_json's default float parser is off by one ulp here; float_roundtrip is not.
+        let v = f64::from_bits(4744917151700231029);
+        let body = format!(r#"{{"name":"a","value":{v},"type":"gauge"}}"#);
+        assert_eq!(parse_track(body.as_bytes()).unwrap().value.to_bits(), v.to_bits());
     }
 }
