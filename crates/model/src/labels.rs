@@ -114,14 +114,10 @@ impl Labels {
     /// A stable 64-bit hash of the label set (xxh3 over names and values with separators).
     /// Stable across processes and versions: it may be persisted.
     pub fn stable_hash(&self) -> u64 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest()
+        with_pair_bytes(
+            self.0.iter().map(|l| (&*l.name, &*l.value)),
+            xxhash_rust::xxh3::xxh3_64,
+        )
     }
 
     /// A builder starting from these labels.
@@ -220,6 +216,34 @@ impl LabelsBuilder {
     }
 }
 
+/// Calls `f` with the label pairs' bytes, each name and value followed by `0xff` (a byte
+/// UTF-8 never contains, so `("a", "bc")` and `("ab", "c")` differ). Built on the stack for
+/// label sets up to 512 bytes: hashing it in one shot costs a fraction of streaming the
+/// pieces into a hasher, and gives the same value.
+pub fn with_pair_bytes<'a, R>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let len: usize = pairs.clone().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut n = 0;
+    for (name, value) in pairs {
+        for part in [name.as_bytes(), value.as_bytes()] {
+            buf[n..n + part.len()].copy_from_slice(part);
+            buf[n + part.len()] = 0xff;
+            n += part.len() + 1;
+        }
+    }
+    f(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +263,25 @@ mod tests {
         assert_eq!(l.to_string(), r#"m{p="C:\\x\n\"q\""}"#);
         assert_eq!(Labels::empty().to_string(), "{}");
         assert_eq!(Labels::from_pairs([("a", "b")]).to_string(), r#"{a="b"}"#);
+    }
+
+    #[test]
+    fn stable_hash_is_the_streamed_xxh3_of_the_pairs() {
+        // The value must not change between versions (it is the head's series key).
+        for labels in [
+            Labels::empty(),
+            Labels::from_pairs([("__name__", "up"), ("job", "node")]),
+            Labels::from_pairs([("__name__", "x".repeat(300)), ("long", "y".repeat(400))]),
+        ] {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for l in labels.iter() {
+                h.update(l.name.as_bytes());
+                h.update(&[0xff]);
+                h.update(l.value.as_bytes());
+                h.update(&[0xff]);
+            }
+            assert_eq!(labels.stable_hash(), h.digest(), "{labels}");
+        }
     }
 
     #[test]

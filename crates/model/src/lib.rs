@@ -35,7 +35,7 @@ mod sample;
 mod validate;
 
 pub use error::{Error, ErrorKind, Result};
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME, with_pair_bytes};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{STALE_NAN, Sample, go_float, is_stale_nan, write_go_float};
 pub use validate::{Limits, is_valid_label_name, is_valid_metric_name, validate_labels};

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use metricsd_model::{Labels, Limits, METRIC_NAME, Matcher, go_float};
-use metricsd_tsdb::{Db, Queryable, Storage};
+use metricsd_tsdb::{Db, Queryable, SeriesRef, Storage};
 use parking_lot::Mutex;
 
 use crate::config::NamingPolicy;
@@ -69,20 +69,26 @@ enum State {
         sum: f64,
         count: f64,
         last_t: i64,
-        /// Labels of `_bucket` per bound, `_bucket{le="+Inf"}`, `_sum`, `_count`: built once.
-        series: Arc<[Labels]>,
     },
     Summary {
         window: VecDeque<(i64, f64)>,
         sum: f64,
         count: f64,
         last_t: i64,
-        /// Labels of each quantile, `_sum`, `_count`: built once.
-        series: Arc<[Labels]>,
     },
 }
 
 impl State {
+    /// The metric type it is the state of.
+    fn kind(&self) -> &'static str {
+        match self {
+            State::Counter { .. } => MetricKind::Counter.as_str(),
+            State::Gauge { .. } => MetricKind::Gauge.as_str(),
+            State::Histogram { .. } => MetricKind::Histogram.as_str(),
+            State::Summary { .. } => MetricKind::Summary.as_str(),
+        }
+    }
+
     fn last_t(&self) -> i64 {
         match self {
             State::Counter { last_t, .. }
@@ -93,12 +99,29 @@ impl State {
     }
 }
 
-/// A series the collector knows: its labels and state.
+/// A series the collector knows: its labels, the store series it writes, and its state.
 struct Slot {
-    labels: Labels,
+    /// The store series the item writes, in the order [`observe`] emits them: the series
+    /// itself for a counter or gauge; `_bucket` per bound, `_bucket{le="+Inf"}`, `_sum`,
+    /// `_count` for a histogram; each quantile, `_sum`, `_count` for a summary. Refs, so a
+    /// commit finds them without hashing and comparing labels.
+    refs: Box<[SeriesRef]>,
+    /// The item's labels, for a histogram or summary (a counter's or gauge's are its one
+    /// series' labels, not stored twice).
+    base: Option<Labels>,
     state: State,
     /// Wall-clock ms of the last item that used the slot (for [`Collector::evict_idle`]).
     touched_ms: i64,
+}
+
+impl Slot {
+    /// The item's labels: the collector's key of the slot.
+    fn labels(&self) -> &Labels {
+        match &self.base {
+            Some(b) => b,
+            None => self.refs[0].labels(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -295,9 +318,11 @@ impl Collector {
             // The series is found by a hash of the item's borrowed fields: no label set is
             // built for a series the collector already knows.
             let (h, pairs) = series_key(&item);
-            let mut fresh: Option<Labels> = None;
+            // A series new to the collector: its labels and its state in the store, if any.
+            // It becomes a slot only once the item passed every check.
+            let mut new: Option<(Labels, Option<State>)> = None;
             match st.series.get(&h) {
-                Some(slot) if !same_labels(&slot.labels, &pairs) => {
+                Some(slot) if !same_labels(slot.labels(), &pairs) => {
                     results[pos] = Err(ApiError::new(
                         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                         "internal",
@@ -309,17 +334,7 @@ impl Collector {
                 None => {
                     let labels = Labels::from_pairs(pairs.iter().copied());
                     match restore(db, &labels, item.kind) {
-                        Ok(Some(state)) => {
-                            st.series.insert(
-                                h,
-                                Slot {
-                                    labels,
-                                    state,
-                                    touched_ms: now,
-                                },
-                            );
-                        }
-                        Ok(None) => fresh = Some(labels),
+                        Ok(state) => new = Some((labels, state)),
                         Err(e) => {
                             results[pos] = Err(ApiError::from_store(&e));
                             continue;
@@ -327,13 +342,16 @@ impl Collector {
                     }
                 }
             }
-            let mut slot = st.series.get_mut(&h);
-            let Some(key) = slot.as_ref().map(|s| &s.labels).or(fresh.as_ref()) else {
-                continue;
+            let slot = st.series.get_mut(&h);
+            let (key, cur) = match (&slot, &new) {
+                (Some(slot), _) => (slot.labels(), Some(&slot.state)),
+                (None, Some((labels, state))) => (labels, state.as_ref()),
+                (None, None) => continue,
             };
             let known = staged_meta.get(&*item.name).or_else(|| st.meta.get(&*item.name));
-            let checked = self.check(&item, key, slot.as_ref().map(|s| &s.state), known, now).and_then(|t| {
-                if fresh.is_some() && self.opts.max_series > 0 {
+            let fresh = new.as_ref().is_some_and(|(_, state)| state.is_none());
+            let checked = self.check(&item, key, cur, known, now).and_then(|t| {
+                if fresh && self.opts.max_series > 0 {
                     // Checked before appending so a histogram is stored whole or not at all;
                     // the store's own check stays the backstop under concurrency.
                     let n = derived_count(&item);
@@ -360,6 +378,17 @@ impl Collector {
                     continue;
                 }
             };
+            let slot = match (slot, new) {
+                (Some(slot), _) => slot,
+                (None, Some((labels, state))) => match new_slot(db, &item, labels, state, now) {
+                    Ok(slot) => st.series.entry(h).insert_entry(slot).into_mut(),
+                    Err(e) => {
+                        results[pos] = Err(e);
+                        continue;
+                    }
+                },
+                (None, None) => continue,
+            };
             if known.is_none()
                 || (item.help.is_some() && known.and_then(|m| m.help.as_deref()) != item.help.as_deref())
             {
@@ -372,27 +401,11 @@ impl Collector {
                 new_meta.push(m);
             }
             let start = app.len();
-            let emit = |l, v| app.append(l, t, v);
-            match (slot.take(), fresh) {
-                (Some(slot), _) => {
-                    // Updated in place; a rejected commit drops the slot (see below).
-                    let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
-                    slot.touched_ms = now;
-                    slot.state = observe(Some(cur), &item, &slot.labels, t, &self.opts, emit);
-                }
-                (None, Some(labels)) => {
-                    let state = observe(None, &item, &labels, t, &self.opts, emit);
-                    st.series.insert(
-                        h,
-                        Slot {
-                            labels,
-                            state,
-                            touched_ms: now,
-                        },
-                    );
-                }
-                (None, None) => continue,
-            }
+            // Updated in place; a rejected commit drops the slot (see below).
+            let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
+            slot.touched_ms = now;
+            let refs = &slot.refs;
+            slot.state = observe(cur, &item, t, &self.opts, |i, v| app.append_ref(&refs[i], t, v));
             ranges.push((start, app.len(), pos, h));
         }
         let report = match app.commit() {
@@ -442,18 +455,16 @@ impl Collector {
         known: Option<&Meta>,
         now: i64,
     ) -> Result<i64, ApiError> {
-        // A name keeps the type it was first tracked with.
-        if let Some(m) = known
-            && m.kind != item.kind.as_str()
-        {
+        // A name keeps the type it was first tracked with (and a series the type of its
+        // state, should the metadata ever disagree).
+        let was = [known.map(|m| m.kind.as_str()), cur.map(State::kind)]
+            .into_iter()
+            .flatten()
+            .find(|k| *k != item.kind.as_str());
+        if let Some(was) = was {
             return Err(ApiError::field(
                 "type",
-                format!(
-                    "metric {:?} is a {}, not a {}",
-                    item.name,
-                    m.kind,
-                    item.kind.as_str()
-                ),
+                format!("metric {:?} is a {was}, not a {}", item.name, item.kind.as_str()),
             ));
         }
         check_naming(self.opts.naming, item, &self.metrics)?;
@@ -525,14 +536,8 @@ fn series_key<'i>(item: &'i TrackItem<'_>) -> (u128, smallvec::SmallVec<[(&'i st
         }
     }
     out.retain(|p| !p.1.is_empty());
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for (k, v) in &out {
-        h.update(k.as_bytes());
-        h.update(&[0xff]);
-        h.update(v.as_bytes());
-        h.update(&[0xff]);
-    }
-    (h.digest128(), out)
+    let h = metricsd_model::with_pair_bytes(out.iter().copied(), xxhash_rust::xxh3::xxh3_128);
+    (h, out)
 }
 
 fn same_labels(l: &Labels, pairs: &[(&str, &str)]) -> bool {
@@ -566,7 +571,7 @@ fn with_name(base: &Labels, name: &str, extra: Option<(&str, String)>) -> Labels
 }
 
 /// Labels of a histogram's series: one `_bucket` per bound, `+Inf`, `_sum`, `_count`.
-fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
+fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Vec<Labels> {
     let bucket = format!("{name}_bucket");
     let mut v: Vec<Labels> = bounds
         .iter()
@@ -575,18 +580,18 @@ fn hist_series(base: &Labels, name: &str, bounds: &[f64]) -> Arc<[Labels]> {
     v.push(with_name(base, &bucket, Some(("le", "+Inf".into()))));
     v.push(with_name(base, &format!("{name}_sum"), None));
     v.push(with_name(base, &format!("{name}_count"), None));
-    v.into()
+    v
 }
 
 /// Labels of a summary's series: one per quantile, `_sum`, `_count`.
-fn summary_series(base: &Labels, name: &str) -> Arc<[Labels]> {
+fn summary_series(base: &Labels, name: &str) -> Vec<Labels> {
     let mut v: Vec<Labels> = QUANTILES
         .iter()
         .map(|q| with_name(base, name, Some(("quantile", go_float(*q)))))
         .collect();
     v.push(with_name(base, &format!("{name}_sum"), None));
     v.push(with_name(base, &format!("{name}_count"), None));
-    v.into()
+    v
 }
 
 /// How many series an item writes (for the series limit).
@@ -598,55 +603,100 @@ fn derived_count(item: &TrackItem<'_>) -> usize {
     }
 }
 
-/// Applies one observation to a series' state, emitting the samples to write (labels,
-/// value; all at the item's timestamp) through `emit`. Cannot fail: every check is done
-/// before, so an item is applied whole or not at all.
-fn observe(
-    cur: Option<State>,
+/// The state of a series nothing is known of yet.
+fn initial_state(item: &TrackItem<'_>) -> State {
+    match item.kind {
+        MetricKind::Counter => State::Counter {
+            value: 0.0,
+            last_t: i64::MIN,
+        },
+        MetricKind::Gauge => State::Gauge { last_t: i64::MIN },
+        MetricKind::Histogram => {
+            let bounds: Arc<[f64]> = item
+                .buckets
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())
+                .into();
+            State::Histogram {
+                counts: vec![0.0; bounds.len()],
+                bounds,
+                sum: 0.0,
+                count: 0.0,
+                last_t: i64::MIN,
+            }
+        }
+        MetricKind::Summary => State::Summary {
+            window: VecDeque::new(),
+            sum: 0.0,
+            count: 0.0,
+            last_t: i64::MIN,
+        },
+    }
+}
+
+/// A slot for a series new to the collector (`state` restored from the store, or none):
+/// finds or creates the store series it writes. Called only for an item that passed every
+/// check, so no series is created for a rejected item.
+fn new_slot(
+    db: &Db,
     item: &TrackItem<'_>,
-    base: &Labels,
+    labels: Labels,
+    state: Option<State>,
+    now: i64,
+) -> Result<Slot, ApiError> {
+    let state = state.unwrap_or_else(|| initial_state(item));
+    let (series, base) = match &state {
+        State::Counter { .. } | State::Gauge { .. } => (vec![labels], None),
+        State::Histogram { bounds, .. } => (hist_series(&labels, &item.name, bounds), Some(labels)),
+        State::Summary { .. } => (summary_series(&labels, &item.name), Some(labels)),
+    };
+    let refs = series
+        .iter()
+        .map(|l| db.series_ref(l))
+        .collect::<metricsd_tsdb::Result<Box<[SeriesRef]>>>()
+        .map_err(|e| {
+            let mut err = ApiError::from_store(&e);
+            err.field = Some("labels".into());
+            err
+        })?;
+    Ok(Slot {
+        refs,
+        base,
+        state,
+        touched_ms: now,
+    })
+}
+
+/// Applies one observation to a series' state, emitting the samples to write through
+/// `emit(i, value)`, `i` indexing [`Slot::refs`] (all at the item's timestamp). Cannot
+/// fail: every check is done before, so an item is applied whole or not at all.
+fn observe(
+    cur: State,
+    item: &TrackItem<'_>,
     t: i64,
     o: &CollectorOptions,
-    mut emit: impl FnMut(Labels, f64),
+    mut emit: impl FnMut(usize, f64),
 ) -> State {
     let v = item.value;
-    match item.kind {
-        MetricKind::Counter => {
-            let prev = match cur {
-                Some(State::Counter { value, .. }) => value,
-                _ => 0.0,
-            };
-            emit(base.clone(), prev + v);
+    match cur {
+        State::Counter { value, .. } => {
+            emit(0, value + v);
             State::Counter {
-                value: prev + v,
+                value: value + v,
                 last_t: t,
             }
         }
-        MetricKind::Gauge => {
-            emit(base.clone(), v);
+        State::Gauge { .. } => {
+            emit(0, v);
             State::Gauge { last_t: t }
         }
-        MetricKind::Histogram => {
-            let (bounds, mut counts, mut sum, mut count, series) = match cur {
-                Some(State::Histogram {
-                    bounds,
-                    counts,
-                    sum,
-                    count,
-                    series,
-                    ..
-                }) => (bounds, counts, sum, count, series),
-                _ => {
-                    let b: Arc<[f64]> = item
-                        .buckets
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec())
-                        .into();
-                    let series = hist_series(base, &item.name, &b);
-                    let n = b.len();
-                    (b, vec![0.0; n], 0.0, 0.0, series)
-                }
-            };
+        State::Histogram {
+            bounds,
+            mut counts,
+            mut sum,
+            mut count,
+            ..
+        } => {
             for (i, b) in bounds.iter().enumerate() {
                 if v <= *b {
                     counts[i] += 1.0;
@@ -656,31 +706,25 @@ fn observe(
             count += 1.0;
             let n = bounds.len();
             for (i, c) in counts.iter().enumerate() {
-                emit(series[i].clone(), *c);
+                emit(i, *c);
             }
-            emit(series[n].clone(), count);
-            emit(series[n + 1].clone(), sum);
-            emit(series[n + 2].clone(), count);
+            emit(n, count);
+            emit(n + 1, sum);
+            emit(n + 2, count);
             State::Histogram {
                 bounds,
                 counts,
                 sum,
                 count,
                 last_t: t,
-                series,
             }
         }
-        MetricKind::Summary => {
-            let (mut window, mut sum, mut count, series) = match cur {
-                Some(State::Summary {
-                    window,
-                    sum,
-                    count,
-                    series,
-                    ..
-                }) => (window, sum, count, series),
-                _ => (VecDeque::new(), 0.0, 0.0, summary_series(base, &item.name)),
-            };
+        State::Summary {
+            mut window,
+            mut sum,
+            mut count,
+            ..
+        } => {
             window.push_back((t, v));
             while window.len() > o.summary_max
                 || window
@@ -695,16 +739,15 @@ fn observe(
             sorted.sort_by(f64::total_cmp);
             let n = QUANTILES.len();
             for (i, q) in QUANTILES.iter().enumerate() {
-                emit(series[i].clone(), quantile(&sorted, *q));
+                emit(i, quantile(&sorted, *q));
             }
-            emit(series[n].clone(), sum);
-            emit(series[n + 1].clone(), count);
+            emit(n, sum);
+            emit(n + 1, count);
             State::Summary {
                 window,
                 sum,
                 count,
                 last_t: t,
-                series,
             }
         }
     }
@@ -796,14 +839,12 @@ fn restore(db: &Db, base: &Labels, kind: MetricKind) -> metricsd_tsdb::Result<Op
             }
             let bounds: Arc<[f64]> = bs.iter().map(|b| b.0).collect::<Vec<_>>().into();
             let counts = bs.iter().map(|b| b.1).collect();
-            let series = hist_series(base, &name, &bounds);
             Some(State::Histogram {
                 bounds,
                 counts,
                 sum,
                 count,
                 last_t: t,
-                series,
             })
         }
         MetricKind::Summary => {
@@ -813,13 +854,11 @@ fn restore(db: &Db, base: &Labels, kind: MetricKind) -> metricsd_tsdb::Result<Op
                 return Ok(None);
             };
             // The window's observations are not stored; quantiles restart from the next one.
-            let series = summary_series(base, &name);
             Some(State::Summary {
                 window: VecDeque::new(),
                 sum,
                 count,
                 last_t: t,
-                series,
             })
         }
     })
@@ -966,7 +1005,6 @@ mod tests {
             meta_dir: PathBuf::new(),
             idle_timeout_ms: 3_600_000,
         };
-        let base = Labels::from_pairs([(METRIC_NAME, "s")]);
         let mut state = None;
         let mut last = Vec::new();
         for (t, v) in [
@@ -988,7 +1026,8 @@ mod tests {
                 buckets: None,
             };
             last.clear();
-            state = Some(observe(state, &item, &base, t, &o, |_, v| last.push(v)));
+            let cur = state.take().unwrap_or_else(|| initial_state(&item));
+            state = Some(observe(cur, &item, t, &o, |_, v| last.push(v)));
             if t == 3_000 {
                 // At most 3 observations: 100 fell out.
                 assert_eq!(&last[..3], &[2.0, 3.0, 3.0]);
@@ -996,6 +1035,67 @@ mod tests {
         }
         // Only the observation at 20 s is inside the 10 s window; sum and count keep everything.
         assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
+    }
+
+    /// The collector keeps refs to the store's series; when compaction moves a series out
+    /// of the head (and gc removes it) while the collector still holds its slot, the next
+    /// item still lands in that series and the histogram keeps counting.
+    #[test]
+    fn slots_outlive_their_head_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = metricsd_tsdb::DbOptions {
+            block_range_ms: 1000,
+            retention_ms: 0,
+            ..metricsd_tsdb::DbOptions::default()
+        };
+        let (storage, _) = metricsd_tsdb::Storage::open(&dir.path().join("data"), opts).unwrap();
+        let c = Collector::new(
+            Arc::new(storage),
+            CollectorOptions {
+                limits: Limits::default(),
+                max_series: 0,
+                naming: NamingPolicy::Off,
+                summary_window_ms: 600_000,
+                summary_max: 1000,
+                meta_dir: dir.path().join("meta"),
+                idle_timeout_ms: 3_600_000,
+            },
+            Arc::new(SelfMetrics::default()),
+        );
+        let track = |name: &str, kind: MetricKind, v: f64, t: i64| {
+            let item = TrackItem {
+                name: name.to_owned().into(),
+                value: v,
+                kind,
+                labels: vec![],
+                service: None,
+                tenant_id: None,
+                timestamp_ms: Some(t),
+                help: None,
+                buckets: Some(vec![1.0]),
+            };
+            let out = c.track(vec![Resolved {
+                index: 0,
+                tenant: "t1".into(),
+                item,
+            }]);
+            assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
+        };
+        let db = c.storage.tenant("t1").unwrap();
+        track("lat", MetricKind::Histogram, 0.5, 1_000);
+        track("other", MetricKind::Gauge, 1.0, 10_000);
+        db.compact().unwrap();
+        assert_eq!(db.head().num_series(), 1, "the histogram's series left the head");
+        track("lat", MetricKind::Histogram, 2.0, 10_001);
+        let v = |name: &str| newest(&db, &[Matcher::equal(METRIC_NAME, name)]).unwrap();
+        let mut buckets: Vec<(String, f64)> = v("lat_bucket")
+            .into_iter()
+            .map(|(l, _, v)| (l.get("le").unwrap().to_owned(), v))
+            .collect();
+        buckets.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(buckets, vec![("+Inf".into(), 2.0), ("1".into(), 1.0)]);
+        assert_eq!(v("lat_count")[0].1, 10_001);
+        assert_eq!((v("lat_count")[0].2, v("lat_sum")[0].2), (2.0, 2.5));
     }
 
     /// Eviction forgets a series; the next increment reloads the stored total and the

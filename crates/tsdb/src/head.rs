@@ -17,7 +17,7 @@ mod read;
 mod symbols;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashMap;
 use metricsd_model::{Label, Labels, Limits, Sample};
@@ -69,6 +69,8 @@ pub(crate) struct MemSeries {
     /// Label pairs as (name, value) symbols, sorted by name.
     pub labels: Box<[(u32, u32)]>,
     pub data: Mutex<SeriesData>,
+    /// Set by [`Head::gc`] when the series leaves the head: a [`SeriesRef`] to it is stale.
+    pub removed: AtomicBool,
 }
 
 /// A closed, immutable head chunk.
@@ -129,22 +131,57 @@ impl SeriesData {
     }
 }
 
-/// A handle to a head series, for appending without looking its labels up each time.
+/// A handle to a head series, for appending without looking its labels up each time
+/// (Prometheus' appenders hand out series refs for the same reason).
+///
+/// A ref may go stale: [`Head::gc`] removes series that hold no samples, and a tenant's
+/// store may be reopened with a new head. Appends through a stale ref are never lost: the
+/// [`crate::db::Appender`] checks the ref under the append gate (which `gc` needs
+/// exclusively) and falls back to finding or creating the series by the labels the ref
+/// carries. Cloning is one reference count.
 #[derive(Clone)]
-pub struct SeriesRef(Arc<MemSeries>);
+pub struct SeriesRef(Arc<RefInner>);
+
+struct RefInner {
+    series: Arc<MemSeries>,
+    /// [`Head::uid`] of the head the series lives in.
+    head: u64,
+    labels: Labels,
+}
 
 impl SeriesRef {
+    fn new(head: &Head, series: Arc<MemSeries>, labels: &Labels) -> SeriesRef {
+        SeriesRef(Arc::new(RefInner {
+            series,
+            head: head.uid,
+            labels: labels.clone(),
+        }))
+    }
+
     /// The series' id in the head.
     pub fn id(&self) -> u32 {
-        self.0.id
+        self.0.series.id
+    }
+
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+
+    /// Whether two refs are the same handle (not merely the same series).
+    pub fn same(&self, other: &SeriesRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
 impl std::fmt::Debug for SeriesRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SeriesRef({})", self.0.id)
+        write!(f, "SeriesRef({}, {})", self.0.series.id, self.0.labels)
     }
 }
+
+/// Distinguishes heads, so a ref from one is never used in another.
+static NEXT_HEAD_UID: AtomicU64 = AtomicU64::new(1);
 
 type HashShard = HashMap<u64, SmallVec<[Arc<MemSeries>; 1]>, foldhash::fast::RandomState>;
 type IdShard = HashMap<u32, Arc<MemSeries>, foldhash::fast::RandomState>;
@@ -152,6 +189,8 @@ type IdShard = HashMap<u32, Arc<MemSeries>, foldhash::fast::RandomState>;
 /// The in-memory head of one tenant's store.
 pub struct Head {
     opts: HeadOptions,
+    /// This head's identity for [`SeriesRef`]s.
+    uid: u64,
     pub(crate) symbols: Symbols,
     by_hash: Box<[RwLock<HashShard>]>,
     by_id: Box<[RwLock<IdShard>]>,
@@ -175,6 +214,7 @@ impl Head {
     pub fn new(opts: HeadOptions) -> Head {
         Head {
             opts,
+            uid: NEXT_HEAD_UID.fetch_add(1, Ordering::Relaxed),
             symbols: Symbols::default(),
             by_hash: (0..SHARDS).map(|_| RwLock::new(HashShard::default())).collect(),
             by_id: (0..SHARDS).map(|_| RwLock::new(IdShard::default())).collect(),
@@ -195,12 +235,30 @@ impl Head {
     /// that do not need durability and for benchmarks of the head alone. Durable writes go
     /// through [`crate::Db::appender`].
     pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
-        self.get_or_create(labels, |_, _| {}).map(|(s, _)| SeriesRef(s))
+        self.get_or_create(labels, |_, _| {})
+            .map(|(s, _)| SeriesRef::new(self, s, labels))
     }
 
-    /// Appends one sample to a series **without a WAL** (see [`Head::series_ref`]).
+    /// Appends one sample to a series **without a WAL** (see [`Head::series_ref`]); a stale
+    /// ref is resolved by its labels.
     pub fn append_sample(&self, series: &SeriesRef, t: i64, v: f64) -> Result<()> {
-        self.append(&series.0, t, v, false).map(|_| ())
+        match self.live(series) {
+            Some(s) => self.append(s, t, v, false),
+            None => self.append(&self.series_ref(series.labels())?.0.series, t, v, false),
+        }
+        .map(|_| ())
+    }
+
+    /// The series of `r` if it is this head's and still in it. Callers that append hold the
+    /// append gate (or are the only user of the head), so the answer holds until they
+    /// release it.
+    pub(crate) fn live<'r>(&self, r: &'r SeriesRef) -> Option<&'r Arc<MemSeries>> {
+        (r.0.head == self.uid && !r.0.series.removed.load(Ordering::Acquire)).then_some(&r.0.series)
+    }
+
+    /// A ref to `series` (found or created for `labels`).
+    pub(crate) fn make_ref(&self, series: Arc<MemSeries>, labels: &Labels) -> SeriesRef {
+        SeriesRef::new(self, series, labels)
     }
 
     /// The head's options.
@@ -359,6 +417,7 @@ impl Head {
             id,
             labels: syms,
             data: Mutex::new(SeriesData::new()),
+            removed: AtomicBool::new(false),
         });
         self.by_id[id as usize % SHARDS].write().insert(id, s.clone());
         self.postings.write().add(
@@ -379,7 +438,8 @@ impl Head {
     }
 
     /// Removes series that hold no samples (after truncation). Returns how many went.
-    /// Callers hold the append gate exclusively, so no appender holds a removed series.
+    /// Callers hold the append gate exclusively, so no appender holds a removed series;
+    /// [`SeriesRef`]s to them are marked stale.
     pub(crate) fn gc(&self) -> usize {
         let mut removed = Vec::new();
         for shard in self.by_id.iter() {
@@ -387,6 +447,7 @@ impl Head {
             w.retain(|_, s| {
                 let empty = s.data.lock().is_empty();
                 if empty {
+                    s.removed.store(true, Ordering::Release);
                     removed.push(s.clone());
                 }
                 !empty

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use metricsd_model::{Labels, Sample};
 
 use super::Db;
-use crate::head::MemSeries;
 use crate::head::append::Appended;
+use crate::head::{MemSeries, SeriesRef};
 use crate::wal::{Record, RefSample, RefSeries};
 use crate::{Error, Result};
 
@@ -18,9 +18,16 @@ use crate::{Error, Result};
 /// per item while storing the valid ones.
 pub struct Appender<'a> {
     db: &'a Db,
-    series: Vec<Labels>,
+    series: Vec<Target>,
     /// (index into `series`, sample)
     samples: Vec<(u32, Sample)>,
+}
+
+/// The series a sample goes to: by labels (looked up at commit), or a ref from
+/// [`Db::series_ref`] (checked at commit, looked up by its labels only if stale).
+enum Target {
+    Labels(Labels),
+    Ref(SeriesRef),
 }
 
 /// What a commit did.
@@ -55,13 +62,26 @@ impl<'a> Appender<'a> {
     /// Adds several samples of one series (cheaper than one `append` each).
     pub fn append_many(&mut self, labels: Labels, samples: &[Sample]) {
         let idx = match self.series.last() {
-            Some(last) if *last == labels => self.series.len() - 1,
+            Some(Target::Labels(last)) if *last == labels => self.series.len() - 1,
             _ => {
-                self.series.push(labels);
+                self.series.push(Target::Labels(labels));
                 self.series.len() - 1
             }
         } as u32;
         self.samples.extend(samples.iter().map(|s| (idx, *s)));
+    }
+
+    /// Adds one sample of the series `series` refers to: no label lookup at commit while
+    /// the ref is live.
+    pub fn append_ref(&mut self, series: &SeriesRef, t: i64, v: f64) {
+        let idx = match self.series.last() {
+            Some(Target::Ref(last)) if last.same(series) => self.series.len() - 1,
+            _ => {
+                self.series.push(Target::Ref(series.clone()));
+                self.series.len() - 1
+            }
+        } as u32;
+        self.samples.push((idx, Sample::new(t, v)));
     }
 
     /// Number of samples added.
@@ -85,17 +105,17 @@ impl<'a> Appender<'a> {
             return Ok(report);
         }
         let _gate = db.gate.read();
-        // Resolve series; new ones log their series record into the WAL's pending buffer
-        // under the head's shard lock, before anyone can append to them.
+        // Resolve series (live refs directly, the others by their labels).
         let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(self.series.len());
         let mut errors: Vec<Option<Error>> = Vec::new();
-        for labels in &self.series {
-            let r = head.get_or_create(labels, |id, l| {
-                db.wal.log_buffered(&Record::Series(vec![RefSeries {
-                    series_ref: id as u64,
-                    labels: l.clone(),
-                }]));
-            });
+        for target in &self.series {
+            let r = match target {
+                Target::Ref(r) => match head.live(r) {
+                    Some(s) => Ok((s.clone(), false)),
+                    None => db.get_or_create(r.labels()),
+                },
+                Target::Labels(labels) => db.get_or_create(labels),
+            };
             match r {
                 Ok((s, created)) => {
                     report.series_created += usize::from(created);
@@ -165,6 +185,29 @@ impl<'a> Appender<'a> {
             .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
         report.rejected.sort_by_key(|(i, _)| *i);
         Ok(report)
+    }
+}
+
+impl Db {
+    /// Finds or creates the series `labels` in the head and returns a ref to it, for
+    /// [`Appender::append_ref`]. A new series is logged to the WAL (flushed with the next
+    /// commit) and holds no samples until one is committed.
+    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
+        let _gate = self.gate.read();
+        let (s, _) = self.get_or_create(labels)?;
+        Ok(self.head.make_ref(s, labels))
+    }
+
+    /// Finds or creates a head series; a new one logs its series record into the WAL's
+    /// pending buffer under the head's shard lock, before anyone can append to it.
+    /// Callers hold the append gate.
+    fn get_or_create(&self, labels: &Labels) -> Result<(Arc<MemSeries>, bool)> {
+        self.head.get_or_create(labels, |id, l| {
+            self.wal.log_buffered(&Record::Series(vec![RefSeries {
+                series_ref: id as u64,
+                labels: l.clone(),
+            }]));
+        })
     }
 }
 
