@@ -269,20 +269,20 @@ struct Fields<'a, 'k> {
 #[derive(serde::Deserialize)]
 struct RawItem<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    name: pairs::Str<'a>,
     value: f64,
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    kind: pairs::Str<'a>,
     #[serde(default, borrow)]
     labels: Option<pairs::Pairs<'a>>,
     #[serde(default, borrow)]
-    service: Option<Cow<'a, str>>,
+    service: Option<pairs::Str<'a>>,
     #[serde(default, borrow)]
-    tenant_id: Option<Cow<'a, str>>,
+    tenant_id: Option<pairs::Str<'a>>,
     #[serde(default)]
     timestamp: Option<Value>,
     #[serde(default, borrow)]
-    help: Option<Cow<'a, str>>,
+    help: Option<pairs::Str<'a>>,
     #[serde(default)]
     buckets: Option<Vec<f64>>,
 }
@@ -290,26 +290,54 @@ struct RawItem<'a> {
 impl<'a> RawItem<'a> {
     fn into_item(self) -> Result<TrackItem<'a>, TrackError> {
         build(Fields {
-            name: self.name,
-            kind: &self.kind,
+            name: self.name.0,
+            kind: &self.kind.0,
             value: self.value,
             labels: self.labels.map(|p| p.0).unwrap_or_default(),
-            service: self.service,
-            tenant_id: self.tenant_id,
+            service: self.service.map(|s| s.0),
+            tenant_id: self.tenant_id.map(|s| s.0),
             timestamp: self.timestamp.as_ref().filter(|v| !v.is_null()),
-            help: self.help,
+            help: self.help.map(|s| s.0),
             buckets: self.buckets,
         })
     }
 }
 
-/// Labels arrive as a JSON object; serde gives them to the fast path as pairs.
+/// Labels arrive as a JSON object; serde gives them to the fast path as pairs. Strings
+/// borrow from the body unless they hold escapes.
 mod pairs {
     use std::borrow::Cow;
 
     use serde::de::{Deserializer, MapAccess, Visitor};
 
     pub struct Pairs<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+    /// A string that borrows from the input when it can. (`Cow<str>`'s own `Deserialize`
+    /// always allocates, and `#[serde(borrow)]` borrows only a bare `Cow` field, not one
+    /// in an `Option` or a map.)
+    pub struct Str<'a>(pub Cow<'a, str>);
+
+    impl<'de: 'a, 'a> serde::Deserialize<'de> for Str<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Str<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Str<'de>, E> {
+                    Ok(Str(Cow::Borrowed(s)))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Str<'de>, E> {
+                    Ok(Str(Cow::Owned(s.to_owned())))
+                }
+                fn visit_string<E>(self, s: String) -> Result<Str<'de>, E> {
+                    Ok(Str(Cow::Owned(s)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
 
     impl<'de: 'a, 'a> serde::Deserialize<'de> for Pairs<'a> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -321,8 +349,8 @@ mod pairs {
                 }
                 fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Pairs<'de>, M::Error> {
                     let mut v = Vec::with_capacity(m.size_hint().unwrap_or(4).min(64));
-                    while let Some((k, val)) = m.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
-                        v.push((k, val));
+                    while let Some((k, val)) = m.next_entry::<Str<'de>, Str<'de>>()? {
+                        v.push((k.0, val.0));
                     }
                     Ok(Pairs(v))
                 }
@@ -1017,6 +1045,24 @@ mod tests {
             let batch = parse_batch(arr.as_bytes(), 4).unwrap();
             proptest::prop_assert_eq!(batch[0].as_ref().unwrap().value.to_bits(), bits);
         }
+    }
+
+    #[test]
+    fn batch_strings_borrow_from_the_body_unless_escaped() {
+        let body = br#"[{"name":"a_total","value":1,"type":"counter","service":"api","labels":{"path":"/x","q":"\u0041"}}]"#;
+        let items = parse_batch(body, 10).unwrap();
+        let it = items[0].as_ref().unwrap();
+        assert!(matches!(it.name, Cow::Borrowed("a_total")));
+        assert!(matches!(it.service, Some(Cow::Borrowed("api"))));
+        assert!(matches!(
+            it.labels[0],
+            (Cow::Borrowed("path"), Cow::Borrowed("/x"))
+        ));
+        assert!(
+            matches!(&it.labels[1].1, Cow::Owned(s) if s == "A"),
+            "{:?}",
+            it.labels[1]
+        );
     }
 
     #[test]
