@@ -179,15 +179,12 @@ pub fn parse_batch(
 ) -> Result<Vec<Result<TrackItem<'_>, TrackError>>, TrackError> {
     // Fast path: a well-formed array decodes straight into borrowed items; anything else
     // (a type error anywhere, an object wrapper, too many items) takes the slow path.
-    if let Ok(raw) = serde_json::from_slice::<Vec<RawItem<'_>>>(body)
-        && !raw.is_empty()
-        && raw.len() <= max_items
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if let Ok(items) = serde::de::DeserializeSeed::deserialize(BatchSeed { max: max_items, len: body.len() }, &mut de)
+        && de.end().is_ok()
+        && !items.is_empty()
     {
-        return Ok(raw
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.into_item().map_err(|e| e.at_index(i)))
-            .collect());
+        return Ok(items);
     }
     let v: Value = parse_json(body)?;
     let items = match v {
@@ -285,6 +282,43 @@ struct RawItem<'a> {
     help: Option<pairs::Str<'a>>,
     #[serde(default)]
     buckets: Option<Vec<f64>>,
+}
+
+/// Decodes a batch array item by item into its final form, in a vector sized from the body
+/// (serde's own `Vec` grows by doubling, moving every item each time). Fails past `max`
+/// items, so the slow path can report it.
+struct BatchSeed {
+    max: usize,
+    /// The body's length: an item is rarely under 64 bytes.
+    len: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchSeed {
+    type Value = Vec<Result<TrackItem<'de>, TrackError>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchSeed {
+    type Value = Vec<Result<TrackItem<'de>, TrackError>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of metric items")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(self.max.min(self.len / 64 + 1));
+        while let Some(raw) = seq.next_element::<RawItem<'de>>()? {
+            if out.len() == self.max {
+                return Err(serde::de::Error::custom("too many items"));
+            }
+            let i = out.len();
+            out.push(raw.into_item().map_err(|e| e.at_index(i)));
+        }
+        Ok(out)
+    }
 }
 
 impl<'a> RawItem<'a> {
@@ -1045,6 +1079,18 @@ mod tests {
             let batch = parse_batch(arr.as_bytes(), 4).unwrap();
             proptest::prop_assert_eq!(batch[0].as_ref().unwrap().value.to_bits(), bits);
         }
+    }
+
+    #[test]
+    fn batch_item_limit_holds_on_the_fast_path() {
+        let item = r#"{"name":"a","value":1,"type":"gauge"}"#;
+        let two = format!("[{item},{item}]");
+        assert_eq!(parse_batch(two.as_bytes(), 2).unwrap().len(), 2);
+        let three = format!("[{item},{item},{item}]");
+        let e = parse_batch(three.as_bytes(), 2).unwrap_err();
+        assert_eq!(e.kind, crate::TrackErrorKind::TooManyItems, "{e:?}");
+        // Trailing bytes after the array are an error, not ignored.
+        assert!(parse_batch(format!("{two} x").as_bytes(), 2).is_err());
     }
 
     #[test]

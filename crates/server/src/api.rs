@@ -1,6 +1,7 @@
 //! Routes and handlers. Handlers decode with the pure functions of `track`/`remote_write`,
 //! run store work on the blocking pool, and answer errors through [`ApiError`] only.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -247,19 +248,19 @@ fn read_tenant(h: &HeaderMap, param: Option<&str>) -> Result<String, ApiError> {
 
 fn resolve<'a>(
     item: track::TrackItem<'a>,
-    header: &Option<String>,
+    header: Option<&'a str>,
     index: usize,
 ) -> Result<Resolved<'a>, ApiError> {
-    let tenant = match (item.tenant_id.as_deref(), header) {
+    let tenant = match (&item.tenant_id, header) {
         (Some(t), Some(h)) if t != h => {
             return Err(ApiError::field(
                 "tenant_id",
                 "tenant_id differs from the X-Scope-OrgID header",
             ));
         }
-        (Some(t), _) => t.to_owned(),
-        (None, Some(h)) => h.clone(),
-        (None, None) => metricsd_tsdb::DEFAULT_TENANT.to_owned(),
+        (Some(t), _) => t.clone(),
+        (None, Some(h)) => Cow::Borrowed(h),
+        (None, None) => Cow::Borrowed(metricsd_tsdb::DEFAULT_TENANT),
     };
     Ok(Resolved { index, tenant, item })
 }
@@ -289,7 +290,7 @@ async fn track_one(
     // Decoding runs with the store work on the blocking pool, so items can borrow the body.
     let r = blocking(move || -> Result<(), ApiError> {
         let item = track::parse_track(&b).inspect_err(|_| st2.metrics.errors.inc())?;
-        let r = resolve(item, &header, 0).inspect_err(|_| st2.metrics.errors.inc())?;
+        let r = resolve(item, header.as_deref(), 0).inspect_err(|_| st2.metrics.errors.inc())?;
         let name = r.item.name.to_string();
         let mut out = st2.collector.track(vec![r]);
         let res = out.results.pop().unwrap_or(Ok(()));
@@ -320,7 +321,7 @@ async fn track_batch(
         for (i, p) in parsed.into_iter().enumerate() {
             match p
                 .map_err(ApiError::from)
-                .and_then(|it| resolve(it, &header, i).map_err(|e| e.at_index(i)))
+                .and_then(|it| resolve(it, header.as_deref(), i).map_err(|e| e.at_index(i)))
             {
                 Ok(r) => ok.push(r),
                 Err(e) => errors.push((i, e)),

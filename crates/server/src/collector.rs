@@ -175,7 +175,7 @@ pub struct Resolved<'a> {
     /// Index in the request.
     pub index: usize,
     /// The tenant.
-    pub tenant: String,
+    pub tenant: std::borrow::Cow<'a, str>,
     /// The item.
     pub item: TrackItem<'a>,
 }
@@ -273,23 +273,21 @@ impl Collector {
     pub fn track(&self, items: Vec<Resolved<'_>>) -> Outcome {
         let n = items.len();
         let mut results: Vec<Result<(), ApiError>> = (0..n).map(|_| Ok(())).collect();
-        let mut by_tenant: HashMap<String, Vec<(usize, TrackItem<'_>)>> = HashMap::new();
-        for (pos, r) in items.into_iter().enumerate() {
-            let _ = r.index;
-            by_tenant.entry(r.tenant).or_default().push((pos, r.item));
-        }
-        for (tenant, group) in by_tenant {
-            let db = match self.storage.tenant(&tenant) {
-                Ok(db) => db,
-                Err(e) => {
-                    let err = ApiError::from_store(&e);
-                    for (pos, _) in group {
-                        results[pos] = Err(err.clone());
-                    }
-                    continue;
-                }
-            };
-            self.track_tenant(&tenant, &db, group, &mut results);
+        if items.windows(2).all(|w| w[0].tenant == w[1].tenant) {
+            // One tenant (the usual batch): no grouping, items go through as they are.
+            if let Some(first) = items.first() {
+                let tenant = first.tenant.to_string();
+                let group = items.into_iter().enumerate().map(|(pos, r)| (pos, r.item));
+                self.track_group(&tenant, group, &mut results);
+            }
+        } else {
+            let mut by_tenant: HashMap<String, Vec<(usize, TrackItem<'_>)>> = HashMap::new();
+            for (pos, r) in items.into_iter().enumerate() {
+                by_tenant.entry(r.tenant.into_owned()).or_default().push((pos, r.item));
+            }
+            for (tenant, group) in by_tenant {
+                self.track_group(&tenant, group, &mut results);
+            }
         }
         for r in &results {
             match r {
@@ -300,11 +298,29 @@ impl Collector {
         Outcome { results }
     }
 
-    fn track_tenant(
+    /// Stores the items of one tenant with one commit.
+    fn track_group<'i>(
+        &self,
+        tenant: &str,
+        group: impl IntoIterator<Item = (usize, TrackItem<'i>)>,
+        results: &mut [Result<(), ApiError>],
+    ) {
+        match self.storage.tenant(tenant) {
+            Ok(db) => self.track_tenant(tenant, &db, group, results),
+            Err(e) => {
+                let err = ApiError::from_store(&e);
+                for (pos, _) in group {
+                    results[pos] = Err(err.clone());
+                }
+            }
+        }
+    }
+
+    fn track_tenant<'i>(
         &self,
         tenant: &str,
         db: &Db,
-        group: Vec<(usize, TrackItem<'_>)>,
+        group: impl IntoIterator<Item = (usize, TrackItem<'i>)>,
         results: &mut [Result<(), ApiError>],
     ) {
         let state = self.tenant_state(tenant);
