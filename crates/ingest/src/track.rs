@@ -180,8 +180,13 @@ pub fn parse_batch(
     // Fast path: a well-formed array decodes straight into borrowed items; anything else
     // (a type error anywhere, an object wrapper, too many items) takes the slow path.
     let mut de = serde_json::Deserializer::from_slice(body);
-    if let Ok(items) = serde::de::DeserializeSeed::deserialize(BatchSeed { max: max_items, len: body.len() }, &mut de)
-        && de.end().is_ok()
+    if let Ok(items) = serde::de::DeserializeSeed::deserialize(
+        BatchSeed {
+            max: max_items,
+            len: body.len(),
+        },
+        &mut de,
+    ) && de.end().is_ok()
         && !items.is_empty()
     {
         return Ok(items);

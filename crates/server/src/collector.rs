@@ -283,7 +283,10 @@ impl Collector {
         } else {
             let mut by_tenant: HashMap<String, Vec<(usize, TrackItem<'_>)>> = HashMap::new();
             for (pos, r) in items.into_iter().enumerate() {
-                by_tenant.entry(r.tenant.into_owned()).or_default().push((pos, r.item));
+                by_tenant
+                    .entry(r.tenant.into_owned())
+                    .or_default()
+                    .push((pos, r.item));
             }
             for (tenant, group) in by_tenant {
                 self.track_group(&tenant, group, &mut results);
