@@ -275,7 +275,7 @@ pub const JSON_INLINE_MAX: usize = 64 * 1024;
 
 /// The same for snappy-compressed remote_write bodies: node_exporter-like data compresses
 /// to about 13 bytes per sample, so 16 KiB is about 1,200 samples, or 2 ms of work.
-pub const SNAPPY_INLINE_MAX: usize = 16 * 1024;
+pub const SNAPPY_INLINE_MAX: usize = 32 * 1024;
 
 /// Runs ingest work inline when `small` (see [`JSON_INLINE_MAX`]) and the WAL is not
 /// fsynced per commit, else on the blocking pool.
