@@ -266,7 +266,8 @@ fn resolve<'a>(
 }
 
 /// JSON bodies up to this size are decoded and stored on the runtime worker that received
-/// them: about a millisecond of work (≈ 300 items of 200 bytes). Handing such a request to
+/// them: about a millisecond of work (≈ 300 items of 200 bytes). The cost is latency for
+/// other requests on that worker, bounded by that work; the other workers steal its queue. Handing such a request to
 /// the blocking pool costs a thread wake-up and a switch each way, about 10% of its CPU,
 /// and every pool thread keeps an allocator heap of its own (RSS). Larger bodies, and every
 /// write when the WAL is fsynced per commit, go to the blocking pool so that a worker never
