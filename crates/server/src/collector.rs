@@ -1053,6 +1053,26 @@ mod tests {
         assert_eq!(last, vec![7.0, 7.0, 7.0, 113.0, 5.0]);
     }
 
+    /// A collector over a fresh store in `dir`.
+    fn test_collector(
+        dir: &std::path::Path,
+        db: metricsd_tsdb::DbOptions,
+        idle_timeout_ms: i64,
+    ) -> (Collector, Arc<SelfMetrics>) {
+        let (storage, _) = metricsd_tsdb::Storage::open(&dir.join("data"), db).unwrap();
+        let metrics = Arc::new(SelfMetrics::default());
+        let opts = CollectorOptions {
+            limits: Limits::default(),
+            max_series: 0,
+            naming: NamingPolicy::Off,
+            summary_window_ms: 600_000,
+            summary_max: 1000,
+            meta_dir: dir.join("meta"),
+            idle_timeout_ms,
+        };
+        (Collector::new(Arc::new(storage), opts, metrics.clone()), metrics)
+    }
+
     /// The collector keeps refs to the store's series; when compaction moves a series out
     /// of the head (and gc removes it) while the collector still holds its slot, the next
     /// item still lands in that series and the histogram keeps counting.
@@ -1064,20 +1084,7 @@ mod tests {
             retention_ms: 0,
             ..metricsd_tsdb::DbOptions::default()
         };
-        let (storage, _) = metricsd_tsdb::Storage::open(&dir.path().join("data"), opts).unwrap();
-        let c = Collector::new(
-            Arc::new(storage),
-            CollectorOptions {
-                limits: Limits::default(),
-                max_series: 0,
-                naming: NamingPolicy::Off,
-                summary_window_ms: 600_000,
-                summary_max: 1000,
-                meta_dir: dir.path().join("meta"),
-                idle_timeout_ms: 3_600_000,
-            },
-            Arc::new(SelfMetrics::default()),
-        );
+        let (c, _) = test_collector(dir.path(), opts, 3_600_000);
         let track = |name: &str, kind: MetricKind, v: f64, t: i64| {
             let item = TrackItem {
                 name: name.to_owned().into(),
@@ -1119,23 +1126,7 @@ mod tests {
     #[test]
     fn counter_resumes_after_eviction() {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, _) =
-            metricsd_tsdb::Storage::open(&dir.path().join("data"), metricsd_tsdb::DbOptions::default())
-                .unwrap();
-        let metrics = Arc::new(SelfMetrics::default());
-        let c = Collector::new(
-            Arc::new(storage),
-            CollectorOptions {
-                limits: Limits::default(),
-                max_series: 0,
-                naming: NamingPolicy::Off,
-                summary_window_ms: 600_000,
-                summary_max: 1000,
-                meta_dir: dir.path().join("meta"),
-                idle_timeout_ms: 1_000,
-            },
-            metrics.clone(),
-        );
+        let (c, metrics) = test_collector(dir.path(), metricsd_tsdb::DbOptions::default(), 1_000);
         let track = |v: f64| {
             let item = TrackItem {
                 name: "jobs_total".into(),
