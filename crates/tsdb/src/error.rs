@@ -88,8 +88,9 @@ pub enum Error {
         tenant: String,
         /// The limit.
         limit: usize,
-        /// The rejected series (as text).
-        series: String,
+        /// The rejected series (formatted only when the error is: a limit storm rejects
+        /// many samples, and formatting each label set cost more than storing a sample).
+        series: metricsd_model::Labels,
     },
     /// An invalid tenant id.
     #[error("invalid tenant id {0:?}: use 1 to 128 characters of [a-zA-Z0-9_.-], not \".\" or \"..\"")]

@@ -376,7 +376,7 @@ impl Head {
             return Err(Error::TooManySeries {
                 tenant: self.opts.tenant.clone(),
                 limit: self.opts.max_series,
-                series: labels.to_string(),
+                series: labels.clone(),
             });
         }
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
