@@ -466,21 +466,25 @@ fn convert_series<'r>(
             },
         });
     }
-    let mut v: Vec<ModelLabel> = Vec::with_capacity(non_empty);
-    let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
-    names.sort_unstable();
-    if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
+    // Sorted once, on the stack: duplicate names are found next to each other (empty values
+    // included, as Prometheus does), and the label set is built in order.
+    let mut pairs: smallvec::SmallVec<[(&str, &str); 16]> = ts
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(IngestError::InvalidLabels {
             field: field(),
-            source: ModelError::DuplicateLabelName(abbreviate(w.first().copied().unwrap_or(""))),
+            source: ModelError::DuplicateLabelName(abbreviate(w[0].0)),
         });
     }
-    for l in &ts.labels {
-        if !l.value.is_empty() {
-            v.push(ModelLabel::new(strings.get(&l.name), strings.get(&l.value)));
-        }
-    }
-    v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let v: Vec<ModelLabel> = pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|&(name, value)| ModelLabel::new(strings.get(name), strings.get(value)))
+        .collect();
     let labels = Labels::from_sorted(v);
     metricsd_model::validate_labels(&labels, limits).map_err(|source| IngestError::InvalidLabels {
         field: field(),

@@ -910,6 +910,7 @@ async fn write(
                 .tenant(&tenant)
                 .map_err(|e| ApiError::from_store(&e))?;
             let mut app = db.appender();
+            app.reserve(batch.series.len(), batch.sample_count());
             let mut dropped = batch.rejected_samples;
             let mut first: Option<String> = batch.rejected.first().map(|(_, e)| e.to_string());
             let total = batch.sample_count() + batch.rejected_samples;

@@ -54,6 +54,13 @@ impl<'a> Appender<'a> {
         }
     }
 
+    /// Makes room for `series` more series and `samples` more samples (a caller that knows
+    /// its batch saves the growth of both vectors).
+    pub fn reserve(&mut self, series: usize, samples: usize) {
+        self.series.reserve(series);
+        self.samples.reserve(samples);
+    }
+
     /// Adds one sample of the series `labels`.
     pub fn append(&mut self, labels: Labels, t: i64, v: f64) {
         self.append_many(labels, &[Sample::new(t, v)]);
