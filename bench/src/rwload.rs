@@ -48,18 +48,7 @@ pub fn encode_requests(ds: &DataSet, series_per_request: usize) -> Vec<EncodedRe
     assert!(series_per_request > 0, "series_per_request must be positive");
     let n = ds.num_series();
     let steps = ds.cfg.samples_per_series;
-    let labels: Vec<Vec<PbLabel>> = ds
-        .series
-        .iter()
-        .map(|l| {
-            l.iter()
-                .map(|l| PbLabel {
-                    name: l.name.to_string(),
-                    value: l.value.to_string(),
-                })
-                .collect()
-        })
-        .collect();
+    let labels: Vec<Vec<PbLabel>> = ds.series.iter().map(PbLabel::from_labels).collect();
     let samples: Vec<Vec<metricsd_model::Sample>> = (0..n).map(|i| ds.samples(i)).collect();
     let per_step = requests_per_step(n, series_per_request);
     let mut out = Vec::with_capacity(per_step * steps);
@@ -667,18 +656,7 @@ mod tests {
             ..Default::default()
         };
         let ds = generate(&cfg);
-        let labels: Vec<Vec<PbLabel>> = ds
-            .series
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .map(|l| PbLabel {
-                        name: l.name.to_string(),
-                        value: l.value.to_string(),
-                    })
-                    .collect()
-            })
-            .collect();
+        let labels: Vec<Vec<PbLabel>> = ds.series.iter().map(PbLabel::from_labels).collect();
         let reqs = encode_blocks(&labels, |i, buf| ds.samples_into(i, buf), 7, 100, 3);
         let per_step = requests_per_step(ds.num_series(), 100);
         assert_eq!(reqs.len(), per_step * 3);

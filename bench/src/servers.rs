@@ -45,6 +45,31 @@ impl Kind {
     }
 }
 
+/// The servers' binaries: the flags every harness shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Bins {
+    /// Prometheus binary (2.x, with --web.enable-remote-write-receiver).
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    pub prometheus_bin: PathBuf,
+    /// VictoriaMetrics single-node binary.
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    pub vm_bin: PathBuf,
+    /// metricsd binary (`metricsd serve --listen ADDR --data-dir DIR`).
+    #[arg(long, default_value = "target/release/metricsd")]
+    pub metricsd_bin: PathBuf,
+}
+
+impl Bins {
+    /// The binary of `kind`.
+    pub fn of(&self, kind: Kind) -> PathBuf {
+        match kind {
+            Kind::Prometheus => self.prometheus_bin.clone(),
+            Kind::VictoriaMetrics => self.vm_bin.clone(),
+            Kind::Metricsd => self.metricsd_bin.clone(),
+        }
+    }
+}
+
 /// How to start a server: binary and extra arguments (after the harness' own).
 #[derive(Debug, Clone)]
 pub struct Spec {

@@ -24,7 +24,7 @@ use clap::Parser;
 use metricsd_bench::datagen;
 use metricsd_bench::rwload::{self, DataArgs, EncodedRequest, LoadConfig, LoadReport, Protocol};
 use metricsd_bench::servers::{
-    Kind, Server, Spec, clk_tck, cpu_ticks, free_port, loadavg, metricsd_usable, status_kb,
+    Bins, Kind, Server, Spec, clk_tck, cpu_ticks, free_port, loadavg, metricsd_usable, status_kb,
 };
 use serde_json::{Value, json};
 
@@ -67,15 +67,8 @@ struct Args {
         default_value = "vm,prometheus,metricsd"
     )]
     targets: Vec<Kind>,
-    /// VictoriaMetrics single-node binary.
-    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
-    vm_bin: PathBuf,
-    /// Prometheus binary (2.x, with --web.enable-remote-write-receiver).
-    #[arg(long, default_value = "/usr/bin/prometheus")]
-    prometheus_bin: PathBuf,
-    /// metricsd binary (`metricsd serve --listen ADDR --data-dir DIR`).
-    #[arg(long, default_value = "target/release/metricsd")]
-    metricsd_bin: PathBuf,
+    #[command(flatten)]
+    bins: Bins,
     /// Extra argument for `metricsd serve` (repeatable), e.g. to raise its series limit:
     /// `--metricsd-arg=--max-series-per-tenant=1000000` (the flag name is metricsd's).
     #[arg(long, allow_hyphen_values = true)]
@@ -107,11 +100,7 @@ fn get(url: &str) -> Result<(u16, String)> {
 fn start(kind: Kind, a: &Args, port: u16, dir: &Path) -> Result<Server> {
     let spec = Spec {
         kind,
-        bin: match kind {
-            Kind::VictoriaMetrics => a.vm_bin.clone(),
-            Kind::Prometheus => a.prometheus_bin.clone(),
-            Kind::Metricsd => a.metricsd_bin.clone(),
-        },
+        bin: a.bins.of(kind),
         args: if kind == Kind::Metricsd {
             a.metricsd_arg.clone()
         } else {
@@ -369,7 +358,7 @@ fn main() -> Result<()> {
                 continue;
             }
             if kind == Kind::Metricsd
-                && let Err(why) = metricsd_usable(&a.metricsd_bin)
+                && let Err(why) = metricsd_usable(&a.bins.metricsd_bin)
             {
                 println!("  {}: skipped ({why})", kind.name());
                 rows.push(Row::skipped(ds.num_series(), kind, why));

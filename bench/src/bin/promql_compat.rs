@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use metricsd_bench::compat::{self, Options, Setup, Side};
-use metricsd_bench::servers::{Kind, Spec};
+use metricsd_bench::servers::{Bins, Kind, Spec};
 use regex::Regex;
 
 #[derive(Debug, Parser)]
@@ -40,15 +40,8 @@ struct Args {
     /// VictoriaMetrics (vm).
     #[arg(long, value_enum, default_value = "metricsd")]
     target: Kind,
-    /// Prometheus binary (2.x, with --web.enable-remote-write-receiver).
-    #[arg(long, default_value = "/usr/bin/prometheus")]
-    prometheus_bin: PathBuf,
-    /// metricsd binary.
-    #[arg(long, default_value = "target/release/metricsd")]
-    metricsd_bin: PathBuf,
-    /// VictoriaMetrics binary.
-    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
-    vm_bin: PathBuf,
+    #[command(flatten)]
+    bins: Bins,
     /// Extra argument for the started target (repeatable), e.g. `--target-arg=--log-level=warn`.
     #[arg(long, allow_hyphen_values = true)]
     target_arg: Vec<String>,
@@ -103,7 +96,7 @@ fn run(a: Args) -> Result<bool> {
         Some(u) => Side::Url(u.clone()),
         None => Side::Spawn(Spec {
             kind: Kind::Prometheus,
-            bin: a.prometheus_bin.clone(),
+            bin: a.bins.prometheus_bin.clone(),
             args: Vec::new(),
         }),
     };
@@ -111,11 +104,7 @@ fn run(a: Args) -> Result<bool> {
         Some(u) => Side::Url(u.clone()),
         None => Side::Spawn(Spec {
             kind: a.target,
-            bin: match a.target {
-                Kind::Prometheus => a.prometheus_bin.clone(),
-                Kind::Metricsd => a.metricsd_bin.clone(),
-                Kind::VictoriaMetrics => a.vm_bin.clone(),
-            },
+            bin: a.bins.of(a.target),
             args: a
                 .target_arg
                 .iter()

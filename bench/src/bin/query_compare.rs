@@ -34,7 +34,7 @@ use metricsd_bench::compat::queries::Params;
 use metricsd_bench::datagen::{self, GenConfig, Rng, mix};
 use metricsd_bench::rwload::{self, LoadConfig};
 use metricsd_bench::servers::{
-    Kind, Server, Spec, free_port, loadavg, metricsd_usable, reset_hwm, status_kb,
+    Bins, Kind, Server, Spec, free_port, loadavg, metricsd_usable, reset_hwm, status_kb,
 };
 use metricsd_ingest::Label as PbLabel;
 use metricsd_model::Sample;
@@ -73,15 +73,8 @@ struct Args {
         default_value = "metricsd,prometheus,vm"
     )]
     targets: Vec<Kind>,
-    /// Prometheus binary.
-    #[arg(long, default_value = "/usr/bin/prometheus")]
-    prometheus_bin: PathBuf,
-    /// VictoriaMetrics binary.
-    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
-    vm_bin: PathBuf,
-    /// metricsd binary.
-    #[arg(long, default_value = "target/release/metricsd")]
-    metricsd_bin: PathBuf,
+    #[command(flatten)]
+    bins: Bins,
     /// Arguments for `metricsd serve` (repeatable; replaces the default, which lifts the
     /// per-tenant series limit).
     #[arg(long, allow_hyphen_values = true, default_value = "--max-metric-series=0")]
@@ -251,14 +244,7 @@ fn main() -> Result<()> {
     cfg.hosts = datagen::hosts_for_series(&cfg, a.series);
     let t0 = Instant::now();
     let ds = datagen::generate(&cfg);
-    let pb = |l: &metricsd_model::Labels| -> Vec<PbLabel> {
-        l.iter()
-            .map(|l| PbLabel {
-                name: l.name.to_string(),
-                value: l.value.to_string(),
-            })
-            .collect()
-    };
+    let pb = PbLabel::from_labels;
     let mut labels: Vec<Vec<PbLabel>> = ds.series.iter().map(pb).collect();
     let node = ds.num_series();
     for h in 0..cfg.hosts {
@@ -311,18 +297,14 @@ fn main() -> Result<()> {
     let mut targets: Vec<Target> = Vec::new();
     for &kind in &a.targets {
         if kind == Kind::Metricsd
-            && let Err(why) = metricsd_usable(&a.metricsd_bin)
+            && let Err(why) = metricsd_usable(&a.bins.metricsd_bin)
         {
             println!("  metricsd: skipped ({why})");
             continue;
         }
         let spec = Spec {
             kind,
-            bin: match kind {
-                Kind::Prometheus => a.prometheus_bin.clone(),
-                Kind::VictoriaMetrics => a.vm_bin.clone(),
-                Kind::Metricsd => a.metricsd_bin.clone(),
-            },
+            bin: a.bins.of(kind),
             args: match kind {
                 Kind::Metricsd => a.metricsd_arg.clone(),
                 // Each repetition must be computed, not served from the rollup cache.

@@ -137,19 +137,25 @@ fn compare_values(a: &QueryValue, b: &QueryValue, ordered: bool) -> Vec<String> 
     }
 }
 
-/// Keys `items` by label set; the label sets seen twice go to `dups`.
+/// Keys both sides by label set; a label set seen twice on one side is reported in `out`.
 fn by_labels<'a, T>(
-    items: &'a [T],
+    a: &'a [T],
+    b: &'a [T],
     labels: impl Fn(&T) -> &LabelSet,
-    dups: &mut Vec<String>,
-) -> BTreeMap<&'a LabelSet, &'a T> {
-    let mut m = BTreeMap::new();
-    for it in items {
-        if m.insert(labels(it), it).is_some() {
-            dups.push(fmt_labels(labels(it)));
+    out: &mut Vec<String>,
+) -> (BTreeMap<&'a LabelSet, &'a T>, BTreeMap<&'a LabelSet, &'a T>) {
+    let mut index = |items: &'a [T], who: &str| {
+        let mut m = BTreeMap::new();
+        for it in items {
+            if m.insert(labels(it), it).is_some() {
+                out.push(format!("{who}{} twice", fmt_labels(labels(it))));
+            }
         }
-    }
-    m
+        m
+    };
+    let ma = index(a, "the reference has ");
+    let mb = index(b, "has ");
+    (ma, mb)
 }
 
 /// Lists at most [`MAX_LINES`] of `lines` into `out`, then how many more there were.
@@ -163,16 +169,7 @@ fn push_capped(out: &mut Vec<String>, lines: Vec<String>) {
 
 fn compare_vectors(a: &[VectorSample], b: &[VectorSample], ordered: bool) -> Vec<String> {
     let mut out = Vec::new();
-    let mut dups_a = Vec::new();
-    let mut dups_b = Vec::new();
-    let ma = by_labels(a, |s| &s.labels, &mut dups_a);
-    let mb = by_labels(b, |s| &s.labels, &mut dups_b);
-    for l in dups_a {
-        out.push(format!("the reference has {l} twice"));
-    }
-    for l in dups_b {
-        out.push(format!("has {l} twice"));
-    }
+    let (ma, mb) = by_labels(a, b, |s| &s.labels, &mut out);
     let mut lines = Vec::new();
     for (l, sa) in &ma {
         match mb.get(l) {
@@ -218,16 +215,7 @@ fn compare_vectors(a: &[VectorSample], b: &[VectorSample], ordered: bool) -> Vec
 
 fn compare_matrices(a: &[MatrixSeries], b: &[MatrixSeries]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut dups_a = Vec::new();
-    let mut dups_b = Vec::new();
-    let ma = by_labels(a, |s| &s.labels, &mut dups_a);
-    let mb = by_labels(b, |s| &s.labels, &mut dups_b);
-    for l in dups_a {
-        out.push(format!("the reference has {l} twice"));
-    }
-    for l in dups_b {
-        out.push(format!("has {l} twice"));
-    }
+    let (ma, mb) = by_labels(a, b, |s| &s.labels, &mut out);
     let mut lines = Vec::new();
     for (l, sa) in &ma {
         let Some(sb) = mb.get(l) else {

@@ -55,6 +55,19 @@ pub struct Label {
     pub value: String,
 }
 
+impl Label {
+    /// A label set as the labels of a request's series.
+    pub fn from_labels(labels: &Labels) -> Vec<Label> {
+        labels
+            .iter()
+            .map(|l| Label {
+                name: l.name.to_string(),
+                value: l.value.to_string(),
+            })
+            .collect()
+    }
+}
+
 /// `prometheus.Sample`.
 ///
 /// `Message` is implemented by hand rather than derived: proto3 omits a field equal to its
@@ -309,13 +322,7 @@ impl WriteBatch {
                 .series
                 .iter()
                 .map(|(labels, samples)| TimeSeries {
-                    labels: labels
-                        .iter()
-                        .map(|l| Label {
-                            name: l.name.to_string(),
-                            value: l.value.to_string(),
-                        })
-                        .collect(),
+                    labels: Label::from_labels(labels),
                     samples: samples
                         .iter()
                         .map(|s| Sample {

@@ -1087,7 +1087,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_item_limit_holds_on_the_fast_path() {
+    fn batch_item_limit_and_trailing_bytes_are_errors() {
         let item = r#"{"name":"a","value":1,"type":"gauge"}"#;
         let two = format!("[{item},{item}]");
         assert_eq!(parse_batch(two.as_bytes(), 2).unwrap().len(), 2);

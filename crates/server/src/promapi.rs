@@ -345,27 +345,24 @@ async fn series(State(st): St, req: Req) -> Result<Response, PromError> {
         Ok(all)
     })
     .await??;
-    let mut data = String::from("[");
-    for (i, l) in found.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        write_labels(&mut data, l);
-    }
-    data.push(']');
-    Ok(success_raw(&data, &[]))
+    Ok(success_raw(&json_array(&found, write_labels), &[]))
 }
 
 fn string_list(v: &[Arc<str>]) -> Response {
+    success_raw(&json_array(v, |out, s| write_str(out, s)), &[])
+}
+
+/// `items` as a JSON array, each written by `write`.
+fn json_array<T>(items: &[T], mut write: impl FnMut(&mut String, &T)) -> String {
     let mut data = String::from("[");
-    for (i, s) in v.iter().enumerate() {
+    for (i, it) in items.iter().enumerate() {
         if i > 0 {
             data.push(',');
         }
-        write_str(&mut data, s);
+        write(&mut data, it);
     }
     data.push(']');
-    success_raw(&data, &[])
+    data
 }
 
 async fn labels(State(st): St, req: Req) -> Result<Response, PromError> {

@@ -22,27 +22,7 @@ fn prometheus_scrapes_and_forwards_over_remote_write() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("metricsd"));
     let addr = s.base.trim_start_matches("http://").to_owned();
-    let _prom = start_prometheus(
-        &bin,
-        dir.path(),
-        &[
-            "global:",
-            "  scrape_interval: 1s",
-            "  scrape_timeout: 1s",
-            "scrape_configs:",
-            "  - job_name: metricsd",
-            "    params:",
-            "      tenant_id: [src]",
-            "    static_configs:",
-            &format!("      - targets: ['{addr}']"),
-            "remote_write:",
-            &format!("  - url: http://{addr}/api/v1/write"),
-            "    queue_config:",
-            "      batch_send_deadline: 1s",
-            "      min_backoff: 100ms",
-            "      max_backoff: 1s",
-        ],
-    );
+    let _prom = start_prometheus(&bin, dir.path(), &scrape_and_forward(&addr, &addr, &[]));
     // Prometheus scrapes tenant `src` (a tracked histogram plus our self-metrics) and writes
     // to the default tenant: scraping and writing the same tenant would feed back forever.
     let (st, _) = s.track(&serde_json::json!({"name": "rt_seconds", "value": 0.3, "type": "histogram", "labels": {"path": "a\"b"}, "tenant_id": "src"}));
@@ -50,10 +30,7 @@ fn prometheus_scrapes_and_forwards_over_remote_write() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let v = s.get_json("/metrics/series?name=up");
-        let up = v["series"][0]["points"]
-            .as_array()
-            .and_then(|p| p.last())
-            .and_then(|p| p["value"].as_f64());
+        let up = newest_value(&v);
         if up == Some(1.0) {
             assert_eq!(v["series"][0]["labels"]["job"], "metricsd");
             break;
@@ -79,8 +56,48 @@ fn prometheus_scrapes_and_forwards_over_remote_write() {
     assert!(s.healthy());
 }
 
+/// A Prometheus configuration: scrape tenant `src` of metricsd at `addr` every second and
+/// forward over remote_write to `http://{write_to}/api/v1/write`, with `extra` lines in
+/// that remote_write entry.
+fn scrape_and_forward(addr: &str, write_to: &str, extra: &[&str]) -> Vec<String> {
+    let mut cfg: Vec<String> = [
+        "global:",
+        "  scrape_interval: 1s",
+        "  scrape_timeout: 1s",
+        "scrape_configs:",
+        "  - job_name: metricsd",
+        "    params:",
+        "      tenant_id: [src]",
+        "    static_configs:",
+    ]
+    .map(String::from)
+    .to_vec();
+    cfg.push(format!("      - targets: ['{addr}']"));
+    cfg.push("remote_write:".into());
+    cfg.push(format!("  - url: http://{write_to}/api/v1/write"));
+    cfg.extend(extra.iter().map(|l| l.to_string()));
+    cfg.extend(
+        [
+            "    queue_config:",
+            "      batch_send_deadline: 1s",
+            "      min_backoff: 100ms",
+            "      max_backoff: 1s",
+        ]
+        .map(String::from),
+    );
+    cfg
+}
+
+/// The newest point's value of the first series in a `/metrics/series` answer.
+fn newest_value(v: &serde_json::Value) -> Option<f64> {
+    v["series"][0]["points"]
+        .as_array()
+        .and_then(|p| p.last())
+        .and_then(|p| p["value"].as_f64())
+}
+
 /// Starts `prometheus` on `cfg` (YAML lines) with its data under `dir`.
-fn start_prometheus(bin: &std::path::Path, dir: &std::path::Path, cfg: &[&str]) -> Prom {
+fn start_prometheus(bin: &std::path::Path, dir: &std::path::Path, cfg: &[String]) -> Prom {
     let cfg_path = dir.join("prometheus.yml");
     std::fs::write(&cfg_path, cfg.join("\n")).unwrap();
     Prom(
@@ -168,36 +185,12 @@ fn prometheus_remote_write_header_selects_the_tenant() {
     let s = Server::start(&dir.path().join("metricsd"));
     let addr = s.base.trim_start_matches("http://").to_owned();
     let gateway = tenant_proxy(addr.clone(), "team-a");
-    let _prom = start_prometheus(
-        &bin,
-        dir.path(),
-        &[
-            "global:",
-            "  scrape_interval: 1s",
-            "  scrape_timeout: 1s",
-            "scrape_configs:",
-            "  - job_name: metricsd",
-            "    params:",
-            "      tenant_id: [src]",
-            "    static_configs:",
-            &format!("      - targets: ['{addr}']"),
-            "remote_write:",
-            &format!("  - url: http://{gateway}/api/v1/write"),
-            "    headers:",
-            "      X-Scope-OrgID: team-a",
-            "    queue_config:",
-            "      batch_send_deadline: 1s",
-            "      min_backoff: 100ms",
-            "      max_backoff: 1s",
-        ],
-    );
+    let cfg = scrape_and_forward(&addr, &gateway, &["    headers:", "      X-Scope-OrgID: team-a"]);
+    let _prom = start_prometheus(&bin, dir.path(), &cfg);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let v = s.get_json("/metrics/series?name=up&tenant_id=team-a");
-        let up = v["series"][0]["points"]
-            .as_array()
-            .and_then(|p| p.last())
-            .and_then(|p| p["value"].as_f64());
+        let up = newest_value(&v);
         if up == Some(1.0) {
             assert_eq!(v["series"][0]["tenant_id"], "team-a", "{v}");
             assert_eq!(v["series"][0]["labels"]["job"], "metricsd", "{v}");
