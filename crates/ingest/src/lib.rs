@@ -12,13 +12,17 @@
 //!   parser.
 //! - [`decode_write_request`]: Prometheus remote_write 1.0 (snappy block + protobuf) into a
 //!   [`WriteBatch`] of validated series; [`encode_write_request`] is its inverse.
+//!   [`RemoteWriteDecoder::decode_keyed`] is the server's form: a hand-written zero-copy
+//!   reader that keys each series by a hash of its label bytes, so a caller that knows the
+//!   key skips parsing and validating the labels.
 //! - [`write_prometheus`] / [`write_openmetrics`]: the text exposition formats, with Go's
 //!   float formatting ([`format_go_g`]).
 //!
 //! # Layout
 //! - `error.rs`: [`IngestError`], [`TrackError`], [`ErrorStatus`]
 //! - `track.rs`: [`TrackItem`], [`MetricKind`], [`parse_timestamp`]
-//! - `remote_write.rs`: the prost messages ([`WriteRequest`], ...), [`WriteBatch`]
+//! - `remote_write.rs`: the prost messages ([`WriteRequest`], ...), [`WriteBatch`],
+//!   [`KeyedBatch`]; `remote_write/wire.rs`: the zero-copy protobuf reader
 //! - `exposition.rs`: [`MetricFamily`], the writers, [`format_go_g`]
 //!
 //! # Example
@@ -45,8 +49,9 @@ pub use exposition::{
     format_openmetrics_float, write_openmetrics, write_prometheus,
 };
 pub use remote_write::{
-    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, RemoteWriteDecoder, Sample, TimeSeries,
-    WriteBatch, WriteRequest, decode_write_request, encode_write_request, histogram, metric_metadata,
+    BucketSpan, Exemplar, Histogram, KeyedBatch, Label, MetricMetadata, RemoteWriteDecoder, Sample, SeriesId,
+    TimeSeries, WriteBatch, WriteRequest, decode_write_request, decode_write_request_with_prost,
+    encode_write_request, histogram, metric_metadata,
 };
 pub use track::{
     MAX_BUCKETS, MAX_HELP_LENGTH, MetricKind, SERVICE_LABEL, TrackItem, is_valid_tenant_id, parse_batch,

@@ -16,6 +16,8 @@ use prost::Message;
 
 use crate::error::{IngestError, abbreviate};
 
+mod wire;
+
 /// `prometheus.WriteRequest` (remote.proto). Tag 2 is reserved (Cortex' `source`).
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -349,11 +351,93 @@ pub fn decode_write_request(body: &[u8], max_decompressed: usize) -> Result<Writ
     Ok(batch)
 }
 
+/// How [`RemoteWriteDecoder::decode_keyed`] identifies an accepted series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesId<H> {
+    /// The caller's lookup knew the series' key: its labels were neither parsed nor
+    /// validated (they are byte-identical to ones that were).
+    Known(H),
+    /// The lookup did not know it: the validated labels, and the key to remember the series
+    /// under for the next request.
+    New {
+        /// The series' labels, validated, sorted, without empty values.
+        labels: Labels,
+        /// The series' key (see [`RemoteWriteDecoder::decode_keyed`]).
+        key: u128,
+    },
+}
+
+/// A decoded remote_write request whose series are identified through the caller's
+/// lookup; see [`RemoteWriteDecoder::decode_keyed`]. Same invariants as [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedBatch<H> {
+    /// Accepted series: how each is identified, and the end of its samples in `samples`
+    /// (each series' samples follow the previous one's).
+    pub series: Vec<(SeriesId<H>, usize)>,
+    /// The samples of the accepted series, in request order.
+    pub samples: Vec<ModelSample>,
+    /// Metadata entries, passed through as sent.
+    pub metadata: Vec<MetricMetadata>,
+    /// Rejected series: index in `WriteRequest.timeseries` and why.
+    pub rejected: Vec<(usize, IngestError)>,
+    /// Exemplars of accepted series that were dropped (exemplars are not stored yet).
+    pub exemplars_dropped: usize,
+    /// Float samples of the rejected series.
+    pub rejected_samples: usize,
+}
+
+impl<H> Default for KeyedBatch<H> {
+    fn default() -> Self {
+        KeyedBatch {
+            series: Vec::new(),
+            samples: Vec::new(),
+            metadata: Vec::new(),
+            rejected: Vec::new(),
+            exemplars_dropped: 0,
+            rejected_samples: 0,
+        }
+    }
+}
+
+impl<H> KeyedBatch<H> {
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.series.clear();
+        self.samples.clear();
+        self.metadata.clear();
+        self.rejected.clear();
+        self.exemplars_dropped = 0;
+        self.rejected_samples = 0;
+    }
+
+    /// Each accepted series with its samples.
+    pub fn iter(&self) -> impl Iterator<Item = (&SeriesId<H>, &[ModelSample])> {
+        let mut start = 0;
+        self.series.iter().map(move |(id, end)| {
+            let s = &self.samples[start..*end];
+            start = *end;
+            (id, s)
+        })
+    }
+
+    /// Takes the accepted series (with their samples) out, in order.
+    pub fn drain(&mut self) -> impl Iterator<Item = (SeriesId<H>, &[ModelSample])> {
+        let mut start = 0;
+        let samples = &self.samples;
+        self.series.drain(..).map(move |(id, end)| {
+            let s = &samples[start..end];
+            start = end;
+            (id, s)
+        })
+    }
+}
+
 /// A reusable remote_write decoder: keeps its decompression buffer between requests.
 #[derive(Debug, Clone)]
 pub struct RemoteWriteDecoder {
     max_decompressed: usize,
     limits: Limits,
+    seed: u64,
     buf: Vec<u8>,
 }
 
@@ -364,14 +448,123 @@ impl RemoteWriteDecoder {
         RemoteWriteDecoder {
             max_decompressed,
             limits,
+            seed: 0,
             buf: Vec::new(),
         }
+    }
+
+    /// Sets the seed of the series keys [`RemoteWriteDecoder::decode_keyed`] computes. A
+    /// server should pick it at random once per process, so that nobody can construct two
+    /// label sets with the same key, and use one seed with one key cache.
+    pub fn with_key_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Decodes `body` into `out` (cleared first). An error means the whole body is unusable
     /// (bad snappy, too large, bad protobuf); per-series problems go to `out.rejected`.
     pub fn decode(&mut self, body: &[u8], out: &mut WriteBatch) -> Result<(), IngestError> {
         out.clear();
+        let mut keyed = KeyedBatch::<std::convert::Infallible>::default();
+        self.decode_keyed(body, &mut keyed, |_| None)?;
+        out.series.reserve(keyed.series.len());
+        for (id, samples) in keyed.drain() {
+            let SeriesId::New { labels, .. } = id;
+            out.series.push((labels, samples.to_vec()));
+        }
+        out.metadata = keyed.metadata;
+        out.rejected = keyed.rejected;
+        out.exemplars_dropped = keyed.exemplars_dropped;
+        out.rejected_samples = keyed.rejected_samples;
+        Ok(())
+    }
+
+    /// Decodes `body` into `out` (cleared first), asking `lookup` about each series by its
+    /// key before parsing its labels: the 128-bit hash (seeded, see
+    /// [`RemoteWriteDecoder::with_key_seed`]) of the series' label fields exactly as they
+    /// are encoded. When `lookup` answers, the series is [`SeriesId::Known`] and its labels
+    /// cost nothing; otherwise they are parsed, validated and returned with the key as
+    /// [`SeriesId::New`], for the caller to remember once they are stored.
+    ///
+    /// A caller must only answer for keys it was given with labels that were accepted
+    /// (by this decoder's limits): equal keys mean byte-identical label fields, so the
+    /// answer is then the series those labels name. A series with native histograms is
+    /// rejected whatever the lookup says. Errors are as for [`RemoteWriteDecoder::decode`].
+    pub fn decode_keyed<H>(
+        &mut self,
+        body: &[u8],
+        out: &mut KeyedBatch<H>,
+        mut lookup: impl FnMut(u128) -> Option<H>,
+    ) -> Result<(), IngestError> {
+        out.clear();
+        let n = self.decompress(body)?;
+        let res = self.read(n, out, &mut lookup);
+        // Large buffers are not kept: one 50 MB request must not pin 50 MB per decoder.
+        if self.buf.capacity() > 4 << 20 {
+            self.buf = Vec::new();
+        }
+        res.map_err(|e| IngestError::InvalidProtobuf {
+            len: n,
+            reason: e.0.into_owned(),
+        })
+    }
+
+    /// The protobuf half of [`RemoteWriteDecoder::decode_keyed`], over `self.buf[..n]`.
+    fn read<H>(
+        &self,
+        n: usize,
+        out: &mut KeyedBatch<H>,
+        lookup: &mut impl FnMut(u128) -> Option<H>,
+    ) -> Result<(), wire::WireError> {
+        let pb = &self.buf[..n];
+        let limits = &self.limits;
+        let seed = self.seed;
+        let mut strings = Interner::default();
+        let mut pairs = smallvec::SmallVec::new();
+        let KeyedBatch {
+            series,
+            samples,
+            metadata,
+            rejected,
+            exemplars_dropped,
+            rejected_samples,
+        } = out;
+        wire::read_request(pb, samples, metadata, |i, fields, samples, first| {
+            let id = if fields.histograms > 0 {
+                // Parsed all the same: malformed labels make the whole body invalid.
+                pairs.clear();
+                fields.labels(&mut pairs)?;
+                Err(unsupported_histograms(i))
+            } else {
+                let key = fields.key(seed);
+                match lookup(key) {
+                    Some(h) => Ok(SeriesId::Known(h)),
+                    None => {
+                        pairs.clear();
+                        fields.labels(&mut pairs)?;
+                        labels_from_pairs(i, &mut pairs, limits, &mut strings)
+                            .map(|labels| SeriesId::New { labels, key })
+                    }
+                }
+            };
+            match id {
+                Ok(id) => {
+                    *exemplars_dropped += fields.exemplars;
+                    series.push((id, samples.len()));
+                }
+                Err(e) => {
+                    *rejected_samples += samples.len() - first;
+                    samples.truncate(first);
+                    rejected.push((i, e));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Decompresses `body` into `self.buf`, checking the announced size first; returns the
+    /// decompressed length.
+    fn decompress(&mut self, body: &[u8]) -> Result<usize, IngestError> {
         let len = snap::raw::decompress_len(body).map_err(|e| IngestError::InvalidSnappy {
             len: body.len(),
             reason: e.to_string(),
@@ -386,43 +579,43 @@ impl RemoteWriteDecoder {
         }
         self.buf.clear();
         self.buf.resize(len, 0);
-        let n = snap::raw::Decoder::new()
+        snap::raw::Decoder::new()
             .decompress(body, &mut self.buf)
             .map_err(|e| IngestError::InvalidSnappy {
                 len: body.len(),
                 reason: e.to_string(),
-            })?;
-        self.buf.truncate(n);
-        let req = WriteRequest::decode(self.buf.as_slice()).map_err(|e| IngestError::InvalidProtobuf {
-            len: n,
-            reason: e.to_string(),
-        })?;
-        // Large buffers are not kept: one 50 MB request must not pin 50 MB per decoder.
-        if self.buf.capacity() > 4 << 20 {
-            self.buf = Vec::new();
-        }
-        convert(req, &self.limits, out);
-        Ok(())
+            })
     }
 }
 
-/// Label strings of one request, each allocated once: a request's series share most label
-/// names and many values (`job`, `instance`, the metric names of one target), so interning
-/// them turns about sixteen allocations per series into a few.
-#[derive(Default)]
-struct Interner<'r>(std::collections::HashMap<&'r str, std::sync::Arc<str>, foldhash::fast::RandomState>);
-
-impl<'r> Interner<'r> {
-    fn get(&mut self, s: &'r str) -> std::sync::Arc<str> {
-        self.0.entry(s).or_insert_with(|| std::sync::Arc::from(s)).clone()
-    }
-}
-
-fn convert(req: WriteRequest, limits: &Limits, out: &mut WriteBatch) {
-    out.series.reserve(req.timeseries.len());
+/// The same decode done with the derived prost messages: the reference the hand-written
+/// reader is compared with (property tests here, the `remote_write` fuzz target). Not for
+/// production use: it allocates every label string.
+#[doc(hidden)]
+pub fn decode_write_request_with_prost(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<WriteBatch, IngestError> {
+    let mut d = RemoteWriteDecoder::new(max_decompressed, Limits::default());
+    let n = d.decompress(body)?;
+    let req = WriteRequest::decode(&d.buf[..n]).map_err(|e| IngestError::InvalidProtobuf {
+        len: n,
+        reason: e.to_string(),
+    })?;
+    let mut out = WriteBatch::default();
     let mut strings = Interner::default();
     for (i, ts) in req.timeseries.iter().enumerate() {
-        match convert_series(i, ts, limits, &mut strings) {
+        let labels = if ts.histograms.is_empty() {
+            let mut pairs = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
+            labels_from_pairs(i, &mut pairs, &d.limits, &mut strings)
+        } else {
+            Err(unsupported_histograms(i))
+        };
+        match labels {
             Ok(labels) => {
                 out.exemplars_dropped += ts.exemplars.len();
                 let samples = ts
@@ -438,31 +631,45 @@ fn convert(req: WriteRequest, limits: &Limits, out: &mut WriteBatch) {
             }
         }
     }
-    drop(strings);
     out.metadata = req.metadata;
+    Ok(out)
 }
 
-fn convert_series<'r>(
+/// Label strings of one request, each allocated once: a request's new series share most
+/// label names and many values (`job`, `instance`, the metric names of one target), so
+/// interning them turns about sixteen allocations per series into a few.
+#[derive(Default)]
+struct Interner<'r>(std::collections::HashMap<&'r str, std::sync::Arc<str>, foldhash::fast::RandomState>);
+
+impl<'r> Interner<'r> {
+    fn get(&mut self, s: &'r str) -> std::sync::Arc<str> {
+        self.0.entry(s).or_insert_with(|| std::sync::Arc::from(s)).clone()
+    }
+}
+
+fn unsupported_histograms(i: usize) -> IngestError {
+    IngestError::Unsupported {
+        field: format!("timeseries[{i}].histograms"),
+        what: "native histograms",
+    }
+}
+
+/// The label set of series `i` from its (name, value) pairs as sent: sorted, empty values
+/// dropped, checked for duplicate names and against `limits`.
+fn labels_from_pairs<'r>(
     i: usize,
-    ts: &'r TimeSeries,
+    pairs: &mut smallvec::SmallVec<[(&'r str, &'r str); 16]>,
     limits: &Limits,
     strings: &mut Interner<'r>,
 ) -> Result<Labels, IngestError> {
-    if !ts.histograms.is_empty() {
-        return Err(IngestError::Unsupported {
-            field: format!("timeseries[{i}].histograms"),
-            what: "native histograms",
-        });
-    }
     let field = || format!("timeseries[{i}].labels");
     // Cheap count check first, so that a series with a million labels costs no sort.
-    let non_empty = ts.labels.iter().filter(|l| !l.value.is_empty()).count();
+    let non_empty = pairs.iter().filter(|(_, v)| !v.is_empty()).count();
     if non_empty > limits.max_label_names_per_series {
-        let name = ts
-            .labels
+        let name = pairs
             .iter()
-            .find(|l| l.name == metricsd_model::METRIC_NAME)
-            .map(|l| abbreviate(&l.value))
+            .find(|(n, _)| *n == metricsd_model::METRIC_NAME)
+            .map(|(_, v)| abbreviate(v))
             .unwrap_or_default();
         return Err(IngestError::InvalidLabels {
             field: field(),
@@ -475,11 +682,6 @@ fn convert_series<'r>(
     }
     // Sorted once, on the stack: duplicate names are found next to each other (empty values
     // included, as Prometheus does), and the label set is built in order.
-    let mut pairs: smallvec::SmallVec<[(&str, &str); 16]> = ts
-        .labels
-        .iter()
-        .map(|l| (l.name.as_str(), l.value.as_str()))
-        .collect();
     pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
     if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(IngestError::InvalidLabels {
@@ -723,7 +925,7 @@ mod tests {
         "[a-zA-Z_][a-zA-Z0-9_]{0,8}".prop_filter("reserved", |s| !s.starts_with("__"))
     }
 
-    fn f64_edge() -> impl Strategy<Value = f64> {
+    fn f64_edge() -> impl Strategy<Value = f64> + Clone {
         prop_oneof![
             any::<u64>().prop_map(f64::from_bits),
             Just(f64::from_bits(STALE_NAN)),
@@ -734,7 +936,7 @@ mod tests {
         ]
     }
 
-    fn i64_edge() -> impl Strategy<Value = i64> {
+    fn i64_edge() -> impl Strategy<Value = i64> + Clone {
         prop_oneof![
             any::<i64>(),
             Just(i64::MIN),
@@ -759,8 +961,303 @@ mod tests {
         }
     }
 
+    /// Both decoders on one protobuf: both fail, or both give the same batch.
+    fn same_as_prost(pb: &[u8]) -> Result<(), TestCaseError> {
+        let body = snap::raw::Encoder::new().compress_vec(pb).unwrap();
+        let ours = decode_write_request(&body, 1 << 24);
+        let theirs = decode_write_request_with_prost(&body, 1 << 24);
+        match (ours, theirs) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
+            (a, b) => prop_assert!(false, "ours {a:?}\ntheirs {b:?}\nbody {pb:x?}"),
+        }
+        Ok(())
+    }
+
+    /// One protobuf field with a tag that means something at some level of a
+    /// `WriteRequest` (1–4) or nothing (5, 16), of any wire type, possibly nested.
+    fn arb_field() -> impl Strategy<Value = Vec<u8>> {
+        fn key(tag: u32, wire: u8, out: &mut Vec<u8>) {
+            prost::encoding::encode_varint(u64::from(tag << 3 | u32::from(wire)), out);
+        }
+        let tag = prop_oneof![1u32..=4, Just(5u32), Just(16u32)];
+        let leaf = (
+            tag.clone(),
+            0u8..6,
+            any::<u64>(),
+            "\\PC{0,4}",
+            proptest::collection::vec(any::<u8>(), 0..6),
+        )
+            .prop_map(|(tag, wire, n, s, raw)| {
+                let mut out = Vec::new();
+                key(tag, wire, &mut out);
+                match wire {
+                    0 => prost::encoding::encode_varint(n % 300, &mut out),
+                    1 => out.extend(n.to_le_bytes()),
+                    2 if n % 2 == 0 => {
+                        prost::encoding::encode_varint(s.len() as u64, &mut out);
+                        out.extend(s.as_bytes());
+                    }
+                    2 => {
+                        prost::encoding::encode_varint(raw.len() as u64, &mut out);
+                        out.extend(raw);
+                    }
+                    3 => key(tag, 4, &mut out), // an empty group
+                    4 => {}                     // a stray end of group
+                    _ => out.extend((n as u32).to_le_bytes()),
+                }
+                out
+            });
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            (tag.clone(), any::<bool>(), proptest::collection::vec(inner, 0..6)).prop_map(
+                |(tag, group, fields)| {
+                    let body: Vec<u8> = fields.concat();
+                    let mut out = Vec::new();
+                    if group {
+                        key(tag, 3, &mut out);
+                        out.extend(body);
+                        key(tag, 4, &mut out);
+                    } else {
+                        key(tag, 2, &mut out);
+                        prost::encoding::encode_varint(body.len() as u64, &mut out);
+                        out.extend(body);
+                    }
+                    out
+                },
+            )
+        })
+    }
+
+    fn field(tag: u32, wire: u8, out: &mut Vec<u8>) {
+        prost::encoding::encode_varint(u64::from(tag << 3 | u32::from(wire)), out);
+    }
+
+    fn len_field(tag: u32, body: &[u8], out: &mut Vec<u8>) {
+        field(tag, 2, out);
+        prost::encoding::encode_varint(body.len() as u64, out);
+        out.extend(body);
+    }
+
+    /// A message built from parts in a random order: the fields a sender writes, written
+    /// twice or left out, beside unknown fields.
+    fn arb_message(parts: Vec<BoxedStrategy<Vec<u8>>>) -> impl Strategy<Value = Vec<u8>> {
+        let unknown = arb_field().prop_filter("unknown tag", |f| f.first().is_some_and(|k| k >> 3 >= 5));
+        (
+            proptest::collection::vec(proptest::strategy::Union::new(parts), 0..5),
+            proptest::option::weighted(0.2, unknown),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(mut fields, unknown, at)| {
+                if let Some(u) = unknown {
+                    fields.insert(at.index(fields.len() + 1), u);
+                }
+                fields.concat()
+            })
+    }
+
+    /// A `Label` message whose name and value come from small pools, so that valid,
+    /// duplicate and conflicting label sets are all common.
+    fn arb_label_message() -> impl Strategy<Value = Vec<u8>> {
+        let name = proptest::sample::select(vec!["__name__", "job", "a", "", "1x"]).prop_map(|n| {
+            let mut out = Vec::new();
+            len_field(1, n.as_bytes(), &mut out);
+            out
+        });
+        let value = proptest::sample::select(vec!["up", "x", "", "y"]).prop_map(|v| {
+            let mut out = Vec::new();
+            len_field(2, v.as_bytes(), &mut out);
+            out
+        });
+        arb_message(vec![
+            name.clone().boxed(),
+            value.clone().boxed(),
+            name.boxed(),
+            value.boxed(),
+        ])
+    }
+
+    /// A `Sample` message: value and timestamp fields in any order, repeated or missing.
+    fn arb_sample_message() -> impl Strategy<Value = Vec<u8>> {
+        let value = f64_edge().boxed().prop_map(|v| {
+            let mut out = Vec::new();
+            field(1, 1, &mut out);
+            out.extend(v.to_le_bytes());
+            out
+        });
+        let ts = i64_edge().boxed().prop_map(|t| {
+            let mut out = Vec::new();
+            field(2, 0, &mut out);
+            prost::encoding::encode_varint(t as u64, &mut out);
+            out
+        });
+        arb_message(vec![
+            value.clone().boxed(),
+            ts.clone().boxed(),
+            value.boxed(),
+            ts.boxed(),
+        ])
+    }
+
+    /// A `TimeSeries` message of such labels and samples, with now and then an exemplar
+    /// or a histogram.
+    fn arb_series_message() -> impl Strategy<Value = Vec<u8>> {
+        let label = arb_label_message().prop_map(|l| {
+            let mut out = Vec::new();
+            len_field(1, &l, &mut out);
+            out
+        });
+        let sample = arb_sample_message().prop_map(|s| {
+            let mut out = Vec::new();
+            len_field(2, &s, &mut out);
+            out
+        });
+        let rare = prop_oneof![
+            Just(
+                Exemplar {
+                    labels: vec![],
+                    value: 1.0,
+                    timestamp: 2
+                }
+                .encode_to_vec()
+            )
+            .prop_map(|e| {
+                let mut out = Vec::new();
+                len_field(3, &e, &mut out);
+                out
+            }),
+            Just({
+                let mut out = Vec::new();
+                len_field(4, &[0x18, 0x05], &mut out); // a histogram with sum 5 ... as a varint: invalid
+                out
+            }),
+            Just({
+                let mut out = Vec::new();
+                len_field(4, &[0x20, 0x02], &mut out); // a histogram with schema 1
+                out
+            }),
+        ];
+        proptest::collection::vec(prop_oneof![6 => label, 4 => sample, 1 => rare], 0..8)
+            .prop_map(|f| f.concat())
+    }
+
+    /// A request of such series, now and then with a byte changed.
+    fn arb_request_message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::collection::vec(arb_series_message(), 0..4),
+            proptest::option::weighted(0.2, (any::<prop::sample::Index>(), any::<u8>())),
+        )
+            .prop_map(|(series, edit)| {
+                let mut out = Vec::new();
+                for s in series {
+                    len_field(1, &s, &mut out);
+                }
+                if let Some((at, byte)) = edit
+                    && !out.is_empty()
+                {
+                    let i = at.index(out.len());
+                    out[i] = byte;
+                }
+                out
+            })
+    }
+
+    #[test]
+    fn keyed_decoding_skips_known_series() {
+        let req = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("job", "a")], &[(1, 1.0), (2, 2.0)]),
+                series(&[("__name__", "up"), ("job", "b")], &[(1, 3.0)]),
+                series(&[("__name__", "9bad")], &[(1, 1.0)]),
+                // The first series' labels in another order: another key, same labels.
+                series(&[("job", "a"), ("__name__", "up")], &[(3, 4.0)]),
+            ],
+            metadata: vec![],
+        };
+        let body = encode_write_request(&req);
+        let mut d = RemoteWriteDecoder::new(1 << 20, Limits::default()).with_key_seed(42);
+        let mut cache: std::collections::HashMap<u128, Labels> = Default::default();
+        let mut b = KeyedBatch::default();
+        d.decode_keyed(&body, &mut b, |k| cache.get(&k).cloned()).unwrap();
+        let mut keys = Vec::new();
+        for (id, _) in b.iter() {
+            let SeriesId::New { labels, key } = id else {
+                panic!("nothing is known yet: {id:?}")
+            };
+            cache.insert(*key, labels.clone());
+            keys.push(*key);
+        }
+        assert_eq!(keys.len(), 3);
+        assert_ne!(keys[0], keys[2], "the key is of the bytes, not the label set");
+        assert_eq!(b.rejected.len(), 1);
+        d.decode_keyed(&body, &mut b, |k| cache.get(&k).cloned()).unwrap();
+        let got: Vec<_> = b.iter().map(|(id, s)| (id.clone(), s.to_vec())).collect();
+        let up_a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        assert_eq!(
+            got,
+            [
+                (
+                    SeriesId::Known(up_a.clone()),
+                    vec![ModelSample::new(1, 1.0), ModelSample::new(2, 2.0)]
+                ),
+                (
+                    SeriesId::Known(Labels::from_pairs([("__name__", "up"), ("job", "b")])),
+                    vec![ModelSample::new(1, 3.0)]
+                ),
+                (SeriesId::Known(up_a), vec![ModelSample::new(3, 4.0)]),
+            ]
+        );
+        // Rejected series are asked about like any other and rejected again by the caller's
+        // silence; a series with native histograms is rejected even when known.
+        assert_eq!(b.rejected.len(), 1);
+        assert_eq!(b.rejected_samples, 1);
+        let mut hist = req.timeseries[0].clone();
+        hist.histograms.push(Histogram {
+            count: None,
+            sum: 0.0,
+            schema: 0,
+            zero_threshold: 0.0,
+            zero_count: None,
+            negative_spans: vec![],
+            negative_deltas: vec![],
+            negative_counts: vec![],
+            positive_spans: vec![],
+            positive_deltas: vec![],
+            positive_counts: vec![],
+            reset_hint: 0,
+            timestamp: 0,
+            custom_values: vec![],
+        });
+        let body = encode_write_request(&WriteRequest {
+            timeseries: vec![hist],
+            metadata: vec![],
+        });
+        d.decode_keyed(&body, &mut b, |k| cache.get(&k).cloned()).unwrap();
+        assert_eq!((b.series.len(), b.rejected[0].1.code()), (0, "unsupported"));
+        assert_eq!(b.samples.len(), 0);
+    }
+
+    #[test]
+    fn malformed_label_bytes_name_their_series_and_field() {
+        // timeseries[1]'s label value is not UTF-8.
+        let mut pb = WriteRequest {
+            timeseries: vec![series(&[("__name__", "a")], &[(1, 1.0)])],
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        pb.extend([0x0a, 0x09, 0x0a, 0x07, 0x0a, 0x01, b'x', 0x12, 0x02, 0xff, 0xfe]);
+        let body = snap::raw::Encoder::new().compress_vec(&pb).unwrap();
+        let e = decode_write_request(&body, 1 << 20).unwrap_err();
+        assert_eq!(e.code(), "invalid_protobuf");
+        assert!(
+            e.to_string()
+                .contains("timeseries[1]: labels[0].value: invalid string value"),
+            "{e}"
+        );
+        assert!(decode_write_request_with_prost(&body, 1 << 20).is_err());
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
         #[test]
         fn round_trip(series in proptest::collection::vec(arb_series(), 0..8)) {
@@ -770,6 +1267,41 @@ mod tests {
             prop_assert!(back.rejected.is_empty(), "{:?}", back.rejected);
             // Sample's PartialEq compares value bits: stale NaN stays stale.
             prop_assert_eq!(back, batch);
+        }
+
+        #[test]
+        fn same_as_prost_on_arbitrary_fields(fields in proptest::collection::vec(arb_field(), 0..6)) {
+            same_as_prost(&fields.concat())?;
+        }
+
+        #[test]
+        fn same_as_prost_on_odd_but_valid_messages(pb in arb_request_message()) {
+            same_as_prost(&pb)?;
+        }
+
+        #[test]
+        fn same_as_prost_on_mutated_requests(
+            series in proptest::collection::vec(arb_series(), 1..4),
+            extra in proptest::collection::vec(arb_field(), 0..2),
+            at in any::<prop::sample::Index>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let batch = WriteBatch { series, ..WriteBatch::default() };
+            let mut pb = batch.to_write_request().encode_to_vec();
+            // Unknown or repeated fields spliced in somewhere, then a few bytes changed,
+            // inserted or removed.
+            let i = at.index(pb.len() + 1);
+            pb.splice(i..i, extra.concat());
+            for (at, byte, op) in edits {
+                let i = at.index(pb.len().max(1));
+                match op {
+                    0 if i < pb.len() => pb[i] = byte,
+                    1 => pb.insert(i.min(pb.len()), byte),
+                    _ if i < pb.len() => { pb.remove(i); }
+                    _ => {}
+                }
+            }
+            same_as_prost(&pb)?;
         }
 
         #[test]
