@@ -10,6 +10,10 @@
 //! (for WAL replay and reads); each series has its own mutex, so appends to different series
 //! never contend on anything but a shard's read lock. Lock order, never reversed:
 //! hash shard → id shard → postings → symbols; a series mutex is taken alone.
+//!
+//! A third sharded map, the key table, finds series by keys that ingest paths choose (a
+//! seeded 128-bit hash of a series' labels as received, see [`KeyedSeries`]); its shard
+//! locks are taken alone too.
 
 pub(crate) mod append;
 mod postings;
@@ -31,6 +35,10 @@ pub(crate) use postings::MemPostings;
 pub(crate) use symbols::Symbols;
 
 const SHARDS: usize = 64;
+
+/// Room the key table has beyond two keys per head series (keys per shard: this plus
+/// twice the series, over [`SHARDS`]).
+const KEYED_SLACK: usize = 64 * 1024;
 
 /// Options of the head.
 #[derive(Debug, Clone)]
@@ -180,6 +188,60 @@ impl std::fmt::Debug for SeriesRef {
     }
 }
 
+/// A head series found by a key an ingest path chose ([`crate::Db::keyed_series`]), to
+/// append to without naming its labels ([`crate::Appender::append_known`]).
+///
+/// Keys are the caller's: typically a seeded 128-bit hash of a series' labels exactly as a
+/// protocol delivered them, so that a known series costs no label parsing, validation or
+/// lookup by labels. The store trusts that one key always means one label set; a caller
+/// derives keys from the labels' bytes and a seed nobody else knows, and uses one seed per
+/// encoding. The table keeps at most about two keys per head series (plus some slack) and
+/// forgets a shard's keys when it overflows; [`Head::gc`] drops the keys of removed
+/// series. A handle whose series was removed since it was found still stores its samples:
+/// the commit finds or recreates the series by its labels.
+#[derive(Clone)]
+pub struct KeyedSeries {
+    pub(crate) series: Arc<MemSeries>,
+    /// [`Head::uid`] of the head the series lives in.
+    pub(crate) head: u64,
+}
+
+impl std::fmt::Debug for KeyedSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyedSeries({})", self.series.id)
+    }
+}
+
+/// Hashes a key table key by its low 64 bits: keys are uniform hashes already.
+#[derive(Clone, Copy, Default)]
+struct KeyBuild;
+
+struct KeyHasher(u64);
+
+impl std::hash::BuildHasher for KeyBuild {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for u128 keys (they call write_u128); kept correct for any input.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u128(&mut self, k: u128) {
+        self.0 = k as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyShard = HashMap<u128, Arc<MemSeries>, KeyBuild>;
+
 /// Distinguishes heads, so a ref from one is never used in another.
 static NEXT_HEAD_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -194,6 +256,8 @@ pub struct Head {
     pub(crate) symbols: Symbols,
     by_hash: Box<[RwLock<HashShard>]>,
     by_id: Box<[RwLock<IdShard>]>,
+    /// The key table (see [`KeyedSeries`]).
+    keyed: Box<[RwLock<KeyShard>]>,
     pub(crate) postings: RwLock<MemPostings>,
     next_id: AtomicU32,
     num_series: AtomicUsize,
@@ -218,6 +282,7 @@ impl Head {
             symbols: Symbols::default(),
             by_hash: (0..SHARDS).map(|_| RwLock::new(HashShard::default())).collect(),
             by_id: (0..SHARDS).map(|_| RwLock::new(IdShard::default())).collect(),
+            keyed: (0..SHARDS).map(|_| RwLock::new(KeyShard::default())).collect(),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(1),
             num_series: AtomicUsize::new(0),
@@ -254,6 +319,47 @@ impl Head {
     /// release it.
     pub(crate) fn live<'r>(&self, r: &'r SeriesRef) -> Option<&'r Arc<MemSeries>> {
         (r.0.head == self.uid && !r.0.series.removed.load(Ordering::Acquire)).then_some(&r.0.series)
+    }
+
+    fn key_shard(&self, key: u128) -> &RwLock<KeyShard> {
+        &self.keyed[(key >> 64) as usize % SHARDS]
+    }
+
+    /// The live series remembered under `key`.
+    pub(crate) fn keyed(&self, key: u128) -> Option<KeyedSeries> {
+        let series = self.key_shard(key).read().get(&key)?.clone();
+        (!series.removed.load(Ordering::Acquire)).then_some(KeyedSeries {
+            series,
+            head: self.uid,
+        })
+    }
+
+    /// Remembers `series` under `key`. A shard that is full forgets its keys first, which
+    /// bounds the table however many encodings of their labels senders use.
+    pub(crate) fn remember(&self, key: u128, series: &Arc<MemSeries>) {
+        let cap = (self.num_series().saturating_mul(2) + KEYED_SLACK) / SHARDS;
+        let mut shard = self.key_shard(key).write();
+        if shard.len() >= cap && !shard.contains_key(&key) {
+            *shard = KeyShard::default();
+        }
+        shard.insert(key, series.clone());
+    }
+
+    /// The series of a keyed handle if it is this head's and still in it (see
+    /// [`Head::live`]); `Err` when the handle is from another head.
+    pub(crate) fn live_keyed<'k>(&self, k: &'k KeyedSeries) -> Result<Option<&'k Arc<MemSeries>>> {
+        if k.head != self.uid {
+            return Err(Error::Unavailable(
+                "a keyed series handle from another store was used".into(),
+            ));
+        }
+        Ok((!k.series.removed.load(Ordering::Acquire)).then_some(&k.series))
+    }
+
+    /// Number of keys in the key table.
+    #[cfg(test)]
+    pub(crate) fn keyed_len(&self) -> usize {
+        self.keyed.iter().map(|s| s.read().len()).sum()
     }
 
     /// A ref to `series` (found or created for `labels`).
@@ -471,6 +577,9 @@ impl Head {
                 .write()
                 .remove(s.id, labels.iter().map(|l| (l.name.clone(), l.value.clone())));
         }
+        for shard in self.keyed.iter() {
+            shard.write().retain(|_, s| !s.removed.load(Ordering::Relaxed));
+        }
         self.num_series.fetch_sub(removed.len(), Ordering::Relaxed);
         self.series_removed
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
@@ -543,6 +652,38 @@ impl Head {
             bytes += std::mem::size_of::<MemSeries>() + s.labels.len() * 8 + d.mem_size() + 48;
         }
         let (_, sym_bytes) = self.symbols.stats();
-        (chunks, bytes + self.postings.read().mem_size() + sym_bytes)
+        // Key table: key, pointer and control byte per bucket; a table holds 7/8 of its
+        // buckets.
+        let keyed: usize = self
+            .keyed
+            .iter()
+            .map(|s| s.read().capacity() * 8 / 7 * (16 + 8 + 1))
+            .sum();
+        (
+            chunks,
+            bytes + self.postings.read().mem_size() + sym_bytes + keyed,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many keys senders make up for a series, the table stays within its bound.
+    #[test]
+    fn key_table_is_bounded() {
+        let head = Head::new(HeadOptions::default());
+        let r = head.series_ref(&Labels::from_pairs([("__name__", "m")])).unwrap();
+        let s = head.live(&r).unwrap().clone();
+        for k in 0..200_000u128 {
+            // Spread over the shards like real hashes.
+            head.remember(k.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835), &s);
+        }
+        let n = head.keyed_len();
+        assert!(n <= KEYED_SLACK + 2 * SHARDS, "{n} keys kept");
+        // The newest key is always there.
+        let last = 199_999u128.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+        assert!(head.keyed(last).is_some());
     }
 }

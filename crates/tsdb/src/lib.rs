@@ -63,7 +63,7 @@ pub mod wal;
 
 pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, OpenReport, Stats};
 pub use error::{Error, Result, Status};
-pub use head::SeriesRef;
+pub use head::{KeyedSeries, SeriesRef};
 pub use querier::{Querier, Queryable, SampleIter, Series};
 pub use storage::{DEFAULT_TENANT, Maintenance, Storage, is_valid_tenant};
 pub use wal::{FsyncPolicy, WalOptions};

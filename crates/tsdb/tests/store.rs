@@ -614,3 +614,56 @@ fn series_refs_survive_gc_and_reopen() {
     );
     assert_eq!(db.head().num_series(), 2);
 }
+
+/// Series found by key ([`Db::keyed_series`]) take their samples like series found by
+/// labels; the key is forgotten when the series leaves the head, and a handle found before
+/// that still stores its samples (in the series recreated by its labels). A series the limit
+/// rejects is not remembered, and a handle from another store is refused.
+#[test]
+fn keyed_series_follow_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DbOptions {
+        max_series: 2,
+        ..small_opts()
+    };
+    let (db, _) = Db::open(dir.path(), "default", opts).unwrap();
+    assert!(db.keyed_series(7).is_none());
+    let mut a = db.appender();
+    a.append_keyed(7, labels("m", 0), &[Sample::new(0, 0.0), Sample::new(100, 1.0)]);
+    a.append_keyed(8, labels("other", 1), &[Sample::new(0, 5.0)]);
+    a.append_keyed(9, labels("over", 2), &[Sample::new(0, 5.0)]);
+    let rep = a.commit().unwrap();
+    assert_eq!((rep.accepted, rep.series_created, rep.rejected.len()), (3, 2, 1));
+    assert!(
+        db.keyed_series(9).is_none(),
+        "rejected by the series limit: not remembered"
+    );
+    let k = db.keyed_series(7).expect("remembered at commit");
+    let mut a = db.appender();
+    a.append_known(k.clone(), &[Sample::new(200, 2.0)]);
+    assert_eq!(a.commit().unwrap().accepted, 1);
+    // m0 leaves the head: its key goes with it; the handle still stores.
+    let mut a = db.appender();
+    a.append_known(db.keyed_series(8).unwrap(), &[Sample::new(5000, 1.0)]);
+    a.commit().unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.head().num_series(), 1, "m0 left the head");
+    assert!(db.keyed_series(7).is_none(), "forgotten with its series");
+    let mut a = db.appender();
+    a.append_known(k.clone(), &[Sample::new(5100, 10.0)]);
+    let rep = a.commit().unwrap();
+    assert_eq!((rep.accepted, rep.series_created), (1, 1), "{rep:?}");
+    let got: Vec<(i64, f64)> = read_all(&db)[&labels("m", 0)]
+        .iter()
+        .map(|&(t, v)| (t, f64::from_bits(v)))
+        .collect();
+    assert_eq!(got, vec![(0, 0.0), (100, 1.0), (200, 2.0), (5100, 10.0)]);
+    // Another store does not take it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (db2, _) = Db::open(dir2.path(), "other", small_opts()).unwrap();
+    let mut a = db2.appender();
+    a.append_known(k, &[Sample::new(5200, 1.0)]);
+    let rep = a.commit().unwrap();
+    assert_eq!((rep.accepted, rep.rejected.len()), (0, 1));
+    assert!(read_all(&db2).is_empty());
+}

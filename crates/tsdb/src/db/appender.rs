@@ -7,7 +7,7 @@ use metricsd_model::{Labels, Sample};
 
 use super::Db;
 use crate::head::append::Appended;
-use crate::head::{MemSeries, SeriesRef};
+use crate::head::{KeyedSeries, MemSeries, SeriesRef};
 use crate::wal::{Record, RefSample, RefSeries};
 use crate::{Error, Result};
 
@@ -23,11 +23,14 @@ pub struct Appender<'a> {
     samples: Vec<(u32, Sample)>,
 }
 
-/// The series a sample goes to: by labels (looked up at commit), or a ref from
-/// [`Db::series_ref`] (checked at commit, looked up by its labels only if stale).
+/// The series a sample goes to: by labels (looked up at commit), a ref from
+/// [`Db::series_ref`] (checked at commit, looked up by its labels only if stale), a series
+/// found by its key (likewise), or labels to remember under a key once resolved.
 enum Target {
     Labels(Labels),
     Ref(SeriesRef),
+    Known(KeyedSeries),
+    Keyed(Labels, u128),
 }
 
 /// What a commit did.
@@ -91,6 +94,23 @@ impl<'a> Appender<'a> {
         self.samples.push((idx, Sample::new(t, v)));
     }
 
+    /// Adds samples of a series found by its key ([`Db::keyed_series`]): no label lookup at
+    /// commit while the series is in the head.
+    pub fn append_known(&mut self, series: KeyedSeries, samples: &[Sample]) {
+        let idx = self.series.len() as u32;
+        self.series.push(Target::Known(series));
+        self.samples.extend(samples.iter().map(|s| (idx, *s)));
+    }
+
+    /// Adds samples of the series `labels`, and remembers the series under `key` when the
+    /// commit has found or created it, for [`Db::keyed_series`]. See [`KeyedSeries`] for what
+    /// a key must be.
+    pub fn append_keyed(&mut self, key: u128, labels: Labels, samples: &[Sample]) {
+        let idx = self.series.len() as u32;
+        self.series.push(Target::Keyed(labels, key));
+        self.samples.extend(samples.iter().map(|s| (idx, *s)));
+    }
+
     /// Number of samples added.
     pub fn len(&self) -> usize {
         self.samples.len()
@@ -122,6 +142,15 @@ impl<'a> Appender<'a> {
                     None => db.get_or_create(r.labels()),
                 },
                 Target::Labels(labels) => db.get_or_create(labels),
+                Target::Known(k) => match head.live_keyed(k) {
+                    Ok(Some(s)) => Ok((s.clone(), false)),
+                    // Removed since it was found: the same head's symbols still name it.
+                    Ok(None) => db.get_or_create(&head.labels_of(&k.series)),
+                    Err(e) => Err(e),
+                },
+                Target::Keyed(labels, key) => {
+                    db.get_or_create(labels).inspect(|(s, _)| head.remember(*key, s))
+                }
             };
             match r {
                 Ok((s, created)) => {
@@ -196,6 +225,12 @@ impl<'a> Appender<'a> {
 }
 
 impl Db {
+    /// The head series remembered under `key` by an earlier [`Appender::append_keyed`], if
+    /// it is still in the head. See [`KeyedSeries`].
+    pub fn keyed_series(&self, key: u128) -> Option<KeyedSeries> {
+        self.head.keyed(key)
+    }
+
     /// Finds or creates the series `labels` in the head and returns a ref to it, for
     /// [`Appender::append_ref`]. A new series is logged to the WAL (flushed with the next
     /// commit) and holds no samples until one is committed.
