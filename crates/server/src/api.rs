@@ -28,7 +28,7 @@ use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
 use crate::{exposition, trends};
 use metricsd_ingest as track;
-use metricsd_ingest::{RemoteWriteDecoder, SERVICE_LABEL, WriteBatch};
+use metricsd_ingest::{KeyedBatch, RemoteWriteDecoder, SERVICE_LABEL, SeriesId};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -42,6 +42,9 @@ pub struct AppState {
     pub metrics: Arc<SelfMetrics>,
     /// Start time, for `uptime_seconds`.
     pub started: Instant,
+    /// Seed of remote_write's series keys (see `metricsd_tsdb::KeyedSeries`): random per
+    /// process, so nobody can make two label sets share a key.
+    pub rw_key_seed: u64,
 }
 
 type St = State<Arc<AppState>>;
@@ -901,21 +904,32 @@ async fn write(
         &st,
         b.len() <= SNAPPY_INLINE_MAX,
         move || -> Result<(usize, usize, Option<String>), ApiError> {
-            let mut batch = WriteBatch::default();
+            // Series the tenant's head knows by the key of their label bytes cost no label
+            // parsing, validation or lookup; the others are remembered at commit.
+            let known = st2.storage.existing_tenant(&tenant);
+            let mut batch = KeyedBatch::default();
             RemoteWriteDecoder::new(max, st2.cfg.limits())
-                .decode(&b, &mut batch)
+                .with_key_seed(st2.rw_key_seed)
+                .decode_keyed(&b, &mut batch, |key| known.as_ref()?.keyed_series(key))
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
-            let db = st2
-                .storage
-                .tenant(&tenant)
-                .map_err(|e| ApiError::from_store(&e))?;
+            // The handles are of the store they were found in: append there.
+            let db = match known {
+                Some(db) => db,
+                None => st2
+                    .storage
+                    .tenant(&tenant)
+                    .map_err(|e| ApiError::from_store(&e))?,
+            };
             let mut app = db.appender();
-            app.reserve(batch.series.len(), batch.sample_count());
+            app.reserve(batch.series.len(), batch.samples.len());
             let mut dropped = batch.rejected_samples;
             let mut first: Option<String> = batch.rejected.first().map(|(_, e)| e.to_string());
-            let total = batch.sample_count() + batch.rejected_samples;
-            for (labels, samples) in batch.series {
-                app.append_many(labels, &samples);
+            let total = batch.samples.len() + batch.rejected_samples;
+            for (id, samples) in batch.drain() {
+                match id {
+                    SeriesId::Known(series) => app.append_known(series, samples),
+                    SeriesId::New { labels, key } => app.append_keyed(key, labels, samples),
+                }
             }
             let report = app.commit().map_err(|e| ApiError::from_store(&e))?;
             dropped += report.rejected.len();

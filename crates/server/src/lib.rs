@@ -155,6 +155,7 @@ pub async fn serve(
         collector,
         metrics,
         started: Instant::now(),
+        rw_key_seed: std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64),
     });
     // The collector's eviction pass, a few times per idle timeout (1 s to 1 min apart).
     let eviction = {

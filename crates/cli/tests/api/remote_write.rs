@@ -35,6 +35,22 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// POSTs a remote_write body; (status, body text).
+fn send(s: &Server, body: Vec<u8>, tenant: Option<&str>) -> (u16, String) {
+    let mut r = s
+        .client
+        .post(s.url("/api/v1/write"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body);
+    if let Some(t) = tenant {
+        r = r.header("X-Scope-OrgID", t);
+    }
+    let r = r.send().unwrap();
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
 #[test]
 fn round_trip_and_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,20 +63,7 @@ fn round_trip_and_errors() {
         ],
         metadata: vec![],
     };
-    let send = |body: Vec<u8>, tenant: Option<&str>| {
-        let mut r = s
-            .client
-            .post(s.url("/api/v1/write"))
-            .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
-            .header("x-prometheus-remote-write-version", "0.1.0")
-            .body(body);
-        if let Some(t) = tenant {
-            r = r.header("X-Scope-OrgID", t);
-        }
-        let r = r.send().unwrap();
-        (r.status().as_u16(), r.text().unwrap_or_default())
-    };
+    let send = |body: Vec<u8>, tenant: Option<&str>| send(&s, body, tenant);
     assert_eq!(send(encode_write_request(&req), Some("prom")).0, 204);
     let v = s.get_json("/metrics/series?tenant_id=prom&name=up");
     let pts = v["series"][0]["points"].as_array().unwrap();
@@ -99,4 +102,50 @@ fn round_trip_and_errors() {
             >= 1
     );
     assert!(s.healthy());
+}
+
+/// The second and later requests of a series take the known-series path (its label bytes'
+/// key): their samples land in the same series, per tenant, in any label order, after a
+/// restart too; a rejected series stays rejected however often it is sent.
+#[test]
+fn known_series_across_requests_tenants_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now_ms() - 120_000;
+    let one = |t: i64, v: f64| {
+        encode_write_request(&WriteRequest {
+            timeseries: vec![ts("up", "node", &[(t, v)]), ts("bad name", "x", &[(t, v)])],
+            metadata: vec![],
+        })
+    };
+    let points = |s: &Server, tenant: &str| -> Vec<f64> {
+        let v = s.get_json(&format!("/metrics/series?tenant_id={tenant}&name=up"));
+        assert_eq!(v["total"], 1, "one series: {v}");
+        v["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_f64().unwrap())
+            .collect()
+    };
+    let s = Server::start(dir.path());
+    for i in 0..3 {
+        let (st, body) = send(&s, one(t0 + i * 15_000, i as f64), Some("a"));
+        assert_eq!(st, 400, "the bad series is rejected every time: {body}");
+        assert!(body.contains("1 of 2 samples rejected"), "{body}");
+    }
+    assert_eq!(send(&s, one(t0, 9.0), Some("b")).0, 400);
+    // The same series with its labels in another order: other bytes, the same series.
+    let mut swapped = ts("up", "node", &[(t0 + 45_000, 3.0)]);
+    swapped.labels.reverse();
+    let req = WriteRequest {
+        timeseries: vec![swapped],
+        metadata: vec![],
+    };
+    assert_eq!(send(&s, encode_write_request(&req), Some("a")).0, 204);
+    assert_eq!(points(&s, "a"), [0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(points(&s, "b"), [9.0], "tenants do not share series");
+    assert_eq!(s.stop(), Some(0));
+    let s = Server::start(dir.path());
+    assert_eq!(send(&s, one(t0 + 60_000, 4.0), Some("a")).0, 400);
+    assert_eq!(points(&s, "a"), [0.0, 1.0, 2.0, 3.0, 4.0]);
 }
