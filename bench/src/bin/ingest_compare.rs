@@ -5,8 +5,10 @@
 //! fresh temporary data directory, waits until it is ready, sends the SAME requests, reads the
 //! server's CPU time (`/proc/<pid>/stat` utime+stime, before and after) and memory
 //! (`/proc/<pid>/status` VmRSS after the load, VmHWM), checks that the data was stored (a
-//! `count({__name__=~".+"})` query at the last timestamp), and stops it. Prints a table with
-//! ratios against VictoriaMetrics and optionally writes JSON (`--json`).
+//! `count({__name__=~".+"})` query at the last timestamp; after a complete remote_write load
+//! also the number of samples and their value sum over the whole range, against the data
+//! set's), and stops it. Prints a table with ratios against VictoriaMetrics and optionally
+//! writes JSON (`--json`).
 //!
 //! metricsd is started the same way from `--metricsd-bin` (`serve --listen ADDR --data-dir
 //! DIR`) and skipped, with a note, if the binary is absent or has no `serve` subcommand. Its
@@ -113,8 +115,15 @@ fn start(kind: Kind, a: &Args, port: u16, dir: &Path) -> Result<Server> {
 /// `count({__name__=~".+"})` at `time_ms`: `Ok(Some(n))`, `Ok(None)` if the server has no
 /// query API (404), or an error.
 fn query_count(srv: &Server, time_ms: i64) -> Result<Option<f64>> {
+    query_scalar(srv, r#"count({__name__=~".+"})"#, time_ms)
+}
+
+/// The value of a PromQL query that answers one element (0 when it answers none); `None`
+/// when the server has no query API.
+fn query_scalar(srv: &Server, query: &str, time_ms: i64) -> Result<Option<f64>> {
     let url = srv.url(&format!(
-        "/api/v1/query?query=count(%7B__name__%3D~%22.%2B%22%7D)&time={:.3}",
+        "/api/v1/query?query={}&time={:.3}",
+        urlencode(query),
         time_ms as f64 / 1000.0
     ));
     let (code, body) = get(&url)?;
@@ -132,6 +141,79 @@ fn query_count(srv: &Server, time_ms: i64) -> Result<Option<f64>> {
         .context("no value in the query answer")?
         .parse()?;
     Ok(Some(n))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What the whole data set adds up to: the stored-samples check compares the server's
+/// sample count and value sum over the run's time range with these, so a sample stored in
+/// the wrong series or lost shows even when every series has its newest sample.
+#[derive(Debug, Clone)]
+struct Totals {
+    samples: u64,
+    sum: f64,
+    first_ms: i64,
+    /// The metric names of the data set: the queries go name by name, since
+    /// `count_over_time` drops the name and series of two families would collide.
+    names: Vec<String>,
+}
+
+impl Totals {
+    fn of(ds: &datagen::DataSet, first_ms: i64) -> Totals {
+        let mut t = Totals {
+            samples: 0,
+            sum: 0.0,
+            first_ms,
+            names: Vec::new(),
+        };
+        let mut buf = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for i in 0..ds.num_series() {
+            ds.samples_into(i, &mut buf);
+            t.samples += buf.len() as u64;
+            t.sum += buf.iter().map(|s| s.v).sum::<f64>();
+            if let Some(n) = ds.series[i].metric_name() {
+                names.insert(n.to_owned());
+            }
+        }
+        t.names = names.into_iter().collect();
+        t
+    }
+
+    /// "ok", or what differs. Only meaningful after a load that sent everything and had
+    /// every request accepted.
+    fn check(&self, srv: &Server, last_ms: i64) -> Result<String> {
+        // The window reaches half an interval before the first sample.
+        let range = format!("{}ms", last_ms - self.first_ms + 7_500);
+        let (mut n, mut sum) = (0.0, 0.0);
+        for name in &self.names {
+            let sel = format!(r#"{{__name__="{name}"}}[{range}]"#);
+            let (Some(c), Some(s)) = (
+                query_scalar(srv, &format!("sum(count_over_time({sel}))"), last_ms)?,
+                query_scalar(srv, &format!("sum(sum_over_time({sel}))"), last_ms)?,
+            ) else {
+                return Ok("skipped".into());
+            };
+            n += c;
+            sum += s;
+        }
+        if n as u64 != self.samples {
+            return Ok(format!("MISMATCH: {n} samples, want {}", self.samples));
+        }
+        // Summed in another order: equal up to rounding.
+        let tol = 1e-9 * self.sum.abs().max(1.0);
+        if self.sum.is_finite() && (sum - self.sum).abs() > tol {
+            return Ok(format!("MISMATCH: values sum to {sum}, want {}", self.sum));
+        }
+        Ok("ok".into())
+    }
 }
 
 #[derive(Debug)]
@@ -188,6 +270,7 @@ fn run_one(
     per_step: usize,
     series: usize,
     last_ts: i64,
+    totals: Option<&Totals>,
 ) -> Result<Row> {
     let dir = tempfile::Builder::new()
         .prefix(&format!("ingest-{}-", kind.name().to_lowercase()))
@@ -222,8 +305,16 @@ fn run_one(
             let _ = get(&srv.url("/internal/force_flush"));
             std::thread::sleep(Duration::from_secs(2));
         }
+        let complete = !rep.truncated && rep.error_count() == 0;
         match query_count(&srv, check_ts) {
-            Ok(Some(n)) if n as usize == expected => (Some(n), "ok".to_string()),
+            Ok(Some(n)) if n as usize == expected => match totals.filter(|_| complete) {
+                Some(t) => (
+                    Some(n),
+                    t.check(&srv, last_ts)
+                        .unwrap_or_else(|e| format!("FAILED: {e:#}")),
+                ),
+                None => (Some(n), "ok (series only)".to_string()),
+            },
             Ok(Some(n)) => (Some(n), format!("MISMATCH: {n} series, want {expected}")),
             Ok(None) => (None, "skipped: no /api/v1/query".to_string()),
             Err(e) if kind == Kind::Metricsd => (None, format!("skipped: query failed ({e:#})")),
@@ -341,6 +432,9 @@ fn main() -> Result<()> {
         let bytes: usize = reqs.iter().map(|r| r.body.len()).sum();
         let per_step = rwload::requests_per_step(ds.num_series(), a.samples_per_request);
         let last_ts = cfg.start_ms + (cfg.samples_per_series as i64 - 1) * cfg.interval_ms;
+        // The JSON API stores counters as running totals of the increments sent: other
+        // values than the data set's, so only the series are checked there.
+        let totals = (a.protocol != Protocol::Json).then(|| Totals::of(&ds, cfg.start_ms));
         println!(
             "== {} series ({} hosts) × {} steps = {} samples; {} {:?} requests of ≤{} samples, {:.1} MB; encoded in {:.1} s",
             ds.num_series(),
@@ -365,7 +459,15 @@ fn main() -> Result<()> {
                 continue;
             }
             print!("  {}: ", kind.name());
-            match run_one(&a, kind, &reqs, per_step, ds.num_series(), last_ts) {
+            match run_one(
+                &a,
+                kind,
+                &reqs,
+                per_step,
+                ds.num_series(),
+                last_ts,
+                totals.as_ref(),
+            ) {
                 Ok(r) => {
                     println!(
                         "{:.0} samples/s, {:.2} s CPU, {:.3} µs CPU/sample, RSS {:.0} MB, stored check {}",
