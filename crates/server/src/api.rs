@@ -45,6 +45,8 @@ pub struct AppState {
     /// Seed of remote_write's series keys (see `metricsd_tsdb::KeyedSeries`): random per
     /// process, so nobody can make two label sets share a key.
     pub rw_key_seed: u64,
+    /// Metadata received over remote_write.
+    pub rw_meta: crate::rwmeta::RemoteMetadata,
 }
 
 type St = State<Arc<AppState>>;
@@ -78,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::protect::Protect::new(
                 state.cfg.max_concurrent_requests,
                 std::time::Duration::from_secs(state.cfg.request_timeout_seconds),
+                std::time::Duration::from_secs(state.cfg.query_timeout_seconds),
                 state.metrics.clone(),
             ),
             crate::protect::protect,
@@ -925,6 +928,8 @@ async fn write(
             let mut dropped = batch.rejected_samples;
             let mut first: Option<String> = batch.rejected.first().map(|(_, e)| e.to_string());
             let total = batch.samples.len() + batch.rejected_samples;
+            let lost = st2.rw_meta.record(&tenant, &batch.metadata);
+            st2.metrics.metadata_dropped.add(lost as u64);
             for (id, samples) in batch.drain() {
                 match id {
                     SeriesId::Known(series) => app.append_known(series, samples),

@@ -153,7 +153,9 @@ pub struct Config {
     /// How far back a PromQL instant selector looks for a sample (Prometheus'
     /// `--query.lookback-delta`; `/federate` uses it too).
     pub query_lookback_delta: PromDuration,
-    /// Longest a PromQL query may run; a request's `timeout=` can only shorten it.
+    /// Longest a PromQL query may run (Prometheus' `--query.timeout`); a request's
+    /// `timeout=` can only shorten it. It holds even when longer than
+    /// `request_timeout_seconds`, which does not cut queries short.
     pub query_timeout_seconds: u64,
     /// Most samples a PromQL query may hold in memory at once (`--query.max-samples`).
     pub query_max_samples: u64,
@@ -164,7 +166,8 @@ pub struct Config {
     /// Most requests in flight; beyond it requests are answered 503 with `Retry-After`
     /// (`ACCESS_MAX_CONCURRENT_REQUESTS`). `/health` is exempt.
     pub max_concurrent_requests: usize,
-    /// A request not answered within this many seconds gets a 503 (`ACCESS_REQUEST_TIMEOUT_SECONDS`).
+    /// A request not answered within this many seconds gets a 503 (`ACCESS_REQUEST_TIMEOUT_SECONDS`);
+    /// PromQL queries run up to `query_timeout_seconds` instead, when that is longer.
     pub request_timeout_seconds: u64,
     /// A connection that does not deliver a request's headers within this many seconds is
     /// closed (`ACCESS_HEADER_READ_TIMEOUT_SECONDS`).

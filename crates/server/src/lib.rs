@@ -13,6 +13,7 @@
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
 //! - [`trends`]: hourly buckets and the least-squares trend.
+//! - [`rwmeta`]: metric metadata received over remote_write, for `/api/v1/metadata`.
 //! - [`selfmetrics`], [`logging`], [`otel`]: operating the service (self-metrics, JSON
 //!   logs, our own spans over OTLP).
 //!
@@ -35,6 +36,7 @@ pub mod logging;
 pub mod otel;
 mod promapi;
 mod protect;
+pub mod rwmeta;
 pub mod selfmetrics;
 pub mod trends;
 
@@ -156,6 +158,7 @@ pub async fn serve(
         metrics,
         started: Instant::now(),
         rw_key_seed: std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64),
+        rw_meta: rwmeta::RemoteMetadata::default(),
     });
     // The collector's eviction pass, a few times per idle timeout (1 s to 1 min apart).
     let eviction = {

@@ -217,15 +217,12 @@ async fn run_query(
     Ok((res.map_err(PromError::from_query)?, secs))
 }
 
-/// The query's deadline: the request's `timeout` parameter, and half a second before the
-/// service's `request_timeout_seconds` cuts the request off, so that a long query ends with
-/// Prometheus' `timeout` error rather than the generic one. (`query_timeout_seconds` is
-/// the engine's own limit, applied on top.)
+/// The query's deadline: `query_timeout_seconds`, shortened by the request's `timeout`
+/// parameter. (The request deadline of the `protect` layer is a second later for query
+/// routes, so the query ends first, with Prometheus' `timeout` error.)
 fn deadline(st: &AppState, form: &Form) -> Result<Option<Instant>, PromError> {
     let now = Instant::now();
-    let request =
-        Duration::from_secs(st.cfg.request_timeout_seconds).saturating_sub(Duration::from_millis(500));
-    let mut d = now + request;
+    let mut d = now + Duration::from_secs(st.cfg.query_timeout_seconds);
     match form.value("timeout") {
         "" => {}
         v => {
@@ -425,8 +422,10 @@ async fn label_values(State(st): St, Path(name): Path<String>, req: Req) -> Resu
     Ok(string_list(&values))
 }
 
-/// `/api/v1/metadata`: the type and help of every metric name the tenant tracked through
-/// the JSON API (remote_write carries none), sorted by name.
+/// `/api/v1/metadata`: the type, help and unit of every metric family of the tenant, from
+/// the JSON API and from remote_write senders' metadata (`rwmeta`), sorted by name. A
+/// family both name lists both entries when they differ, as Prometheus lists a family's
+/// distinct entries; `limit` counts families.
 async fn metadata(State(st): St, req: Req) -> Result<Response, PromError> {
     let tenant = api_tenant(&req.headers)?;
     let limit: i64 = match req.form.value("limit") {
@@ -436,22 +435,29 @@ async fn metadata(State(st): St, req: Req) -> Result<Response, PromError> {
             .map_err(|_| PromError::bad_data("limit must be a number"))?,
     };
     let metric = req.form.value("metric");
-    let meta = st.collector.metadata(&tenant);
-    let mut names: Vec<&String> = meta
-        .keys()
-        .filter(|n| metric.is_empty() || *n == metric)
-        .collect();
-    names.sort();
+    let mut families: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for (name, m) in st.collector.metadata(&tenant) {
+        families
+            .entry(name)
+            .or_default()
+            .push(json!({ "type": m.kind, "help": m.help.as_deref().unwrap_or(""), "unit": "" }));
+    }
+    for (name, m) in st.rw_meta.of(&tenant) {
+        let e = json!({ "type": m.kind, "help": m.help, "unit": m.unit });
+        let entries = families.entry(name).or_default();
+        if !entries.contains(&e) {
+            entries.push(e);
+        }
+    }
     let mut out = serde_json::Map::new();
-    for n in names {
+    for (name, entries) in families {
+        if !metric.is_empty() && name != metric {
+            continue;
+        }
         if limit >= 0 && out.len() as i64 >= limit {
             break;
         }
-        let m = &meta[n];
-        out.insert(
-            n.clone(),
-            json!([{ "type": m.kind, "help": m.help.as_deref().unwrap_or(""), "unit": "" }]),
-        );
+        out.insert(name, serde_json::Value::Array(entries));
     }
     Ok(success(serde_json::Value::Object(out)))
 }

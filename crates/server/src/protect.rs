@@ -16,7 +16,11 @@
 //! # The request deadline
 //! A request that has no answer after `request_timeout_seconds` (reading the body
 //! included, so a slow upload cannot hold a slot forever) is answered 503 with code
-//! `timeout`. Work already handed to the blocking pool cannot be cancelled and may still
+//! `timeout`. PromQL queries (`/api/v1/query`, `/api/v1/query_range`) have their own limit,
+//! `query_timeout_seconds` (Prometheus' `--query.timeout`, 2 minutes by default): their
+//! deadline here is a second past it, or `request_timeout_seconds` if that is longer, so
+//! that a query which runs out of time ends with the engine's own `timeout` error in
+//! Prometheus' shape, and each setting means what it says. Work already handed to the blocking pool cannot be cancelled and may still
 //! complete: a retried remote_write is harmless (identical samples are deduplicated), a
 //! retried counter increment counts twice.
 
@@ -37,17 +41,34 @@ pub(crate) struct Protect {
     slots: Arc<Semaphore>,
     max: usize,
     timeout: Duration,
+    query_timeout: Duration,
     metrics: Arc<SelfMetrics>,
 }
 
 impl Protect {
-    pub(crate) fn new(max: usize, timeout: Duration, metrics: Arc<SelfMetrics>) -> Arc<Protect> {
+    /// `timeout` is `request_timeout_seconds`, `query_timeout` the engine's limit.
+    pub(crate) fn new(
+        max: usize,
+        timeout: Duration,
+        query_timeout: Duration,
+        metrics: Arc<SelfMetrics>,
+    ) -> Arc<Protect> {
         Arc::new(Protect {
             slots: Arc::new(Semaphore::new(max)),
             max,
             timeout,
+            query_timeout: timeout.max(query_timeout + Duration::from_secs(1)),
             metrics,
         })
+    }
+
+    /// The deadline of a request to `path`, and the setting that sets it.
+    fn deadline(&self, path: &str) -> (Duration, &'static str) {
+        if matches!(path, "/api/v1/query" | "/api/v1/query_range") && self.query_timeout > self.timeout {
+            (self.query_timeout, "query_timeout_seconds")
+        } else {
+            (self.timeout, "request_timeout_seconds")
+        }
     }
 }
 
@@ -77,23 +98,43 @@ pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: N
         }
     };
     let path = req.uri().path().to_owned();
-    match tokio::time::timeout(p.timeout, next.run(req)).await {
+    let (timeout, setting) = p.deadline(&path);
+    match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
             p.metrics.requests_timed_out.inc();
-            tracing::warn!(path = %path, timeout_seconds = p.timeout.as_secs(), "request timed out");
+            tracing::warn!(path = %path, timeout_seconds = timeout.as_secs(), "request timed out");
             let mut resp = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                format!(
-                    "no answer within {} s (request_timeout_seconds)",
-                    p.timeout.as_secs()
-                ),
+                format!("no answer within {} s ({setting})", timeout.as_secs()),
             )
             .into_response();
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             resp
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_get_the_query_timeout_and_everything_else_the_request_timeout() {
+        let m = Arc::new(SelfMetrics::default());
+        let s = Duration::from_secs;
+        let p = Protect::new(8, s(60), s(120), m.clone());
+        assert_eq!(p.deadline("/api/v1/query"), (s(121), "query_timeout_seconds"));
+        assert_eq!(
+            p.deadline("/api/v1/query_range"),
+            (s(121), "query_timeout_seconds")
+        );
+        assert_eq!(p.deadline("/api/v1/series"), (s(60), "request_timeout_seconds"));
+        assert_eq!(p.deadline("/api/v1/write"), (s(60), "request_timeout_seconds"));
+        // A request timeout longer than the query's leaves queries under it.
+        let p = Protect::new(8, s(300), s(120), m);
+        assert_eq!(p.deadline("/api/v1/query"), (s(300), "request_timeout_seconds"));
     }
 }

@@ -109,8 +109,12 @@ pub struct SelfMetrics {
     pub last_export_ms: AtomicU64,
     /// Requests refused with 503 because `max_concurrent_requests` were in flight.
     pub requests_shed: Counter,
-    /// Requests answered 503 after `request_timeout_seconds`.
+    /// Requests answered 503 after `request_timeout_seconds` (`query_timeout_seconds` for
+    /// PromQL queries, when longer).
     pub requests_timed_out: Counter,
+    /// remote_write metadata entries dropped (invalid family name, or a tenant's family
+    /// limit reached).
+    pub metadata_dropped: Counter,
     /// Series held by the collector (set by its eviction pass).
     pub collector_series: AtomicU64,
     /// Series states evicted by the collector.
@@ -246,8 +250,14 @@ impl SelfMetrics {
         fam(
             "metricsd_http_requests_timed_out_total",
             FamilyKind::Counter,
-            "Requests answered 503 after request_timeout_seconds.",
+            "Requests answered 503 after request_timeout_seconds (query_timeout_seconds for PromQL queries, when longer).",
             one(self.requests_timed_out.get() as f64),
+        );
+        fam(
+            "metricsd_remote_write_metadata_dropped_total",
+            FamilyKind::Counter,
+            "remote_write metadata entries dropped: invalid family name, or the tenant's family limit reached.",
+            one(self.metadata_dropped.get() as f64),
         );
         fam(
             "metricsd_collector_series",

@@ -53,6 +53,28 @@ fn prometheus_scrapes_and_forwards_over_remote_write() {
         assert!(Instant::now() < deadline, "missing forwarded series: {b} {m}");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // So did the families' metadata (sent every second here): `/api/v1/metadata` of the
+    // default tenant, which tracked nothing through the JSON API itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = s.get_json("/api/v1/metadata");
+        let points = &v["data"]["metrics_points_total"];
+        let hist = &v["data"]["rt_seconds"];
+        if points.is_array() && hist.is_array() {
+            assert_eq!(
+                points[0],
+                serde_json::json!({"type": "counter", "help": "Samples stored, all ingest paths.", "unit": ""}),
+                "{v}"
+            );
+            assert_eq!(hist[0]["type"], "histogram", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metadata arrived over remote_write: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert!(s.healthy());
 }
 
@@ -78,6 +100,8 @@ fn scrape_and_forward(addr: &str, write_to: &str, extra: &[&str]) -> Vec<String>
     cfg.extend(extra.iter().map(|l| l.to_string()));
     cfg.extend(
         [
+            "    metadata_config:",
+            "      send_interval: 1s",
             "    queue_config:",
             "      batch_send_deadline: 1s",
             "      min_backoff: 100ms",

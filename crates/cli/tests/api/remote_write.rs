@@ -1,6 +1,8 @@
 //! remote_write 1.0: snappy + protobuf in, readable through the JSON API.
 
-use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::{
+    Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request, metric_metadata,
+};
 
 use crate::util::Server;
 
@@ -65,6 +67,39 @@ fn round_trip_and_errors() {
     };
     let send = |body: Vec<u8>, tenant: Option<&str>| send(&s, body, tenant);
     assert_eq!(send(encode_write_request(&req), Some("prom")).0, 204);
+    // Metadata goes to `/api/v1/metadata` of the tenant; an invalid family name is dropped.
+    let meta = WriteRequest {
+        timeseries: vec![],
+        metadata: vec![
+            MetricMetadata {
+                r#type: metric_metadata::MetricType::Gauge as i32,
+                metric_family_name: "node_load1".into(),
+                help: "1m load average.".into(),
+                unit: String::new(),
+            },
+            MetricMetadata {
+                r#type: metric_metadata::MetricType::Counter as i32,
+                metric_family_name: "not valid".into(),
+                help: String::new(),
+                unit: String::new(),
+            },
+        ],
+    };
+    assert_eq!(send(encode_write_request(&meta), Some("prom")).0, 204);
+    let m = |tenant: &str| {
+        s.client
+            .get(s.url("/api/v1/metadata"))
+            .header("X-Scope-OrgID", tenant)
+            .send()
+            .unwrap()
+            .json::<serde_json::Value>()
+            .unwrap()
+    };
+    assert_eq!(
+        m("prom")["data"],
+        serde_json::json!({"node_load1": [{"type": "gauge", "help": "1m load average.", "unit": ""}]})
+    );
+    assert_eq!(m("other")["data"], serde_json::json!({}));
     let v = s.get_json("/metrics/series?tenant_id=prom&name=up");
     let pts = v["series"][0]["points"].as_array().unwrap();
     assert_eq!(pts.len(), 2);
