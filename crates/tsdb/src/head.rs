@@ -79,6 +79,9 @@ pub(crate) struct MemSeries {
     pub data: Mutex<SeriesData>,
     /// Set by [`Head::gc`] when the series leaves the head: a [`SeriesRef`] to it is stale.
     pub removed: AtomicBool,
+    /// The series' labels, set by [`Head::gc`] when it removes the series while someone
+    /// still holds it: its symbols are released, so [`Head::labels_of`] answers from here.
+    pub tomb: std::sync::OnceLock<Box<Labels>>,
 }
 
 /// A closed, immutable head chunk.
@@ -372,6 +375,11 @@ impl Head {
         &self.opts
     }
 
+    /// Number of interned label strings (names and values) of the head's series.
+    pub fn num_symbols(&self) -> usize {
+        self.symbols.stats().0
+    }
+
     /// Number of series.
     pub fn num_series(&self) -> usize {
         self.num_series.load(Ordering::Relaxed)
@@ -442,9 +450,14 @@ impl Head {
         })
     }
 
-    /// The labels of a series.
+    /// The labels of a series (of a removed one too, see [`MemSeries::tomb`]).
     pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
         self.symbols.with(|get| {
+            // Under the symbols' read lock: a release (write lock) that freed this series'
+            // symbols happened after its tomb was set, so this sees one or the other.
+            if let Some(t) = s.tomb.get() {
+                return Labels::clone(t);
+            }
             Labels::from_sorted(
                 s.labels
                     .iter()
@@ -515,32 +528,22 @@ impl Head {
     }
 
     fn insert(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
-        let syms: Box<[(u32, u32)]> = labels
-            .iter()
-            .map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value)))
-            .collect();
         let s = Arc::new(MemSeries {
             id,
-            labels: syms,
+            labels: self.symbols.acquire(labels),
             data: Mutex::new(SeriesData::new()),
             removed: AtomicBool::new(false),
+            tomb: std::sync::OnceLock::new(),
         });
         self.by_id[id as usize % SHARDS].write().insert(id, s.clone());
-        self.postings.write().add(
-            id,
-            labels
-                .iter()
-                .map(|l| (self.symbols_arc(&l.name), self.symbols_arc(&l.value))),
-        );
+        // Postings share the symbols' strings (lock order: postings, then symbols).
+        let mut postings = self.postings.write();
+        self.symbols
+            .with(|get| postings.add(id, s.labels.iter().map(|&(n, v)| (get(n), get(v)))));
+        drop(postings);
         self.num_series.fetch_add(1, Ordering::Relaxed);
         self.series_created.fetch_add(1, Ordering::Relaxed);
         s
-    }
-
-    /// The interned `Arc<str>` of `s` (interning it), so postings share the symbol's string.
-    fn symbols_arc(&self, s: &str) -> Arc<str> {
-        let id = self.symbols.intern(s);
-        self.symbols.with(|get| get(id))
     }
 
     /// Removes series that hold no samples (after truncation). Returns how many went.
@@ -580,6 +583,18 @@ impl Head {
         for shard in self.keyed.iter() {
             shard.write().retain(|_, s| !s.removed.load(Ordering::Relaxed));
         }
+        // Out of every map now: a count above one (ours) is a reader or an appender's
+        // handle, which may still ask for the labels after the symbols are released.
+        for s in &removed {
+            if Arc::strong_count(s) > 1 {
+                let _ = s.tomb.set(Box::new(self.labels_of(s)));
+            }
+        }
+        self.symbols.release(
+            removed
+                .iter()
+                .flat_map(|s| s.labels.iter().flat_map(|&(n, v)| [n, v])),
+        );
         self.num_series.fetch_sub(removed.len(), Ordering::Relaxed);
         self.series_removed
             .fetch_add(removed.len() as u64, Ordering::Relaxed);

@@ -667,3 +667,48 @@ fn keyed_series_follow_their_series() {
     assert_eq!((rep.accepted, rep.rejected.len()), (0, 1));
     assert!(read_all(&db2).is_empty());
 }
+
+/// Label strings of series that left the head are dropped (label churn does not grow the
+/// head forever), and a handle held across that keeps its own labels even when the freed
+/// symbols are reused by new strings: its samples land in its series, not in a newcomer's.
+#[test]
+fn symbols_of_removed_series_are_dropped_and_held_handles_keep_their_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    let pod = |p: &str| Labels::from_pairs([("__name__", "up"), ("pod", p)]);
+    let mut a = db.appender();
+    for i in 0..50 {
+        a.append_keyed(i, pod(&format!("old-{i}")), &[Sample::new(0, 1.0)]);
+    }
+    a.commit().unwrap();
+    let held = db.keyed_series(7).unwrap();
+    let held_ref = db.series_ref(&pod("old-8")).unwrap();
+    assert_eq!(db.head().num_symbols(), 3 + 50);
+    // Time moves on in another series; the old pods leave the head.
+    let mut a = db.appender();
+    a.append(pod("new-0"), 5000, 1.0);
+    a.commit().unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.head().num_series(), 1);
+    assert_eq!(db.head().num_symbols(), 3 + 1, "the old pods' strings are gone");
+    // New pods take the freed symbols.
+    let mut a = db.appender();
+    for i in 1..50 {
+        a.append(pod(&format!("new-{i}")), 5000, 2.0);
+    }
+    a.commit().unwrap();
+    let mut a = db.appender();
+    a.append_known(held, &[Sample::new(5100, 3.0)]);
+    a.append_ref(&held_ref, 5100, 4.0);
+    let rep = a.commit().unwrap();
+    assert_eq!((rep.accepted, rep.series_created), (2, 2), "{rep:?}");
+    let all = read_all(&db);
+    let vals =
+        |l: &Labels| -> Vec<(i64, f64)> { all[l].iter().map(|&(t, v)| (t, f64::from_bits(v))).collect() };
+    assert_eq!(vals(&pod("old-7")), [(0, 1.0), (5100, 3.0)]);
+    assert_eq!(vals(&pod("old-8")), [(0, 1.0), (5100, 4.0)]);
+    for i in 1..50 {
+        assert_eq!(vals(&pod(&format!("new-{i}"))), [(5000, 2.0)], "new-{i}");
+    }
+    assert_eq!(db.head().num_symbols(), 3 + 50 + 2);
+}
