@@ -1,8 +1,11 @@
 //! Decode throughput of the ingest paths, in samples per second.
 //!
-//! - `remote_write/node_exporter_2000`: one remote_write request of 2,000 series with one
-//!   sample each, shaped like a node_exporter scrape (names, `cpu`/`mode`/`device` labels,
-//!   `instance`/`job`), snappy-compressed, decoded with a reused [`RemoteWriteDecoder`].
+//! - `remote_write/*`: one remote_write request of 2,000 series with one sample each, shaped
+//!   like a node_exporter scrape (names, `cpu`/`mode`/`device` labels, `instance`/`job`),
+//!   snappy-compressed. `prost_reference` decodes it with the derived prost messages (the
+//!   reference the hand-written reader is checked against); `node_exporter_2000` with a
+//!   reused [`RemoteWriteDecoder`] into label sets (every series new); `keyed_known` with
+//!   `decode_keyed` when every series' key is known, the steady state of a server.
 //! - `track_json/batch_100`: a 100-item `/metrics/track/batch` body.
 //!
 //! Run briefly: `cargo bench -p metricsd-ingest --bench decode -- --warm-up-time 1
@@ -12,8 +15,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use metricsd_ingest::{
-    Label, RemoteWriteDecoder, Sample, TimeSeries, WriteBatch, WriteRequest, encode_write_request,
-    parse_batch,
+    KeyedBatch, Label, RemoteWriteDecoder, Sample, SeriesId, TimeSeries, WriteBatch, WriteRequest,
+    decode_write_request_with_prost, encode_write_request, parse_batch,
 };
 use metricsd_model::Limits;
 
@@ -95,10 +98,33 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(2000));
     let mut dec = RemoteWriteDecoder::new(64 << 20, Limits::default());
     let mut batch = WriteBatch::default();
+    g.bench_function("prost_reference", |b| {
+        b.iter(|| {
+            let batch = decode_write_request_with_prost(black_box(&body), 64 << 20).expect("valid request");
+            assert_eq!(batch.series.len(), 2000);
+        })
+    });
     g.bench_function("node_exporter_2000", |b| {
         b.iter(|| {
             dec.decode(black_box(&body), &mut batch).expect("valid request");
             assert_eq!(batch.series.len(), 2000);
+        })
+    });
+    // Every key known: what a server does for series it has seen.
+    let mut keyed = KeyedBatch::<usize>::default();
+    let mut known = std::collections::HashMap::new();
+    dec.decode_keyed(&body, &mut keyed, |_| None)
+        .expect("valid request");
+    for (i, (id, _)) in keyed.iter().enumerate() {
+        if let SeriesId::New { key, .. } = id {
+            known.insert(*key, i);
+        }
+    }
+    g.bench_function("keyed_known", |b| {
+        b.iter(|| {
+            dec.decode_keyed(black_box(&body), &mut keyed, |k| known.get(&k).copied())
+                .expect("valid request");
+            assert_eq!(keyed.series.len(), 2000);
         })
     });
     g.finish();
