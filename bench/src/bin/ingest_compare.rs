@@ -6,7 +6,7 @@
 //! server's CPU time (`/proc/<pid>/stat` utime+stime, before and after) and memory
 //! (`/proc/<pid>/status` VmRSS after the load, VmHWM), checks that the data was stored (a
 //! `count({__name__=~".+"})` query at the last timestamp; after a complete remote_write load
-//! also the number of samples and their value sum over the whole range, against the data
+//! also every series' sample count and value sum over the whole range, against the data
 //! set's), and stops it. Prints a table with ratios against VictoriaMetrics and optionally
 //! writes JSON (`--json`).
 //!
@@ -17,6 +17,7 @@
 //! Example (the figures in docs/benchmarks.md):
 //! `ingest_compare --sizes 100000,10000 --steps 20 --json ingest.json`
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -121,6 +122,12 @@ fn query_count(srv: &Server, time_ms: i64) -> Result<Option<f64>> {
 /// The value of a PromQL query that answers one element (0 when it answers none); `None`
 /// when the server has no query API.
 fn query_scalar(srv: &Server, query: &str, time_ms: i64) -> Result<Option<f64>> {
+    Ok(query_vector(srv, query, time_ms)?.map(|v| v.first().map_or(0.0, |(_, x)| *x)))
+}
+
+/// The elements of a PromQL query's instant vector: (labels as `name=value` pairs sorted
+/// and joined with `,`, value); `None` when the server has no query API.
+fn query_vector(srv: &Server, query: &str, time_ms: i64) -> Result<Option<Vec<(String, f64)>>> {
     let url = srv.url(&format!(
         "/api/v1/query?query={}&time={:.3}",
         urlencode(query),
@@ -132,15 +139,22 @@ fn query_scalar(srv: &Server, query: &str, time_ms: i64) -> Result<Option<f64>> 
     }
     ensure!(code == 200, "query answered {code}: {body}");
     let v: Value = serde_json::from_str(&body).with_context(|| format!("query answer {body}"))?;
-    let result = &v["data"]["result"];
-    let Some(first) = result.as_array().and_then(|r| r.first()) else {
-        return Ok(Some(0.0));
-    };
-    let n = first["value"][1]
-        .as_str()
-        .context("no value in the query answer")?
-        .parse()?;
-    Ok(Some(n))
+    let mut out = Vec::new();
+    for e in v["data"]["result"].as_array().into_iter().flatten() {
+        let mut labels: Vec<String> = e["metric"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        labels.sort();
+        let x = e["value"][1]
+            .as_str()
+            .context("no value in the query answer")?
+            .parse()?;
+        out.push((labels.join(","), x));
+    }
+    Ok(Some(out))
 }
 
 fn urlencode(s: &str) -> String {
@@ -155,62 +169,73 @@ fn urlencode(s: &str) -> String {
 /// What the whole data set adds up to: the stored-samples check compares the server's
 /// sample count and value sum over the run's time range with these, so a sample stored in
 /// the wrong series or lost shows even when every series has its newest sample.
+/// What each series of the data set adds up to. After a complete load the check compares
+/// every stored series' sample count and value sum over the run's range with these, so a
+/// sample that is lost, doubled or stored in another series shows.
 #[derive(Debug, Clone)]
 struct Totals {
-    samples: u64,
-    sum: f64,
     first_ms: i64,
-    /// The metric names of the data set: the queries go name by name, since
-    /// `count_over_time` drops the name and series of two families would collide.
-    names: Vec<String>,
+    /// Metric name → series (labels without the name, as [`query_vector`] writes them) →
+    /// (samples, value sum). Queried name by name: `count_over_time` drops the name, so
+    /// series of two families could collide.
+    by_name: BTreeMap<String, HashMap<String, (u64, f64)>>,
 }
 
 impl Totals {
     fn of(ds: &datagen::DataSet, first_ms: i64) -> Totals {
-        let mut t = Totals {
-            samples: 0,
-            sum: 0.0,
-            first_ms,
-            names: Vec::new(),
-        };
+        let mut by_name: BTreeMap<String, HashMap<String, (u64, f64)>> = BTreeMap::new();
         let mut buf = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
-        for i in 0..ds.num_series() {
+        for (i, labels) in ds.series.iter().enumerate() {
             ds.samples_into(i, &mut buf);
-            t.samples += buf.len() as u64;
-            t.sum += buf.iter().map(|s| s.v).sum::<f64>();
-            if let Some(n) = ds.series[i].metric_name() {
-                names.insert(n.to_owned());
-            }
+            let mut key: Vec<String> = labels
+                .iter()
+                .filter(|l| &*l.name != "__name__")
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect();
+            key.sort();
+            by_name
+                .entry(labels.metric_name().unwrap_or_default().to_owned())
+                .or_default()
+                .insert(key.join(","), (buf.len() as u64, buf.iter().map(|s| s.v).sum()));
         }
-        t.names = names.into_iter().collect();
-        t
+        Totals { first_ms, by_name }
     }
 
-    /// "ok", or what differs. Only meaningful after a load that sent everything and had
-    /// every request accepted.
+    /// "ok", or the first difference. Only meaningful after a load that sent everything
+    /// and had every request accepted.
     fn check(&self, srv: &Server, last_ms: i64) -> Result<String> {
         // The window reaches half an interval before the first sample.
         let range = format!("{}ms", last_ms - self.first_ms + 7_500);
-        let (mut n, mut sum) = (0.0, 0.0);
-        for name in &self.names {
+        for (name, want) in &self.by_name {
             let sel = format!(r#"{{__name__="{name}"}}[{range}]"#);
-            let (Some(c), Some(s)) = (
-                query_scalar(srv, &format!("sum(count_over_time({sel}))"), last_ms)?,
-                query_scalar(srv, &format!("sum(sum_over_time({sel}))"), last_ms)?,
+            let (Some(counts), Some(sums)) = (
+                query_vector(srv, &format!("count_over_time({sel})"), last_ms)?,
+                query_vector(srv, &format!("sum_over_time({sel})"), last_ms)?,
             ) else {
                 return Ok("skipped".into());
             };
-            n += c;
-            sum += s;
-        }
-        if n as u64 != self.samples {
-            return Ok(format!("MISMATCH: {n} samples, want {}", self.samples));
-        }
-        // Summed in another order: equal up to rounding.
-        let tol = 1e-9 * self.sum.abs().max(1.0);
-        if self.sum.is_finite() && (sum - self.sum).abs() > tol {
-            return Ok(format!("MISMATCH: values sum to {sum}, want {}", self.sum));
+            if counts.len() != want.len() || sums.len() != want.len() {
+                return Ok(format!(
+                    "MISMATCH: {name}: {} series stored, want {}",
+                    counts.len(),
+                    want.len()
+                ));
+            }
+            let sums: HashMap<&str, f64> = sums.iter().map(|(l, x)| (l.as_str(), *x)).collect();
+            for (labels, n) in &counts {
+                let (Some(&(wn, wsum)), Some(&sum)) = (want.get(labels), sums.get(labels.as_str())) else {
+                    return Ok(format!("MISMATCH: {name}{{{labels}}} is not in the data set"));
+                };
+                if *n as u64 != wn {
+                    return Ok(format!("MISMATCH: {name}{{{labels}}}: {n} samples, want {wn}"));
+                }
+                // Summed in another order: equal up to rounding.
+                if wsum.is_finite() && (sum - wsum).abs() > 1e-9 * wsum.abs().max(1.0) {
+                    return Ok(format!(
+                        "MISMATCH: {name}{{{labels}}}: values sum to {sum}, want {wsum}"
+                    ));
+                }
+            }
         }
         Ok("ok".into())
     }

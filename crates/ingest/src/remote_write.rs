@@ -454,8 +454,9 @@ impl RemoteWriteDecoder {
     }
 
     /// Sets the seed of the series keys [`RemoteWriteDecoder::decode_keyed`] computes. A
-    /// server should pick it at random once per process, so that nobody can construct two
-    /// label sets with the same key, and use one seed with one key cache.
+    /// server should pick it at random once per process (so nobody can find collisions
+    /// offline for it; see the key's limits in the module docs of `wire`), and use one seed
+    /// with one key cache.
     pub fn with_key_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self

@@ -42,8 +42,8 @@ pub struct AppState {
     pub metrics: Arc<SelfMetrics>,
     /// Start time, for `uptime_seconds`.
     pub started: Instant,
-    /// Seed of remote_write's series keys (see `metricsd_tsdb::KeyedSeries`): random per
-    /// process, so nobody can make two label sets share a key.
+    /// Seed of remote_write's series keys (see `metricsd_tsdb::KeyedSeries`), random per
+    /// process so that no collision can be found offline for it.
     pub rw_key_seed: u64,
     /// Metadata received over remote_write.
     pub rw_meta: crate::rwmeta::RemoteMetadata,
@@ -928,8 +928,6 @@ async fn write(
             let mut dropped = batch.rejected_samples;
             let mut first: Option<String> = batch.rejected.first().map(|(_, e)| e.to_string());
             let total = batch.samples.len() + batch.rejected_samples;
-            let lost = st2.rw_meta.record(&tenant, &batch.metadata);
-            st2.metrics.metadata_dropped.add(lost as u64);
             for (id, samples) in batch.drain() {
                 match id {
                     SeriesId::Known(series) => app.append_known(series, samples),
@@ -937,6 +935,9 @@ async fn write(
                 }
             }
             let report = app.commit().map_err(|e| ApiError::from_store(&e))?;
+            // Metadata is kept once the request is stored (a failed one is resent with it).
+            let lost = st2.rw_meta.record(&tenant, &batch.metadata);
+            st2.metrics.metadata_dropped.add(lost as u64);
             dropped += report.rejected.len();
             if first.is_none()
                 && let Some((_, e)) = report.rejected.first()

@@ -483,8 +483,14 @@ impl Config {
         if self.export_lookback_seconds == 0 {
             return Err(bad("export_lookback_seconds", "must be at least 1"));
         }
-        if self.query_timeout_seconds == 0 {
-            return Err(bad("query_timeout_seconds", "must be at least 1"));
+        if !(1..=86_400).contains(&self.query_timeout_seconds) {
+            return Err(bad(
+                "query_timeout_seconds",
+                format!(
+                    "{} is not between 1 and 86400 (a day)",
+                    self.query_timeout_seconds
+                ),
+            ));
         }
         if self.query_max_samples == 0 {
             return Err(bad("query_max_samples", "must be at least 1"));

@@ -65,11 +65,22 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/federate", get(federate))
         // Seed 001's names. The seed gives no response shape, so they answer Prometheus'.
+        // Every route that runs a PromQL query is in `QUERY_ROUTES` (its request deadline).
         .route("/metrics/query", get(alias_query).post(alias_query))
         .route("/metrics/instant", get(alias_query).post(alias_query))
         .route("/metrics/range", get(alias_range).post(alias_range))
         .route("/metrics/labels", get(alias_labels).post(alias_labels))
 }
+
+/// The routes that evaluate PromQL: their request deadline follows
+/// `query_timeout_seconds` (see `protect`), so the engine's limit is the one that applies.
+pub(crate) const QUERY_ROUTES: &[&str] = &[
+    "/api/v1/query",
+    "/api/v1/query_range",
+    "/metrics/query",
+    "/metrics/instant",
+    "/metrics/range",
+];
 
 /// A request's form values (URL, plus a form-encoded body of POST and PUT) and headers.
 struct Req {

@@ -16,7 +16,8 @@
 //! # The request deadline
 //! A request that has no answer after `request_timeout_seconds` (reading the body
 //! included, so a slow upload cannot hold a slot forever) is answered 503 with code
-//! `timeout`. PromQL queries (`/api/v1/query`, `/api/v1/query_range`) have their own limit,
+//! `timeout`. PromQL queries (`/api/v1/query`, `/api/v1/query_range` and seed 001's aliases,
+//! `promapi::QUERY_ROUTES`) have their own limit,
 //! `query_timeout_seconds` (Prometheus' `--query.timeout`, 2 minutes by default): their
 //! deadline here is a second past it, or `request_timeout_seconds` if that is longer, so
 //! that a query which runs out of time ends with the engine's own `timeout` error in
@@ -57,14 +58,14 @@ impl Protect {
             slots: Arc::new(Semaphore::new(max)),
             max,
             timeout,
-            query_timeout: timeout.max(query_timeout + Duration::from_secs(1)),
+            query_timeout: timeout.max(query_timeout.saturating_add(Duration::from_secs(1))),
             metrics,
         })
     }
 
     /// The deadline of a request to `path`, and the setting that sets it.
     fn deadline(&self, path: &str) -> (Duration, &'static str) {
-        if matches!(path, "/api/v1/query" | "/api/v1/query_range") && self.query_timeout > self.timeout {
+        if crate::promapi::QUERY_ROUTES.contains(&path) && self.query_timeout > self.timeout {
             (self.query_timeout, "query_timeout_seconds")
         } else {
             (self.timeout, "request_timeout_seconds")
@@ -131,6 +132,10 @@ mod tests {
             p.deadline("/api/v1/query_range"),
             (s(121), "query_timeout_seconds")
         );
+        for alias in ["/metrics/query", "/metrics/instant", "/metrics/range"] {
+            assert_eq!(p.deadline(alias), (s(121), "query_timeout_seconds"), "{alias}");
+        }
+        assert_eq!(p.deadline("/metrics/labels"), (s(60), "request_timeout_seconds"));
         assert_eq!(p.deadline("/api/v1/series"), (s(60), "request_timeout_seconds"));
         assert_eq!(p.deadline("/api/v1/write"), (s(60), "request_timeout_seconds"));
         // A request timeout longer than the query's leaves queries under it.

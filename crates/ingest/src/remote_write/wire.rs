@@ -14,10 +14,10 @@
 //! non-zero tag, wire types checked for known fields, unknown fields (groups included)
 //! skipped, the last occurrence of a singular field winning, strings checked for UTF-8, and
 //! prost's recursion limit of 100 nested messages and groups. Exemplars, native histograms and
-//! metadata, which are rare and not on the hot path, are handed to prost on their own bytes;
-//! there the recursion limit counts from that message, two levels deeper than prost
-//! would start it, so only a body with over ninety groups nested inside one of them is judged
-//! differently (prost would reject it, this reader accepts it).
+//! metadata, which are rare and not on the hot path, are handed to prost on their own bytes.
+//! prost would count its recursion limit from there, so the reader first walks their fields
+//! itself with the budget they have in place ([`depth_check`]). A body is rejected when
+//! either of the two rejects it, which is exactly when prost rejects it as a whole.
 //!
 //! Label contents are checked lazily: [`SeriesFields::labels`] parses them and reports any
 //! malformation. A caller that skips that call for a series it knows must only do so when the
@@ -186,6 +186,23 @@ fn skip(wire: u8, tag: u32, b: &mut &[u8], depth: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks the recursion limit inside a message that is then decoded by prost on its own:
+/// unknown fields (groups) are skipped with the budget `depth` they have in place, and
+/// fields with a tag in `nested` are embedded messages whose own fields get one less.
+/// (prost checks the budget for embedded messages and skipped fields only, as here.)
+fn depth_check(mut b: &[u8], depth: u32, nested: &[u32]) -> Result<()> {
+    while !b.is_empty() {
+        let (tag, wire) = key(&mut b)?;
+        if wire == LEN && nested.contains(&tag) {
+            let body = message(wire, &mut b, depth)?;
+            depth_check(body, depth - 1, &[])?;
+        } else {
+            skip(wire, tag, &mut b, depth)?;
+        }
+    }
+    Ok(())
+}
+
 /// One `TimeSeries` of a request, its labels still unparsed.
 #[derive(Debug, Default)]
 pub(super) struct SeriesFields<'b> {
@@ -209,10 +226,16 @@ impl<'b> SeriesFields<'b> {
         }
     }
 
-    /// A 128-bit hash of the series' label fields exactly as sent. Equal keys mean (up to a
-    /// 2^-128 chance, and a seed an attacker cannot see) byte-identical labels, hence the
-    /// same label set and the same verdict on it. Different encodings of one label set
-    /// (another order, an unknown field) give different keys for the same series.
+    /// A 128-bit hash of the series' label fields exactly as sent. Equal keys mean
+    /// byte-identical labels, hence the same label set and the same verdict on it, but for
+    /// a collision. Inputs from different senders collide by chance with probability 2^-128.
+    /// xxh3 is not a keyed pseudo-random function, though: seed-independent collisions can
+    /// be constructed for pairs of specially structured inputs (xxHash issue #1127). Both
+    /// inputs of such a pair carry the construction, so only a sender that writes both
+    /// can misfile its own crafted samples, in its own tenant, which its write access
+    /// allows anyway. Real senders' encodings are not affected. Different encodings of
+    /// one label set (another order, an unknown field) give different keys for the same
+    /// series.
     pub fn key(&self, seed: u64) -> u128 {
         match self.label_runs.as_slice() {
             [one] => xxhash_rust::xxh3::xxh3_128_with_seed(&self.body[one.clone()], seed),
@@ -318,11 +341,15 @@ fn series<'b>(mut b: &'b [u8], samples: &mut Vec<ModelSample>) -> Result<SeriesF
             }
             3 => {
                 let body = message(wire, &mut b, DEPTH)?;
+                // Exemplar: labels (1) are Label messages.
+                depth_check(body, DEPTH - 1, &[1]).map_err(|e| e.at("exemplars"))?;
                 Exemplar::decode(body).map_err(|e| WireError::from(e).at("exemplars"))?;
                 f.exemplars += 1;
             }
             4 => {
                 let body = message(wire, &mut b, DEPTH)?;
+                // Histogram: negative (8) and positive (11) spans are BucketSpan messages.
+                depth_check(body, DEPTH - 1, &[8, 11]).map_err(|e| e.at("histograms"))?;
                 Histogram::decode(body).map_err(|e| WireError::from(e).at("histograms"))?;
                 f.histograms += 1;
             }
@@ -356,6 +383,7 @@ pub(super) fn read_request<'b>(
             }
             3 => {
                 let body = message(wire, &mut b, RECURSION_LIMIT)?;
+                depth_check(body, RECURSION_LIMIT - 1, &[]).map_err(|e| e.at("metadata"))?;
                 metadata.push(MetricMetadata::decode(body).map_err(|e| WireError::from(e).at("metadata"))?);
             }
             _ => skip(wire, tag, &mut b, RECURSION_LIMIT)?,
@@ -434,14 +462,39 @@ mod tests {
         }
         for n in [1, 50, 96, 97, 98, 99, 150] {
             let b = body(n);
-            let theirs = super::super::WriteRequest::decode(b.as_slice()).is_ok();
+            check(&b, n);
+        }
+        // The same inside the parts handed to prost: an exemplar's and a histogram's unknown
+        // fields, a histogram's span, a metadata entry (which sits one level higher).
+        fn ld(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![(tag << 3) | 2];
+            prost::encoding::encode_varint(body.len() as u64, &mut v);
+            v.extend_from_slice(body);
+            v
+        }
+        fn groups(tag: u8, n: usize) -> Vec<u8> {
+            let mut g = vec![(tag << 3) | 3; n];
+            g.extend(std::iter::repeat_n((tag << 3) | 4, n));
+            g
+        }
+        for n in 94..=102 {
+            let label = ld(1, &[ld(1, b"__name__"), ld(2, b"a")].concat());
+            let in_series = |part: Vec<u8>| ld(1, &[label.clone(), part].concat());
+            check(&in_series(ld(3, &groups(5, n))), n); // exemplar
+            check(&in_series(ld(3, &ld(1, &groups(5, n)))), n); // exemplar's label
+            check(&in_series(ld(4, &groups(17, n))), n); // histogram
+            check(&in_series(ld(4, &ld(8, &groups(5, n)))), n); // histogram span
+            check(&ld(3, &groups(6, n)), n); // metadata
+        }
+        fn check(b: &[u8], n: usize) {
+            let theirs = super::super::WriteRequest::decode(b).is_ok();
             let mut samples = Vec::new();
             let mut md = Vec::new();
-            let ours = read_request(&b, &mut samples, &mut md, |_, f, _, _| {
+            let ours = read_request(b, &mut samples, &mut md, |_, f, _, _| {
                 f.labels(&mut SmallVec::new())
             })
             .is_ok();
-            assert_eq!(ours, theirs, "depth {n}");
+            assert_eq!(ours, theirs, "depth {n}: {b:x?}");
         }
     }
 }
