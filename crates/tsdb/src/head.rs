@@ -685,6 +685,18 @@ impl Head {
 mod tests {
     use super::*;
 
+    /// A series id read before gc removed the series answers no labels, not an error, so
+    /// `/api/v1/labels?match[]=` does not fail while a compaction runs.
+    #[test]
+    fn labels_of_a_series_gone_since_its_id_was_read_are_empty() {
+        use crate::index::IndexReader;
+        let head = Head::new(HeadOptions::default());
+        let r = head.series_ref(&Labels::from_pairs([("__name__", "m")])).unwrap();
+        assert_eq!(head.series_labels(r.id()).unwrap(), *r.labels());
+        assert_eq!(head.gc(), 1, "no samples: removed");
+        assert_eq!(head.series_labels(r.id()).unwrap(), Labels::empty());
+    }
+
     /// However many keys senders make up for a series, the table stays within its bound.
     #[test]
     fn key_table_is_bounded() {

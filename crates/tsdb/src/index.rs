@@ -21,7 +21,9 @@ pub trait IndexReader {
     fn postings(&self, name: &str, value: &str) -> Result<RoaringBitmap>;
     /// The ids of all series.
     fn all_postings(&self) -> Result<RoaringBitmap>;
-    /// The labels of series `id`.
+    /// The labels of series `id`. The head answers the empty set for a series that left it
+    /// since its id was read (gc runs beside readers); a block, whose ids never change,
+    /// answers an error for an unknown id.
     fn series_labels(&self, id: u32) -> Result<Labels>;
 
     /// All values of label `name`, sorted.

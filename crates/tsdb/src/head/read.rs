@@ -6,10 +6,10 @@ use metricsd_model::{Labels, Matcher, Sample};
 use roaring::RoaringBitmap;
 
 use super::{Head, MemSeries};
+use crate::Result;
 use crate::chunkenc::Encoding;
 use crate::index::{IndexReader, postings_for_matchers};
 use crate::querier::{ChunkData, ChunkSource, SeriesEntry};
-use crate::{Error, Result};
 
 /// Priority of head data when timestamps collide with block data: the head is newer.
 const PRIO_HEAD: u8 = 200;
@@ -30,10 +30,8 @@ impl IndexReader for Head {
         Ok(self.postings.read().all())
     }
     fn series_labels(&self, id: u32) -> Result<Labels> {
-        let s = self
-            .series(id)
-            .ok_or_else(|| Error::InvalidArgument(format!("no head series with id {id}")))?;
-        Ok(self.labels_of(&s))
+        // Gone since the caller read its id from the postings: it has no labels to add.
+        Ok(self.series(id).map_or_else(Labels::empty, |s| self.labels_of(&s)))
     }
 }
 
