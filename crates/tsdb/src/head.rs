@@ -9,7 +9,8 @@
 //! Two sharded maps find a series, by label hash (for appends that carry labels) and by id
 //! (for WAL replay and reads); each series has its own mutex, so appends to different series
 //! never contend on anything but a shard's read lock. Lock order, never reversed:
-//! hash shard → id shard → postings → symbols; a series mutex is taken alone.
+//! hash shard → id shard → postings → symbols, and series mutex → symbols (an append's
+//! error message names the series); `gc` takes an id shard, then series mutexes.
 //!
 //! A third sharded map, the key table, finds series by keys that ingest paths choose (a
 //! seeded 128-bit hash of a series' labels as received, see [`KeyedSeries`]); its shard
@@ -301,7 +302,8 @@ impl Head {
 
     /// Finds or creates the series `labels` **without logging it to a WAL**: for embedders
     /// that do not need durability and for benchmarks of the head alone. Durable writes go
-    /// through [`crate::Db::appender`].
+    /// through [`crate::Db::appender`]. It does not take a store's append gate, so it is
+    /// not for the head of a [`crate::Db`] that may be compacting.
     pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
         self.get_or_create(labels, |_, _| {})
             .map(|(s, _)| SeriesRef::new(self, s, labels))
