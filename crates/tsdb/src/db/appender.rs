@@ -144,7 +144,7 @@ impl<'a> Appender<'a> {
                 Target::Labels(labels) => db.get_or_create(labels),
                 Target::Known(k) => match head.live_keyed(k) {
                     Ok(Some(s)) => Ok((s.clone(), false)),
-                    // Removed since it was found: the same head's symbols still name it.
+                    // Removed since it was found: gc left its labels in the series (`tomb`).
                     Ok(None) => db.get_or_create(&head.labels_of(&k.series)),
                     Err(e) => Err(e),
                 },
