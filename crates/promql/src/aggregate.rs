@@ -190,9 +190,12 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
     let mut groups = Groups::new(Grouping::of(a));
     if let Some(s) = simple {
         let mut accs: Vec<Acc> = Vec::new();
+        let mut budget = ev.budget();
         ev.stream(&a.expr, g, &mut |l, vals| {
             let (gi, new) = groups.group_of(l);
             if new {
+                // A count and two accumulators per step.
+                budget.add(0, 3 * g.n as u64)?;
                 accs.push(Acc::new(g.n));
             }
             let acc = &mut accs[gi];
@@ -267,6 +270,8 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
             let grouping = Grouping::of(a);
             let mut index: HashMap<Labels, usize> = HashMap::new();
             let mut out: Vec<Row> = Vec::new();
+            let mut budget = ev.budget();
+            budget.add_rows(&rows)?;
             for r in &rows {
                 for (i, v) in r.vals.iter().enumerate() {
                     if !has(*v) {
@@ -286,13 +291,19 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
                         }
                         .key(&with_value)
                     };
-                    let oi = *index.entry(key.clone()).or_insert_with(|| {
-                        out.push(Row {
-                            labels: key,
-                            vals: vec![ABSENT; g.n],
-                        });
-                        out.len() - 1
-                    });
+                    let oi = match index.get(&key) {
+                        Some(&oi) => oi,
+                        None => {
+                            // One new row per distinct value: charged before it is made.
+                            budget.add(0, g.n as u64)?;
+                            index.insert(key.clone(), out.len());
+                            out.push(Row {
+                                labels: key,
+                                vals: vec![ABSENT; g.n],
+                            });
+                            out.len() - 1
+                        }
+                    };
                     let slot = &mut out[oi].vals[i];
                     *slot = if has(*slot) { *slot + 1.0 } else { 1.0 };
                 }
@@ -375,11 +386,14 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
     }
     let mut labels: Vec<Labels> = Vec::new();
     let mut heaps: Vec<Vec<BinaryHeap<Cand>>> = Vec::new();
+    let mut budget = ev.budget();
     ev.stream(expr, g, &mut |l, vals| {
         let row = labels.len();
         labels.push(l.clone());
         let (gi, new) = groups.group_of(l);
         if new {
+            // An empty heap per step is three words.
+            budget.add(0, 3 * g.n as u64)?;
             heaps.push(vec![BinaryHeap::new(); g.n]);
         }
         for (i, v) in vals.iter().enumerate() {

@@ -89,12 +89,17 @@ pub(crate) fn eval(ev: &mut Ev, b: &BinaryExpr, g: &Grid) -> Result<Val> {
         Op::parse(&op_s).ok_or_else(|| QueryError::Execution(format!("unknown binary operator {op_s}")))?;
     let return_bool = b.return_bool();
     let lhs = ev.eval(&b.lhs, g)?;
-    let pinned_before = ev.pinned;
-    if let Val::Vector(rows) = &lhs {
-        ev.pinned += rows.iter().map(Row::present).sum::<u64>();
+    let (pinned_before, slots_before) = (ev.pinned, ev.pinned_slots);
+    match &lhs {
+        Val::Vector(rows) => {
+            ev.pinned += rows.iter().map(Row::present).sum::<u64>();
+            ev.pinned_slots += rows.iter().map(|r| r.vals.len() as u64).sum::<u64>();
+        }
+        Val::Scalar(v) => ev.pinned_slots += v.len() as u64,
+        _ => {}
     }
     let rhs = ev.eval(&b.rhs, g);
-    ev.pinned = pinned_before;
+    (ev.pinned, ev.pinned_slots) = (pinned_before, slots_before);
     let rhs = rhs?;
     match (lhs, rhs) {
         (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(

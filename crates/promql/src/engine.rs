@@ -72,6 +72,7 @@ impl QueryContext {
 /// Parses an expression, answering Prometheus' `bad_data` class of error.
 pub fn parse(expr: &str) -> Result<Expr, QueryError> {
     register_functions();
+    crate::syntax::check_depth(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
     let text = crate::syntax::prepare(expr).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
     let e =
         promql_parser::parser::parse(&text).map_err(|e| QueryError::Parse(format!("parse error: {e}")))?;
@@ -147,7 +148,9 @@ impl Engine {
                     .into(),
             ));
         }
-        if (end - start) / step > self.opts.max_points_per_series as i64 {
+        if (i128::from(end) - i128::from(start)) / i128::from(step)
+            > i128::from(self.opts.max_points_per_series)
+        {
             return Err(QueryError::BadParam(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 self.opts.max_points_per_series

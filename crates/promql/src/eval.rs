@@ -56,18 +56,25 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid `start, start + step, ..., <= end`. `step` is positive. Computed in wide
+    /// arithmetic: any `start` and `end` give the true count (which may be far more than can
+    /// be allocated: [`Ev::charge_grid`] is called before a row of it is).
     pub fn new(start: i64, end: i64, step: i64) -> Grid {
+        debug_assert!(step > 0);
         let n = if end < start {
             0
         } else {
-            ((end - start) / step + 1) as usize
+            let n = (i128::from(end) - i128::from(start)) / i128::from(step.max(1)) + 1;
+            usize::try_from(n).unwrap_or(usize::MAX)
         };
         Grid { start, step, n }
     }
 
+    /// The `i`-th step's time. For `i < n` it lies in `[start, end]`, so the wrapping
+    /// arithmetic is exact even where `i * step` alone would overflow.
     #[inline]
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        self.start.wrapping_add((i as i64).wrapping_mul(self.step))
     }
 
     pub fn end(&self) -> i64 {
@@ -109,12 +116,21 @@ pub(crate) struct Window {
 impl Window {
     #[inline]
     pub fn reference(&self, g: &Grid, i: usize) -> i64 {
-        self.at.unwrap_or_else(|| g.ts(i)) - self.offset
+        self.at.unwrap_or_else(|| g.ts(i)).saturating_sub(self.offset)
+    }
+
+    /// The earliest time a window of this grid reaches back to (for selecting samples).
+    pub fn earliest(&self, g: &Grid, lookback: i64) -> i64 {
+        self.reference(g, 0)
+            .saturating_sub(self.range)
+            .saturating_sub(lookback)
     }
 }
 
+/// A duration in ms; durations beyond the `i64` range (`x[300000000y]`) saturate, which
+/// selects the same samples as the true value would.
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -127,8 +143,8 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
 
 fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
@@ -158,12 +174,92 @@ pub(crate) struct Ev<'a> {
     pub warnings: Vec<String>,
     /// Points held by values still alive while a sibling is evaluated (binary operators).
     pub pinned: u64,
+    /// The same values' dense slots (one `f64` per step of each row; see [`Ev::charge_slots`]).
+    pub pinned_slots: u64,
     buf: Vec<Sample>,
+}
+
+/// The query's cancellation flag and deadline, for loops that run where the evaluator is
+/// out of reach (the query threads' per-series work): they check it every
+/// [`Stop::EVERY`] steps, so a query ends within about its timeout however long each series
+/// takes (a window of 30 days sorted at each of 11,000 steps, say).
+#[derive(Clone, Copy)]
+pub(crate) struct Stop<'a> {
+    cancel: Option<&'a std::sync::atomic::AtomicBool>,
+    deadline: Instant,
+}
+
+impl Stop<'_> {
+    /// Steps between two checks: a check costs a clock read.
+    pub const EVERY: usize = 256;
+
+    /// Fails when the query is cancelled or past its deadline.
+    pub fn check(&self, what: &'static str) -> Result<()> {
+        if self
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(QueryError::Canceled(what));
+        }
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout(what));
+        }
+        Ok(())
+    }
+
+    /// Checks at every [`Stop::EVERY`]th step `i`.
+    #[inline]
+    pub fn at_step(&self, i: usize, what: &'static str) -> Result<()> {
+        if i % Self::EVERY == Self::EVERY - 1 {
+            self.check(what)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// See [`Ev::budget`].
+pub(crate) struct Budget {
+    points: u64,
+    slots: u64,
+    max_points: u64,
+    max_slots: u64,
+}
+
+impl Budget {
+    /// Adds `points` present values in `slots` dense slots; fails over either limit.
+    pub fn add(&mut self, points: u64, slots: u64) -> Result<()> {
+        self.points = self.points.saturating_add(points);
+        self.slots = self.slots.saturating_add(slots);
+        if self.points > self.max_points || self.slots > self.max_slots {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    /// Adds the rows of a value held while another is built from it.
+    pub fn add_rows(&mut self, rows: &[Row]) -> Result<()> {
+        rows.iter().try_for_each(|r| self.add_row(&r.vals))
+    }
+
+    /// Adds a row of `vals`.
+    pub fn add_row(&mut self, vals: &[f64]) -> Result<()> {
+        let present = vals.iter().filter(|v| has(**v)).count() as u64;
+        self.add(present, vals.len() as u64)
+    }
 }
 
 const TOO_MANY_SAMPLES: &str = "query processing would load too many samples into memory in query execution";
 
 impl<'a> Ev<'a> {
+    /// The cancellation flag and deadline, for the query threads.
+    pub fn stop(&self) -> Stop<'a> {
+        Stop {
+            cancel: self.ctx.cancel.as_deref(),
+            deadline: self.deadline,
+        }
+    }
+
     /// Fails when the query is cancelled or past its deadline.
     pub fn check(&self, what: &'static str) -> Result<()> {
         if self.ctx.is_cancelled() {
@@ -185,9 +281,47 @@ impl<'a> Ev<'a> {
         Ok(())
     }
 
+    /// Accounts for `slots` more dense slots held at once: the memory estimate.
+    ///
+    /// Prometheus' `max_samples` counts points present; our rows hold one 8-byte slot per
+    /// step whether a value is present or not, so a sparse result costs more memory here than
+    /// its points say. Slots are charged against twice `max_samples`: a Prometheus point
+    /// (timestamp and value) is 16 bytes, so both bound a query to the same bytes.
+    pub fn charge_slots(&mut self, slots: u64) -> Result<()> {
+        if self.pinned_slots.saturating_add(slots) > self.slot_limit() {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    /// The most dense slots a query may hold.
+    pub fn slot_limit(&self) -> u64 {
+        self.opts.max_samples.saturating_mul(2)
+    }
+
+    /// Charged before anything is evaluated over `g`: one row of it must fit (a subquery
+    /// `x[30d:1ms]` has 2.6 billion steps, and is refused here, before a row is allocated).
+    pub fn charge_grid(&mut self, g: &Grid) -> Result<()> {
+        let n = u64::try_from(g.n).unwrap_or(u64::MAX);
+        self.charge(n)?;
+        self.charge_slots(n)
+    }
+
     pub fn charge_rows(&mut self, rows: &[Row]) -> Result<()> {
         let n = rows.iter().map(Row::present).sum();
-        self.charge(n)
+        self.charge(n)?;
+        self.charge_slots(rows.iter().map(|r| r.vals.len() as u64).sum())
+    }
+
+    /// A running count of the rows of a value being built, for code that cannot reach the
+    /// evaluator while it builds (it is borrowed by the series stream).
+    pub fn budget(&self) -> Budget {
+        Budget {
+            points: self.pinned,
+            slots: self.pinned_slots,
+            max_points: self.opts.max_samples,
+            max_slots: self.slot_limit(),
+        }
     }
 
     pub fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
@@ -198,7 +332,13 @@ impl<'a> Ev<'a> {
         })
     }
 
+    /// Evaluates `e` over `g`. Recursion grows the stack as it goes
+    /// ([`crate::syntax::grow`]); the tree's depth is bounded at parse time.
     pub fn eval(&mut self, e: &Expr, g: &Grid) -> Result<Val> {
+        crate::syntax::grow(|| self.eval_node(e, g))
+    }
+
+    fn eval_node(&mut self, e: &Expr, g: &Grid) -> Result<Val> {
         self.check("expression evaluation")?;
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; g.n])),
@@ -226,7 +366,9 @@ impl<'a> Ev<'a> {
             },
             Expr::VectorSelector(vs) => {
                 let mut rows = Vec::new();
+                let mut budget = self.budget();
                 self.select_vector(vs, g, false, &mut |l, v| {
+                    budget.add_row(&v)?;
                     rows.push(Row {
                         labels: l.clone(),
                         vals: v,
@@ -340,16 +482,17 @@ impl<'a> Ev<'a> {
         let at = self.at_ms(&vs.at);
         let lookback = self.opts.lookback_delta_ms;
         let w = Window { range: 0, offset, at };
-        let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
-        let series = self.select(vs, first - lookback, last)?;
+        let (first, last) = (w.earliest(g, lookback), w.reference(g, g.n - 1));
+        let series = self.select(vs, first, last)?;
         let g = *g;
+        let stop = self.stop();
         let work = move |buf: &[Sample]| -> Result<Option<Vec<f64>>> {
             let value_at = |j: usize, r: i64| -> f64 {
                 if j == 0 {
                     return ABSENT;
                 }
                 let smp = buf[j - 1];
-                if smp.t < r - lookback || is_stale_nan(smp.v) {
+                if smp.t < r.saturating_sub(lookback) || is_stale_nan(smp.v) {
                     ABSENT
                 } else if timestamps {
                     smp.t as f64 / 1000.0
@@ -367,6 +510,7 @@ impl<'a> Ev<'a> {
             } else {
                 let mut j = 0usize;
                 for (i, slot) in vals.iter_mut().enumerate() {
+                    stop.at_step(i, "selecting series")?;
                     let r = w.reference(&g, i);
                     while j < buf.len() && buf[j].t <= r {
                         j += 1;
@@ -378,28 +522,34 @@ impl<'a> Ev<'a> {
             }
             Ok(any.then_some(vals))
         };
-        self.par_map(&series, false, &work, &mut |_, s, vals| f(s.labels(), vals))
+        self.par_map(&series, g.n, false, &work, &mut |_, s, vals| f(s.labels(), vals))
     }
 
     /// Runs `work` on the decoded samples of every series, on up to `query_threads`
     /// threads, and hands the results to `sink` on this thread in series order (so output
     /// order does not depend on scheduling). `sink` errors stop the workers.
+    ///
+    /// `row_slots` is the width of the row `work` allocates per series (0 if none): rows in
+    /// flight between the workers and `sink` are not yet charged, so wide rows (subquery
+    /// grids) are made one at a time on this thread, each charged by `sink` before the next.
     pub fn par_map<T: Send>(
         &mut self,
         series: &[Series],
+        row_slots: usize,
         drop_stale: bool,
         work: &(dyn Fn(&[Sample]) -> Result<Option<T>> + Sync),
         sink: &mut dyn FnMut(&mut Self, &Series, T) -> Result<()>,
     ) -> Result<()> {
         const CHUNK: usize = 32;
         let threads = self.opts.query_threads.max(1);
-        if threads == 1 || series.len() < 4 * CHUNK {
+        // Batches in flight: one per thread being filled, and the channel's.
+        let in_flight = (threads * 5 * CHUNK) as u64;
+        let wide = (row_slots as u64).saturating_mul(in_flight) > self.slot_limit() / 8;
+        if threads == 1 || series.len() < 4 * CHUNK || wide {
             let mut buf = std::mem::take(&mut self.buf);
             let r = (|| {
-                for (k, s) in series.iter().enumerate() {
-                    if k % 64 == 0 {
-                        self.check("selecting series")?;
-                    }
+                for s in series {
+                    self.check("selecting series")?;
                     let w = decode(s, drop_stale, &mut buf);
                     self.stats.samples_loaded += buf.len() as u64;
                     if let Some(w) = w {
@@ -513,11 +663,15 @@ impl<'a> Ev<'a> {
                 if g.n == 0 {
                     return Ok(());
                 }
-                let (first, last) = (w.reference(g, 0), w.reference(g, g.n - 1));
-                let series = self.select(vs, first - w.range, last)?;
-                self.par_map(&series, true, &|smp: &[Sample]| work(smp, &w), &mut |ev, s, t| {
-                    sink(ev, s.labels(), t)
-                })
+                let (first, last) = (w.earliest(g, 0), w.reference(g, g.n - 1));
+                let series = self.select(vs, first, last)?;
+                self.par_map(
+                    &series,
+                    g.n,
+                    true,
+                    &|smp: &[Sample]| work(smp, &w),
+                    &mut |ev, s, t| sink(ev, s.labels(), t),
+                )
             }
             Expr::Subquery(sq) => {
                 let at = self.at_ms(&sq.at);
@@ -531,10 +685,8 @@ impl<'a> Ev<'a> {
                     None => (g.start, g.end()),
                 };
                 let series = self.subquery_series(sq, start, end)?;
-                for (k, (labels, points)) in series.iter().enumerate() {
-                    if k % 64 == 0 {
-                        self.check("evaluating a subquery")?;
-                    }
+                for (labels, points) in &series {
+                    self.check("evaluating a subquery")?;
                     if let Some(t) = work(points, &w)? {
                         sink(self, labels, t)?;
                     }
@@ -559,7 +711,7 @@ impl<'a> Ev<'a> {
         let mut out = Vec::new();
         let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<Sample>>> {
             let r = w.reference(g, 0);
-            let lo = smp.partition_point(|s| s.t < r - w.range);
+            let lo = smp.partition_point(|s| s.t < r.saturating_sub(w.range));
             let hi = smp.partition_point(|s| s.t <= r);
             Ok((lo < hi).then(|| smp[lo..hi].iter().map(|s| Sample::new(s.t, norm(s.v))).collect()))
         };
@@ -597,15 +749,17 @@ impl<'a> Ev<'a> {
         if step <= 0 {
             return Err(QueryError::Execution("subquery step must be positive".into()));
         }
-        let lo = start - offset - range;
-        let mut sub_start = lo.div_euclid(step) * step;
+        let lo = start.saturating_sub(offset).saturating_sub(range);
+        let mut sub_start = lo.div_euclid(step).saturating_mul(step);
         if sub_start < lo {
-            sub_start += step;
+            sub_start = sub_start.saturating_add(step);
         }
-        let sub = Grid::new(sub_start, end - offset, step);
+        let sub = Grid::new(sub_start, end.saturating_sub(offset), step);
         if sub.n == 0 {
             return Ok(Vec::new());
         }
+        // Before the inner expression allocates a row of the subquery's grid.
+        self.charge_grid(&sub)?;
         let to_samples = |vals: &[f64]| -> Vec<Sample> {
             vals.iter()
                 .enumerate()
@@ -747,9 +901,14 @@ pub(crate) fn run(
         stats: QueryStats::default(),
         warnings: Vec::new(),
         pinned: 0,
+        pinned_slots: 0,
         buf: Vec::new(),
     };
+    if step <= 0 {
+        return Err(QueryError::BadParam("the query step must be positive".into()));
+    }
     let g = Grid::new(start, end, step);
+    ev.charge_grid(&g)?;
     let v = ev.eval(expr, &g)?;
     let value = match v {
         Val::Scalar(vals) => {

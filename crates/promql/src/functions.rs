@@ -8,7 +8,8 @@ use promql_parser::parser::{Call, Expr};
 
 use crate::error::QueryError;
 use crate::eval::{
-    ABSENT, Ev, Grid, Result, Row, SAME_LABELSET, Val, Window, drop_name, has, merge_same_labels, unparen,
+    ABSENT, Ev, Grid, Result, Row, SAME_LABELSET, Stop, Val, Window, drop_name, has, merge_same_labels,
+    unparen,
 };
 
 /// A function over the samples of one window.
@@ -102,13 +103,13 @@ fn rollup_params(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Vec<Vec<f
 
 /// holt_winters' factors must lie in (0, 1). Prometheus checks them at each step where the
 /// series has samples in its window, so a query over no data does not fail.
-fn check_holt_winters(params: &[Vec<f64>], smp: &[Sample], w: &Window, g: &Grid) -> Result<()> {
+fn check_holt_winters(params: &[Vec<f64>], smp: &[Sample], w: &Window, g: &Grid, stop: &Stop) -> Result<()> {
     let bad = |f: f64| f <= 0.0 || f >= 1.0;
     if !params[0].iter().chain(&params[1]).any(|f| bad(*f)) {
         return Ok(());
     }
     let mut present = vec![ABSENT; g.n];
-    rollup_row(Rollup::PresentOverTime, smp, w, g, &[], &mut present);
+    rollup_row(Rollup::PresentOverTime, smp, w, g, &[], &mut present, stop)?;
     for (i, p) in present.iter().enumerate() {
         if !has(*p) {
             continue;
@@ -138,7 +139,17 @@ fn go_f(f: f64) -> String {
 }
 
 /// Computes a range function for one series at every step into `out`.
-fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64>], out: &mut [f64]) -> bool {
+/// Computes range function `r` at every step of `g` into `out`; whether any step has a value.
+/// Checks `stop` as it goes: one window can hold many samples.
+fn rollup_row(
+    r: Rollup,
+    smp: &[Sample],
+    w: &Window,
+    g: &Grid,
+    params: &[Vec<f64>],
+    out: &mut [f64],
+    stop: &Stop,
+) -> Result<bool> {
     let mut any = false;
     // predict_linear depends on the evaluation time even over a fixed window.
     if w.at.is_some() && r != Rollup::PredictLinear {
@@ -146,14 +157,15 @@ fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64
         // step-invariant expression at the query's first step.
         let v = window_value(r, smp, w, g, 0, params);
         out.fill(v);
-        return has(v);
+        return Ok(has(v));
     }
     if w.at.is_some() {
         for (i, slot) in out.iter_mut().enumerate() {
+            stop.at_step(i, "evaluating a range function")?;
             *slot = window_value(r, smp, w, g, i, params);
             any |= has(*slot);
         }
-        return any;
+        return Ok(any);
     }
     // For rate and increase: resets[k] counts the counter resets among samples 1..=k, so a
     // window without one skips the reset scan.
@@ -171,8 +183,9 @@ fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64
     }
     let (mut lo, mut hi) = (0usize, 0usize);
     for (i, slot) in out.iter_mut().enumerate() {
+        stop.at_step(i, "evaluating a range function")?;
         let re = w.reference(g, i);
-        let rs = re - w.range;
+        let rs = re.saturating_sub(w.range);
         while lo < smp.len() && smp[lo].t < rs {
             lo += 1;
         }
@@ -191,12 +204,12 @@ fn rollup_row(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, params: &[Vec<f64
         any |= has(v);
         *slot = v;
     }
-    any
+    Ok(any)
 }
 
 fn window_value(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, i: usize, params: &[Vec<f64>]) -> f64 {
     let re = w.reference(g, i);
-    let rs = re - w.range;
+    let rs = re.saturating_sub(w.range);
     let lo = smp.partition_point(|s| s.t < rs);
     let hi = smp.partition_point(|s| s.t <= re);
     if lo < hi {
@@ -509,12 +522,13 @@ pub(crate) fn stream_rollup(
     let check_dups = !selects_one_name(arg);
     let mut seen: HashSet<Labels> = HashSet::new();
     let g = *g;
+    let stop = ev.stop();
     let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
         if r == Rollup::HoltWinters {
-            check_holt_winters(&params, smp, w, &g)?;
+            check_holt_winters(&params, smp, w, &g, &stop)?;
         }
         let mut out = vec![ABSENT; g.n];
-        Ok(rollup_row(r, smp, w, &g, &params, &mut out).then_some(out))
+        Ok(rollup_row(r, smp, w, &g, &params, &mut out, &stop)?.then_some(out))
     };
     ev.map_range_series(arg, &g, &work, &mut |_, labels, out| {
         let l = drop_name(labels);
@@ -545,12 +559,14 @@ fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
     let mut rows = Vec::new();
     let keep_name = r == Rollup::LastOverTime;
     let gg = *g;
+    let mut budget = ev.budget();
+    let stop = ev.stop();
     let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
         if r == Rollup::HoltWinters {
-            check_holt_winters(&params, smp, w, &gg)?;
+            check_holt_winters(&params, smp, w, &gg, &stop)?;
         }
         let mut out = vec![ABSENT; gg.n];
-        Ok(rollup_row(r, smp, w, &gg, &params, &mut out).then_some(out))
+        Ok(rollup_row(r, smp, w, &gg, &params, &mut out, &stop)?.then_some(out))
     };
     ev.map_range_series(arg, g, &work, &mut |ev, labels, vals| {
         let labels = if keep_name {
@@ -558,6 +574,7 @@ fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
         } else {
             drop_name(labels)
         };
+        budget.add_row(&vals)?;
         let row = Row { labels, vals };
         ev.charge(row.present())?;
         rows.push(row);
@@ -578,9 +595,10 @@ fn absent_over_time(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
     let arg = &c.args.args[0];
     let mut seen = vec![false; g.n];
     let gg = *g;
+    let stop = ev.stop();
     let work = |smp: &[Sample], w: &Window| -> Result<Option<Vec<f64>>> {
         let mut out = vec![ABSENT; gg.n];
-        rollup_row(Rollup::PresentOverTime, smp, w, &gg, &[], &mut out);
+        rollup_row(Rollup::PresentOverTime, smp, w, &gg, &[], &mut out, &stop)?;
         Ok(Some(out))
     };
     ev.map_range_series(arg, g, &work, &mut |_, _, out| {

@@ -5,6 +5,13 @@
 //! - durations need a unit in 2.x (`x[5m]`, `offset 1h`); the parser takes a bare number as
 //!   seconds;
 //! - function arguments must have the declared types; the parser does not check them.
+//!
+//! And one limit Prometheus does not need: the parser, the type checks and the evaluator
+//! recurse once per level of the syntax tree, and Go grows its stacks where Rust's are fixed,
+//! so a query whose tree could be deeper than [`MAX_DEPTH`] is refused *before* it is parsed
+//! ([`check_depth`]): `abs(abs(…))` 1,500 deep, or `1+1+…+1` with thousands of operators,
+//! would otherwise overflow the stack and abort the process (the parser's type inference
+//! also recurses down operator chains once per node: quadratic in the chain's length).
 
 use promql_parser::parser::Expr;
 
@@ -101,6 +108,97 @@ pub(crate) fn prepare(q: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The deepest syntax tree a query may have (bounded from above by [`check_depth`]). Our own
+/// recursion over the tree (type checks, evaluation) also grows its stack as it goes
+/// ([`grow`]), so the limit is what bounds the parser's recursion and the tree's `Drop`,
+/// whose frames are small.
+pub const MAX_DEPTH: usize = 512;
+
+/// Runs `f` with at least 256 KiB of stack left, moving to a new 4 MiB segment when less is
+/// left: each level of the evaluator's recursion calls it, so no accepted query can
+/// overflow the thread it runs on, whatever that thread's stack size.
+#[inline]
+pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(256 << 10, 4 << 20, f)
+}
+
+/// Refuses a query whose syntax tree could be deeper than [`MAX_DEPTH`], from its text alone
+/// and in one pass, before the parser (which recurses too) sees it.
+///
+/// The bound: every bracket (`(`, `[`, `{`) opens a level; within a level, a chain of binary
+/// or unary operators, or of subqueries, makes a tree as deep as the chain is long (`a + b +
+/// c` is `(a + b) + c`). So the depth is at most the number of open brackets plus the
+/// operators and `[` seen in each open level, summed over the open levels. Operators are
+/// over-counted where a character is not one (`1e-5`, `==`), which only makes the bound
+/// safer. Strings and comments are skipped.
+pub(crate) fn check_depth(q: &str) -> Result<(), String> {
+    let b = q.as_bytes();
+    // Per open level: operators counted in it, and whether it is a `{…}` matcher list
+    // (whose `=`, `!~` and commas build no tree). The bottom entry is the top level.
+    let mut levels: Vec<(usize, bool)> = vec![(0, false)];
+    // levels.len() - 1 + the sum of the counts.
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let in_braces = levels.last().is_some_and(|l| l.1);
+        let mut op = false;
+        match c {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                // `[` is also a postfix operator of its level (a range or a subquery).
+                op = c == b'[';
+                levels.push((0, c == b'{'));
+                depth += 1;
+            }
+            b')' | b']' | b'}' if levels.len() > 1 => {
+                depth -= 1 + levels.pop().expect("more than one level").0;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'=' | b'!' | b'<' | b'>' => op = !in_braces,
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let s = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                    i += 1;
+                }
+                let w = &q[s..i];
+                i -= 1;
+                op = !in_braces
+                    && ["and", "or", "unless", "atan2"]
+                        .iter()
+                        .any(|k| w.eq_ignore_ascii_case(k));
+            }
+            _ => {}
+        }
+        if op {
+            // The level an operator belongs to is the one it was written in: for `[`, the
+            // one below the level it just opened.
+            let k = levels.len() - if c == b'[' { 2 } else { 1 };
+            levels[k].0 += 1;
+            depth += 1;
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "the expression nests more than {MAX_DEPTH} levels deep (brackets and operators), the limit of this server"
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Whether `word` (case-insensitive) starts at `i` as a whole identifier.
 fn is_word_at(b: &[char], i: usize, word: &str) -> bool {
     let n = word.len();
@@ -148,6 +246,10 @@ fn is_duration(s: &str) -> bool {
 
 /// Checks the types of function arguments, as Prometheus' parser does.
 pub(crate) fn check_types(e: &Expr) -> Result<(), String> {
+    grow(|| check_types_inner(e))
+}
+
+fn check_types_inner(e: &Expr) -> Result<(), String> {
     match e {
         Expr::Aggregate(a) => {
             if let Some(p) = &a.param {
