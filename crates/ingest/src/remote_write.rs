@@ -578,6 +578,19 @@ impl RemoteWriteDecoder {
                 limit: self.max_decompressed as u64,
             });
         }
+        // The announced length is the sender's word; the buffer is sized from it only as far
+        // as the body can back it. No snappy element expands more than 64/3 times (a 3-byte
+        // copy of 64 bytes), so a body of n bytes decompresses to at most 22 n: a 6-byte body
+        // announcing 80 MiB is refused here, before anything is allocated.
+        if len > body.len().saturating_mul(MAX_SNAPPY_EXPANSION) {
+            return Err(IngestError::InvalidSnappy {
+                len: body.len(),
+                reason: format!(
+                    "the header announces {len} decompressed bytes, more than {MAX_SNAPPY_EXPANSION} times the {} bytes of the body can hold",
+                    body.len()
+                ),
+            });
+        }
         self.buf.clear();
         self.buf.resize(len, 0);
         snap::raw::Decoder::new()
@@ -588,6 +601,10 @@ impl RemoteWriteDecoder {
             })
     }
 }
+
+/// The most a snappy block can expand per compressed byte: the densest element is a copy
+/// with a 2-byte offset, 3 bytes that produce up to 64 (`64 / 3 < 22`).
+pub const MAX_SNAPPY_EXPANSION: usize = 22;
 
 /// The same decode done with the derived prost messages: the reference the hand-written
 /// reader is compared with (property tests here, the `remote_write` fuzz target). Not for
@@ -840,6 +857,33 @@ mod tests {
         let e = decode_write_request(&[0x80, 0x80, 0x80, 0x80, 0x0f], 1 << 20).unwrap_err();
         assert_eq!(e.code(), "payload_too_large");
         assert!(e.to_string().contains("4026531840"), "{e}");
+    }
+
+    #[test]
+    fn announced_length_must_fit_the_body() {
+        // 6 bytes announcing just under 80 MiB: refused before the buffer is sized.
+        let mut body = Vec::new();
+        let mut n = (80u64 << 20) - 1;
+        while n >= 0x80 {
+            body.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        body.push(n as u8);
+        body.extend_from_slice(&[0x00, 0x00]);
+        let mut d = RemoteWriteDecoder::new(100 << 20, Limits::default());
+        let e = d.decode(&body, &mut WriteBatch::default()).unwrap_err();
+        assert_eq!(e.code(), "invalid_snappy");
+        assert!(e.to_string().contains("83886079"), "{e}");
+        assert!(d.buf.capacity() < 1 << 20, "nothing sized from the header");
+        // The densest real snappy (a run of zeros) stays within the bound, so no valid body
+        // is refused by it.
+        for len in [1usize, 64, 65, 4096, 1 << 20] {
+            let zeros = vec![0u8; len];
+            let c = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+            assert!(len <= c.len() * MAX_SNAPPY_EXPANSION, "{len} from {}", c.len());
+            let mut out = vec![0u8; len];
+            assert_eq!(snap::raw::Decoder::new().decompress(&c, &mut out).unwrap(), len);
+        }
     }
 
     #[test]
