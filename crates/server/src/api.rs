@@ -81,6 +81,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                 state.cfg.max_concurrent_requests,
                 std::time::Duration::from_secs(state.cfg.request_timeout_seconds),
                 std::time::Duration::from_secs(state.cfg.query_timeout_seconds),
+                crate::protect::BodyRead {
+                    max_bytes: state.cfg.max_body_bytes,
+                    timeout: std::time::Duration::from_secs(state.cfg.body_read_timeout_seconds),
+                    min_rate: state.cfg.body_min_bytes_per_second,
+                },
                 state.metrics.clone(),
             ),
             crate::protect::protect,
@@ -132,6 +137,24 @@ pub fn trace_id(h: &HeaderMap) -> Option<String> {
         .then(|| tid.to_ascii_lowercase())
 }
 
+/// A request's method as a label of our self-metrics and logs: the methods of RFC 9110 and
+/// PATCH by name, any other as `other`, so a client inventing methods cannot create series.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Request id, trace id, a span for the logs, and the HTTP self-metrics.
 async fn observe(State(st): St, req: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -140,7 +163,7 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_owned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let rid = request_id(req.headers());
     let tid = trace_id(req.headers());
     // `otel.*` and `http.*` fields name and describe the exported span (docs/api.md, Logs).
@@ -159,7 +182,7 @@ async fn observe(State(st): St, req: Request, next: Next) -> Response {
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     span.record("http.response.status_code", status);
-    st.metrics.observe_http(&route, &method, status, secs);
+    st.metrics.observe_http(&route, method, status, secs);
     if route.starts_with("/metrics/track") {
         st.metrics.observe_collection(secs);
     }
@@ -215,6 +238,36 @@ fn content_encoding(h: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
             format!("Content-Encoding {enc:?} is not supported: use gzip or deflate, or none"),
         )
     })
+}
+
+/// Refuses remote_write messages other than 1.0's `prometheus.WriteRequest` with 415, as the
+/// remote_write 2.0 specification asks of a receiver that does not support the message named
+/// by `Content-Type: application/x-protobuf;proto=…`: a 2.0 sender then knows nothing was
+/// stored (and may fall back to 1.0) instead of believing it delivered.
+fn remote_write_version(h: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = h.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("");
+    let proto = ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("proto")
+            .then(|| v.trim().trim_matches('"'))
+    });
+    match proto {
+        None | Some("prometheus.WriteRequest") => Ok(()),
+        Some(other) => Err(ApiError {
+            field: Some("Content-Type".into()),
+            ..ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "remote_write message {other:?} is not supported: this receiver speaks remote_write 1.0 (proto=prometheus.WriteRequest)"
+                ),
+            )
+        }),
+    }
 }
 
 /// The tenant of a request: `X-Scope-OrgID`, else `default`.
@@ -851,12 +904,19 @@ async fn health(State(st): St) -> Response {
     })
     .await
     .unwrap_or(false);
-    let status = if store_ok { "ok" } else { "degraded" };
+    // Shedding load is degraded service, but the process is alive: still 200, so an
+    // orchestrator does not restart an instance that is merely busy.
+    let shedding = crate::protect::shedding();
+    let status = if store_ok && !shedding { "ok" } else { "degraded" };
     let body = json!({
         "service": "metrics",
         "status": status,
         "uptime_seconds": st.started.elapsed().as_secs(),
-        "dependencies": { "collector": if store_ok { "ok" } else { "failing" }, "aggregator": "ok" },
+        "dependencies": {
+            "collector": if store_ok { "ok" } else { "failing" },
+            "aggregator": "ok",
+            "http": if shedding { "shedding" } else { "ok" },
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "commit": option_env!("METRICSD_COMMIT").unwrap_or("unknown"),
     });
@@ -898,6 +958,7 @@ async fn write(
     // The body is snappy-compressed whatever the header says (remote_write 1.0); a gzip or
     // deflate layer on top was removed by the decompression layer.
     content_encoding(&headers, &["snappy"])?;
+    remote_write_version(&headers)?;
     let b = body(b)?;
     let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
     let max = st.cfg.max_body_bytes.saturating_mul(8);

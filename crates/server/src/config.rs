@@ -172,6 +172,16 @@ pub struct Config {
     /// A connection that does not deliver a request's headers within this many seconds is
     /// closed (`ACCESS_HEADER_READ_TIMEOUT_SECONDS`).
     pub header_read_timeout_seconds: u64,
+    /// A request body must arrive completely within this many seconds, else 408
+    /// (`ACCESS_BODY_READ_TIMEOUT_SECONDS`). It is read before the request takes one of the
+    /// `max_concurrent_requests` slots.
+    pub body_read_timeout_seconds: u64,
+    /// After a 2 s grace, a body must arrive at least this fast on average, else 408
+    /// (`ACCESS_BODY_MIN_BYTES_PER_SECOND`; 0 = no minimum).
+    pub body_min_bytes_per_second: u64,
+    /// Most open client connections; further ones wait in the listen backlog until one
+    /// closes, as Prometheus' `--web.max-connections` (`ACCESS_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// The track-API collector forgets series not tracked for this many seconds; they are
     /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
     pub series_idle_timeout_seconds: u64,
@@ -208,6 +218,9 @@ impl Default for Config {
             max_concurrent_requests: 256,
             request_timeout_seconds: 60,
             header_read_timeout_seconds: 30,
+            body_read_timeout_seconds: 30,
+            body_min_bytes_per_second: 1024,
+            max_connections: 1024,
             series_idle_timeout_seconds: 3600,
         }
     }
@@ -305,6 +318,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "ACCESS_HEADER_READ_TIMEOUT_SECONDS",
         "header_read_timeout_seconds",
     ),
+    ("ACCESS_BODY_READ_TIMEOUT_SECONDS", "body_read_timeout_seconds"),
+    ("ACCESS_BODY_MIN_BYTES_PER_SECOND", "body_min_bytes_per_second"),
+    ("ACCESS_MAX_CONNECTIONS", "max_connections"),
     (
         "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
         "series_idle_timeout_seconds",
@@ -423,6 +439,9 @@ impl Config {
             "ACCESS_MAX_CONCURRENT_REQUESTS" => self.max_concurrent_requests = num(var, v)?,
             "ACCESS_REQUEST_TIMEOUT_SECONDS" => self.request_timeout_seconds = num(var, v)?,
             "ACCESS_HEADER_READ_TIMEOUT_SECONDS" => self.header_read_timeout_seconds = num(var, v)?,
+            "ACCESS_BODY_READ_TIMEOUT_SECONDS" => self.body_read_timeout_seconds = num(var, v)?,
+            "ACCESS_BODY_MIN_BYTES_PER_SECOND" => self.body_min_bytes_per_second = num(var, v)?,
+            "ACCESS_MAX_CONNECTIONS" => self.max_connections = num(var, v)?,
             "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
             _ => {}
         }
@@ -452,6 +471,12 @@ impl Config {
                 "aggregation_window_seconds",
                 "must be between 1 and 604800 (7 days)",
             ));
+        }
+        if self.body_read_timeout_seconds == 0 {
+            return Err(bad("body_read_timeout_seconds", "must be at least 1"));
+        }
+        if self.max_connections < 2 {
+            return Err(bad("max_connections", "must be at least 2"));
         }
         if self.max_body_bytes < 1024 {
             return Err(bad("max_body_bytes", "must be at least 1024"));

@@ -75,6 +75,7 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     header_read_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -85,7 +86,14 @@ async fn serve_http(
         .header_read_timeout(header_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Each connection holds a permit; at the cap, accepting waits for one to close and new
+    // clients wait in the kernel's backlog (as Prometheus' --web.max-connections).
+    let conns = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (io, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -107,6 +115,7 @@ async fn serve_http(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -185,6 +194,7 @@ pub async fn serve(
         listener,
         router(state),
         Duration::from_secs(cfg.header_read_timeout_seconds),
+        cfg.max_connections,
         shutdown,
     )
     .await;

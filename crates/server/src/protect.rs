@@ -1,6 +1,16 @@
-//! Limits that protect the process from its clients: a global cap on requests in flight
-//! and a per-request deadline (the header read timeout is set on the connection, in
-//! `serve`). Both answer with the API's JSON error shape.
+//! Limits that protect the process from its clients: a body read with a deadline and a
+//! minimum rate, a global cap on requests in flight, and a per-request deadline (the header
+//! read timeout and the connection cap are set on the listener, in `serve`). Each answers with
+//! the API's JSON error shape.
+//!
+//! # Bodies are read before a slot is taken
+//! A request's body is read into memory (at most `max_body_bytes` as sent, before
+//! decompression) *before* it counts against `max_concurrent_requests`: a client that
+//! trickles its upload holds its own connection, not one of the slots every other client
+//! needs. The read must finish within `body_read_timeout_seconds` and, after a 2 s grace,
+//! keep up at least `body_min_bytes_per_second` on average; else 408 with code
+//! `body_timeout`, naming the setting. Before this, 260 uploads sending a byte every 4 s
+//! kept every route but `/health` answering 503 for as long as they trickled.
 //!
 //! # Why 503 + `Retry-After` when too many requests are in flight
 //! The cap is about the *server's* capacity, not one client's behaviour, which is what 503
@@ -14,8 +24,8 @@
 //! declared dead by its orchestrator.
 //!
 //! # The request deadline
-//! A request that has no answer after `request_timeout_seconds` (reading the body
-//! included, so a slow upload cannot hold a slot forever) is answered 503 with code
+//! A request that has no answer `request_timeout_seconds` after its body arrived (the
+//! body read has its own deadline, above) is answered 503 with code
 //! `timeout`. PromQL queries (`/api/v1/query`, `/api/v1/query_range` and seed 001's aliases,
 //! `promapi::QUERY_ROUTES`) have their own limit,
 //! `query_timeout_seconds` (Prometheus' `--query.timeout`, 2 minutes by default): their
@@ -26,7 +36,8 @@
 //! retried counter increment counts twice.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -37,13 +48,46 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::selfmetrics::SelfMetrics;
 
+/// How requests' bodies are read: see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyRead {
+    /// Most bytes of a body as sent (`max_body_bytes`).
+    pub max_bytes: usize,
+    /// The whole body's deadline (`body_read_timeout_seconds`).
+    pub timeout: Duration,
+    /// The least average rate after the grace period (`body_min_bytes_per_second`; 0 = none).
+    pub min_rate: u64,
+}
+
+/// The time a slow upload gets before its average rate is held to the minimum.
+const BODY_GRACE: Duration = Duration::from_secs(2);
+
 /// State of the [`protect`] middleware.
 pub(crate) struct Protect {
     slots: Arc<Semaphore>,
     max: usize,
     timeout: Duration,
     query_timeout: Duration,
+    body: BodyRead,
     metrics: Arc<SelfMetrics>,
+}
+
+/// When a request was last shed, as ms since the process started (0 = never). `/health`
+/// reports `degraded` for a while after.
+pub(crate) static LAST_SHED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How long `/health` says `degraded` after a request was shed.
+pub(crate) const SHED_DEGRADED_FOR: Duration = Duration::from_secs(10);
+
+fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Whether requests were shed within [`SHED_DEGRADED_FOR`].
+pub(crate) fn shedding() -> bool {
+    let last = LAST_SHED_MS.load(Ordering::Relaxed);
+    last != 0 && process_ms().saturating_sub(last) < SHED_DEGRADED_FOR.as_millis() as u64
 }
 
 impl Protect {
@@ -52,6 +96,7 @@ impl Protect {
         max: usize,
         timeout: Duration,
         query_timeout: Duration,
+        body: BodyRead,
         metrics: Arc<SelfMetrics>,
     ) -> Arc<Protect> {
         Arc::new(Protect {
@@ -59,6 +104,7 @@ impl Protect {
             max,
             timeout,
             query_timeout: timeout.max(query_timeout.saturating_add(Duration::from_secs(1))),
+            body,
             metrics,
         })
     }
@@ -73,8 +119,87 @@ impl Protect {
     }
 }
 
-/// Sheds requests beyond the in-flight cap, and answers those past the deadline.
+/// Reads `req`'s body into memory under `b`'s size, deadline and minimum rate.
+async fn read_body(req: Request, b: &BodyRead) -> Result<Request, Response> {
+    use http_body_util::BodyExt;
+    let (parts, mut body) = req.into_parts();
+    let start = Instant::now();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // The next frame is due when the average rate would fall below the minimum, and
+        // at the latest at the whole body's deadline.
+        let mut due = b.timeout;
+        if b.min_rate > 0 {
+            let secs = (buf.len() as u64 + 1) as f64 / b.min_rate as f64;
+            due = due.min(BODY_GRACE + Duration::from_secs_f64(secs));
+        }
+        let left = due.saturating_sub(start.elapsed());
+        let frame = match tokio::time::timeout(left, body.frame()).await {
+            Err(_) => {
+                let (setting, what) = if due < b.timeout {
+                    (
+                        "body_min_bytes_per_second",
+                        format!("the body arrived slower than {} bytes/s", b.min_rate),
+                    )
+                } else {
+                    (
+                        "body_read_timeout_seconds",
+                        format!("the body did not arrive within {} s", b.timeout.as_secs()),
+                    )
+                };
+                tracing::info!(received = buf.len(), setting, "slow request body cut off");
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("{what} ({setting}); {} bytes received", buf.len()),
+                )
+                .into_response());
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("cannot read the request body: {e}"),
+                )
+                .into_response());
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > b.max_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the request body is larger than {} bytes (max_body_bytes)",
+                        b.max_bytes
+                    ),
+                )
+                .into_response());
+            }
+            if buf.is_empty() {
+                // Sized from what arrived, never from a declared length.
+                buf.reserve(data.len());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(buf)))
+}
+
+/// Reads the body, then sheds requests beyond the in-flight cap, and answers those past
+/// the deadline.
 pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: Next) -> Response {
+    use axum::body::HttpBody;
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        match read_body(req, &p.body).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        }
+    };
     // The permit lives until the response is produced (or the request is dropped).
     let _permit = if req.uri().path() == "/health" {
         None
@@ -83,6 +208,7 @@ pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: N
             Ok(permit) => Some(permit),
             Err(_) => {
                 p.metrics.requests_shed.inc();
+                LAST_SHED_MS.store(process_ms(), Ordering::Relaxed);
                 let mut resp = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "overloaded",
@@ -126,7 +252,12 @@ mod tests {
     fn queries_get_the_query_timeout_and_everything_else_the_request_timeout() {
         let m = Arc::new(SelfMetrics::default());
         let s = Duration::from_secs;
-        let p = Protect::new(8, s(60), s(120), m.clone());
+        let body = BodyRead {
+            max_bytes: 1 << 20,
+            timeout: s(30),
+            min_rate: 1024,
+        };
+        let p = Protect::new(8, s(60), s(120), body, m.clone());
         assert_eq!(p.deadline("/api/v1/query"), (s(121), "query_timeout_seconds"));
         assert_eq!(
             p.deadline("/api/v1/query_range"),
@@ -139,7 +270,123 @@ mod tests {
         assert_eq!(p.deadline("/api/v1/series"), (s(60), "request_timeout_seconds"));
         assert_eq!(p.deadline("/api/v1/write"), (s(60), "request_timeout_seconds"));
         // A request timeout longer than the query's leaves queries under it.
-        let p = Protect::new(8, s(300), s(120), m);
+        let p = Protect::new(8, s(300), s(120), body, m);
         assert_eq!(p.deadline("/api/v1/query"), (s(300), "request_timeout_seconds"));
+    }
+
+    /// A router whose `/slow` answers after `/slow`'s body arrived and `hold` passed.
+    fn app(max: usize, hold: Duration, body: BodyRead) -> (axum::Router, Arc<SelfMetrics>) {
+        let m = Arc::new(SelfMetrics::default());
+        let p = Protect::new(
+            max,
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            body,
+            m.clone(),
+        );
+        let r = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::post(move |b: axum::body::Bytes| async move {
+                    tokio::time::sleep(hold).await;
+                    b.len().to_string()
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(p, protect));
+        (r, m)
+    }
+
+    fn body_read(min_rate: u64) -> BodyRead {
+        BodyRead {
+            max_bytes: 1000,
+            timeout: Duration::from_secs(5),
+            min_rate,
+        }
+    }
+
+    async fn call(app: &axum::Router, body: axum::body::Body) -> (StatusCode, String) {
+        use tower::ServiceExt;
+        let rq = Request::post("/slow").body(body).unwrap();
+        let resp = app.clone().oneshot(rq).await.unwrap();
+        let status = resp.status();
+        let b = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_body_holds_no_slot_and_is_cut_off_at_the_minimum_rate() {
+        let (app, _) = app(1, Duration::ZERO, body_read(100));
+        let (mut tx, body) =
+            http_body_util::channel::Channel::<axum::body::Bytes, std::convert::Infallible>::new(1);
+        let slow = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, axum::body::Body::new(body)).await }
+        });
+        tx.send_data("a".into()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The trickling upload is not in flight: the one slot is free.
+        assert_eq!(call(&app, "abc".into()).await, (StatusCode::OK, "3".into()));
+        // 2 s of grace plus 2 bytes at 100 bytes/s: cut off at about 2.02 s.
+        let (st, text) = slow.await.unwrap();
+        assert_eq!(st, StatusCode::REQUEST_TIMEOUT, "{text}");
+        assert!(text.contains("body_min_bytes_per_second"), "{text}");
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_its_deadline_is_cut_off() {
+        let (app, _) = app(1, Duration::ZERO, body_read(0));
+        let (mut tx, body) =
+            http_body_util::channel::Channel::<axum::body::Bytes, std::convert::Infallible>::new(1);
+        let slow = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, axum::body::Body::new(body)).await }
+        });
+        for _ in 0..10 {
+            if tx.send_data("a".into()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let (st, text) = slow.await.unwrap();
+        assert_eq!(st, StatusCode::REQUEST_TIMEOUT, "{text}");
+        assert!(text.contains("body_read_timeout_seconds"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_as_they_arrive() {
+        let (app, _) = app(1, Duration::ZERO, body_read(0));
+        let (st, text) = call(&app, vec![b'x'; 1001].into()).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        assert!(text.contains("max_body_bytes"), "{text}");
+        assert_eq!(call(&app, vec![b'x'; 1000].into()).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_cap_are_shed_and_health_says_so() {
+        let (app, m) = app(1, Duration::from_millis(300), body_read(0));
+        let first = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "a".into()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (st, text) = call(&app, "b".into()).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("\"overloaded\""), "{text}");
+        assert_eq!(m.requests_shed.get(), 1);
+        assert!(shedding());
+        assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_past_the_deadline_get_503() {
+        let (app, m) = app(4, Duration::from_secs(3), body_read(0));
+        let (st, text) = call(&app, "a".into()).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("request_timeout_seconds"), "{text}");
+        assert_eq!(m.requests_timed_out.get(), 1);
     }
 }

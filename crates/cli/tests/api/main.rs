@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `metricsd` binary on an ephemeral port with a
 //! temporary data directory and drives it over HTTP.
 
+mod abuse;
 mod bad_input;
 mod durability;
 mod operating;

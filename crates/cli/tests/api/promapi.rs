@@ -6,29 +6,7 @@ use std::process::Command;
 use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 use serde_json::{Value, json};
 
-use crate::util::Server;
-
-/// Percent-encodes a form value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `a=1&b=2` from pairs, encoded.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+use crate::util::{Server, form};
 
 fn answer(r: reqwest::blocking::Response) -> (u16, Value) {
     let status = r.status().as_u16();
