@@ -194,3 +194,63 @@ fn openmetrics_and_json_exports() {
     assert_eq!(m["labels"], json!({"q": "a\"b\\c"}));
     assert_eq!(s.get("/metrics?format=xml").0, 400);
 }
+
+/// Each `# TYPE` line of a text export is directly preceded by the `# HELP` line of the
+/// same family, with a non-empty text.
+fn assert_every_family_has_help(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut families = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        families += 1;
+        let fam = rest.split(' ').next().unwrap();
+        let prev = if i > 0 { lines[i - 1] } else { "" };
+        let help = prev
+            .strip_prefix(&format!("# HELP {fam} "))
+            .unwrap_or_else(|| panic!("no # HELP before {l:?}:\n{text}"));
+        assert!(!help.trim().is_empty(), "empty help for {fam}");
+    }
+    assert!(families > 0, "no families:\n{text}");
+}
+
+/// Families tracked without help (the seed's own examples give none) still get a `# HELP`
+/// line, in both text formats and in the aggregated export: the generated `<name> (<type>)`.
+#[test]
+fn every_exported_family_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(
+        s.post("/metrics/track/batch", seed_batch().to_string(), &[]).0,
+        200
+    );
+    s.track(&json!({"name": "queue_depth", "value": 3, "type": "gauge"}));
+    s.track(&json!({"name": "rpc_seconds", "value": 0.5, "type": "summary"}));
+    s.track(&json!({"name": "jobs_total", "value": 1, "type": "counter", "help": "Jobs done"}));
+    for q in [
+        "",
+        "?format=openmetrics",
+        "?aggregated=true",
+        "?format=openmetrics&aggregated=true",
+    ] {
+        let (st, text) = s.get(&format!("/metrics{q}"));
+        assert_eq!(st, 200);
+        assert_every_family_has_help(&text);
+    }
+    let (_, text) = s.get("/metrics");
+    assert!(
+        text.contains("# HELP api_requests_total api_requests_total (counter)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP response_time_seconds response_time_seconds (histogram)\n"),
+        "{text}"
+    );
+    assert!(text.contains("# HELP jobs_total Jobs done\n"), "{text}");
+    let (_, om) = s.get("/metrics?format=openmetrics");
+    assert!(
+        om.contains("# HELP api_requests api_requests_total (counter)\n"),
+        "{om}"
+    );
+}
