@@ -106,8 +106,9 @@ fn export_series_trends_health_stats() {
     assert!(agg.contains("# TYPE response_time_seconds_avg gauge"), "{agg}");
     let avg = sample(&agg, &format!("response_time_seconds_avg{l}")).unwrap();
     assert!((avg - 0.042).abs() < 1e-9, "{avg}");
+    // 100 increments of 1 in the 5-minute window, the first from zero (the series began in it).
     let per_min = sample(&agg, &format!("api_requests_total_avg{l}")).unwrap();
-    assert!((per_min - 99.0 / 5.0).abs() < 1e-9, "{per_min}");
+    assert!((per_min - 100.0 / 5.0).abs() < 1e-9, "{per_min}");
 
     // Series.
     let v = s.get_json("/metrics/series?service=gateway-service&limit=10&name=api_requests_total");
@@ -253,4 +254,60 @@ fn every_exported_family_has_help() {
         om.contains("# HELP api_requests api_requests_total (counter)\n"),
         "{om}"
     );
+}
+
+/// The aggregated `_avg` of a histogram or summary is the mean of the observations in the
+/// window, the first included; a counter's is never `-0`.
+#[test]
+fn aggregated_avg_is_the_mean_of_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    for v in [0.1, 0.3] {
+        for kind in ["histogram", "summary"] {
+            let (st, body) =
+                s.track(&json!({"name": format!("rt_{kind}_seconds"), "value": v, "type": kind}));
+            assert_eq!(st, 200, "{body}");
+        }
+    }
+    let (st, body) = s.post("/metrics/track/batch", seed_batch().to_string(), &[]);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        s.track(&json!({"name": "idle_total", "value": 0, "type": "counter"}))
+            .0,
+        200
+    );
+    let (st, agg) = s.get("/metrics?aggregated=true");
+    assert_eq!(st, 200);
+    assert_eq!(sample(&agg, "rt_histogram_seconds_avg"), Some(0.2), "{agg}");
+    assert_eq!(sample(&agg, "rt_summary_seconds_avg"), Some(0.2), "{agg}");
+    assert!(agg.contains("\nrt_histogram_seconds_avg 0.2\n"), "{agg}");
+    let l = r#"{endpoint="/api/v1/instruments",service="gateway",service_name="gateway-service"}"#;
+    assert!(
+        agg.contains(&format!("\nresponse_time_seconds_avg{l} 0.042\n")),
+        "{agg}"
+    );
+    assert!(agg.contains("\nidle_total_avg 0\n"), "{agg}");
+    assert!(!agg.contains(" -0\n"), "{agg}");
+    let (_, om) = s.get("/metrics?aggregated=true&format=openmetrics");
+    assert!(om.contains("\nidle_total_avg 0.0\n"), "{om}");
+}
+
+/// Observations older than the window are not averaged in: the increments are measured from
+/// the newest sample before the window (here with a 2-second window).
+#[test]
+fn aggregated_avg_starts_from_the_sample_before_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[("ACCESS_AGGREGATION_WINDOW_SECONDS", "2")], &[]);
+    let track = |v: f64| {
+        let (st, body) = s.track(&json!({"name": "old_seconds", "value": v, "type": "histogram"}));
+        assert_eq!(st, 200, "{body}");
+    };
+    track(5.0);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    track(0.1);
+    track(0.3);
+    let (_, agg) = s.get("/metrics?aggregated=true");
+    // Differences of cumulative sums: 0.2 within float rounding (5 + 0.1 + 0.3 is not exact).
+    let avg = sample(&agg, "old_seconds_avg").unwrap();
+    assert!((avg - 0.2).abs() < 1e-12, "{agg}");
 }
