@@ -311,3 +311,47 @@ fn aggregated_avg_starts_from_the_sample_before_the_window() {
     let avg = sample(&agg, "old_seconds_avg").unwrap();
     assert!((avg - 0.2).abs() < 1e-12, "{agg}");
 }
+
+/// Items refused at the series limit count in `collector.dropped_points`, one per sample
+/// they would have written (a histogram with the default buckets writes 14), on the single
+/// and the batch endpoint alike.
+#[test]
+fn series_limit_rejections_are_dropped_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[], &["--max-metric-series", "2"]);
+    let dropped = || s.get_json("/metrics/stats")["collector"]["dropped_points"].clone();
+    assert_eq!(
+        s.track(&json!({"name": "a_total", "value": 1, "type": "counter"}))
+            .0,
+        200
+    );
+    assert_eq!(s.track(&json!({"name": "b", "value": 1, "type": "gauge"})).0, 200);
+    assert_eq!(dropped(), 0);
+    let (st, body) = s.track(&json!({"name": "c", "value": 1, "type": "gauge"}));
+    assert_ne!(st, 200, "{body}");
+    assert_eq!(dropped(), 1);
+    let (st, body) = s.post(
+        "/metrics/track/batch",
+        json!([
+            {"name": "a_total", "value": 1, "type": "counter"},
+            {"name": "d", "value": 1, "type": "gauge"},
+            {"name": "h_seconds", "value": 0.1, "type": "histogram"}
+        ])
+        .to_string(),
+        &[],
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        (body["successful"].clone(), body["failed"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(dropped(), 1 + 1 + 14);
+    let st = s.get_json("/metrics/stats");
+    assert_eq!(st["collector"]["total_points"], 3);
+    let (_, text) = s.get("/metrics");
+    assert_eq!(
+        sample(&text, "metrics_points_dropped_total"),
+        Some(16.0),
+        "{text}"
+    );
+}
