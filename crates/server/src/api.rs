@@ -826,7 +826,8 @@ async fn health(State(st): St) -> Response {
         "uptime_seconds": st.started.elapsed().as_secs(),
         "dependencies": { "collector": if store_ok { "ok" } else { "failing" }, "aggregator": "ok" },
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": option_env!("METRICSD_COMMIT").unwrap_or("unknown"),
+        // The build's git revision, or `unknown` when built outside git (see build.rs).
+        "commit": env!("METRICSD_COMMIT"),
     });
     let code = if store_ok {
         StatusCode::OK

@@ -355,3 +355,37 @@ fn series_limit_rejections_are_dropped_points() {
         "{text}"
     );
 }
+
+/// `/health`'s `commit` (and buildinfo's `revision`) is the git revision the binary was
+/// built from (build.rs of metricsd-server), when the tests run in the git checkout.
+#[test]
+fn health_commit_is_the_git_revision() {
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output();
+    let want = match out {
+        // A build given METRICSD_COMMIT reports it instead.
+        _ if option_env!("METRICSD_COMMIT").is_some() => option_env!("METRICSD_COMMIT")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        Ok(o) if o.status.success() => String::from_utf8(o.stdout).unwrap().trim().to_owned(),
+        _ => {
+            eprintln!("skipped: not in a git checkout");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(s.get_json("/health")["commit"], want.as_str());
+    assert_eq!(
+        s.get_json("/api/v1/status/buildinfo")["data"]["revision"],
+        want.as_str()
+    );
+}
