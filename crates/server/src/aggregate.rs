@@ -203,6 +203,9 @@ pub fn aggregate(
     types: &[AggregationType],
 ) -> Vec<Family> {
     let minutes = window_ms as f64 / 60_000.0;
+    let mut types = types.to_vec();
+    types.sort();
+    types.dedup();
     // Per family and identifying labels (`__name__` set to the family): what to aggregate,
     // and the newest timestamp.
     let mut plain: BTreeMap<(String, Labels), (Kind, Acc, i64)> = BTreeMap::new();
@@ -256,7 +259,7 @@ pub fn aggregate(
     }
     let mut out: BTreeMap<String, Family> = BTreeMap::new();
     for ((fam, id), (kind, acc, t)) in plain {
-        for ty in types {
+        for ty in &types {
             let value = match (ty, kind) {
                 (AggregationType::Avg, Kind::Counter) => acc.sum / minutes,
                 (AggregationType::Avg, _) => acc.sum / acc.n,

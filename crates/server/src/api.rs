@@ -543,8 +543,7 @@ async fn export(
         if aggregated {
             let w = st2.cfg.aggregation_window_seconds as i64 * 1000;
             let series = window_series(&db, &meta, now - w, w).map_err(|e| ApiError::from_store(&e))?;
-            let fams =
-                crate::aggregate::aggregate(series, &meta, w, &[crate::aggregate::AggregationType::Avg]);
+            let fams = crate::aggregate::aggregate(series, &meta, w, &st2.cfg.aggregation_types);
             st2.metrics.windows.inc();
             st2.metrics.aggregated_series.store(
                 fams.iter().map(|f| f.samples.len() as u64).sum(),
@@ -725,7 +724,7 @@ async fn trend(
         return Err(ApiError::field("name", format!("invalid metric name {name:?}")));
     }
     let hours = match q.hours.as_deref() {
-        None => 24,
+        None => st.cfg.trend_hours as i64,
         Some(h) => h
             .parse::<i64>()
             .ok()

@@ -181,6 +181,9 @@ pub async fn serve(
             }
         })
     };
+    for setting in &cfg.inert {
+        tracing::warn!(setting = %setting, "accepted for seed 000's configuration; it has no effect in metricsd");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, data_dir = %dir.display(), endpoint = %cfg.metrics_endpoint, "listening");
     serve_http(

@@ -389,3 +389,53 @@ fn health_commit_is_the_git_revision() {
         want.as_str()
     );
 }
+
+/// Seed 000's configuration tables in the YAML file, nested as the seed lays them out:
+/// the limits apply and `aggregation_types` chooses the aggregated families.
+#[test]
+fn seed_configuration_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("metricsd.yml");
+    std::fs::write(
+        &yml,
+        "collection:\n  max_series: 6\n  max_points_per_series: 1000\n  collection_interval: 60\n  batch_size: 2\n  timeout: 30\n\
+aggregation:\n  window_seconds: 300\n  retention_hours: 24\n  aggregation_types: [\"avg\", \"max\"]\n  trend_hours: 24\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_with(&data, &[], &["--config", yml.to_str().unwrap()]);
+    for v in [0.1, 0.3] {
+        assert_eq!(
+            s.track(&json!({"name": "rt_seconds", "value": v, "type": "summary"}))
+                .0,
+            200
+        );
+    }
+    // A summary is 5 series, a gauge 1: a seventh series is over max_series.
+    assert_eq!(s.track(&json!({"name": "g", "value": 1, "type": "gauge"})).0, 200);
+    let (st, body) = s.track(&json!({"name": "h", "value": 1, "type": "gauge"}));
+    assert_ne!(st, 200, "{body}");
+    assert!(body.to_string().contains("series limit of 6"), "{body}");
+    // batch_size: at most 2 items per batch.
+    let three = Value::Array(vec![
+        json!({"name": "rt_seconds", "value": 1, "type": "summary"});
+        3
+    ]);
+    let (st, body) = s.post("/metrics/track/batch", three.to_string(), &[]);
+    assert_eq!(st, 413, "{body}");
+    let (_, agg) = s.get("/metrics?aggregated=true");
+    assert_eq!(sample(&agg, "rt_seconds_avg"), Some(0.2), "{agg}");
+    let max = sample(&agg, "rt_seconds_max").unwrap();
+    assert!((max - 0.3).abs() < 1e-12, "{agg}");
+    assert!(
+        !agg.contains("rt_seconds_sum") && !agg.contains("rt_seconds_min"),
+        "{agg}"
+    );
+    let warned = s
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("\"setting\":\"collection.collection_interval\"") && l.contains("WARN"));
+    assert!(warned, "no warning for collection_interval");
+}
