@@ -328,10 +328,11 @@ async fn track_one(
             let item = track::parse_track(&b).inspect_err(|_| st2.metrics.errors.inc())?;
             let r = resolve(item, header.as_deref(), 0).inspect_err(|_| st2.metrics.errors.inc())?;
             let name = r.item.name.to_string();
+            let service = r.item.service.as_deref().map(str::to_owned);
             let mut out = st2.collector.track(vec![r]);
             let res = out.results.pop().unwrap_or(Ok(()));
             if res.is_ok() {
-                tracing::debug!(metric_name = %name, "metric collected");
+                collected(tracing::Level::INFO, &name, service.as_deref());
             }
             res
         },
@@ -339,6 +340,37 @@ async fn track_one(
     .await?;
     r?;
     Ok(Json(json!({ "success": true, "message": "Metric tracked successfully" })).into_response())
+}
+
+/// Seed 000's log event for a stored track item: `"message": "Metric collected
+/// successfully"`, `metric_name`, and the item's `service` (which, as in the seed's example,
+/// is the line's `service`; see docs/api.md, Logs). Info for `/metrics/track`, debug per
+/// item of a batch (a batch logs one info event with its counts).
+fn collected(level: tracing::Level, name: &str, service: Option<&str>) {
+    macro_rules! event {
+        ($lvl:expr) => {
+            match service {
+                Some(service) => tracing::event!(
+                    $lvl,
+                    event = "metric_collected",
+                    metric_name = name,
+                    service,
+                    "Metric collected successfully"
+                ),
+                None => tracing::event!(
+                    $lvl,
+                    event = "metric_collected",
+                    metric_name = name,
+                    "Metric collected successfully"
+                ),
+            }
+        };
+    }
+    if level == tracing::Level::INFO {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
 }
 
 async fn track_batch(
@@ -369,7 +401,36 @@ async fn track_batch(
             }
             st2.metrics.errors.add(errors.len() as u64);
             let indices: Vec<usize> = ok.iter().map(|r| r.index).collect();
+            // Per-item events only at debug: their names are kept only when they are logged.
+            let names: Option<Vec<(String, Option<String>)>> =
+                tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                    ok.iter()
+                        .map(|r| {
+                            (
+                                r.item.name.to_string(),
+                                r.item.service.as_deref().map(str::to_owned),
+                            )
+                        })
+                        .collect()
+                });
             let out = st2.collector.track(ok);
+            let stored = out.results.iter().filter(|r| r.is_ok()).count();
+            if let Some(names) = &names {
+                for ((name, service), r) in names.iter().zip(&out.results) {
+                    if r.is_ok() {
+                        collected(tracing::Level::DEBUG, name, service.as_deref());
+                    }
+                }
+            }
+            if stored > 0 {
+                tracing::info!(
+                    event = "metric_collected",
+                    total,
+                    successful = stored,
+                    failed = total - stored,
+                    "Metric batch collected successfully"
+                );
+            }
             for (i, r) in indices.into_iter().zip(out.results) {
                 if let Err(e) = r {
                     let e = if e.field.as_deref().is_some_and(|f| f.starts_with('[')) {

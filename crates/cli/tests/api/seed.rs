@@ -439,3 +439,100 @@ aggregation:\n  window_seconds: 300\n  retention_hours: 24\n  aggregation_types:
         .any(|l| l.contains("\"setting\":\"collection.collection_interval\"") && l.contains("WARN"));
     assert!(warned, "no warning for collection_interval");
 }
+
+/// The log lines of `s` that parse as JSON with `message` equal to `msg`, waiting up to 5 s
+/// for at least `n`.
+fn log_events(s: &Server, msg: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found: Vec<Value> = s
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == msg)
+            .collect();
+        if found.len() >= n || std::time::Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Seed 000's log line: one info event per accepted `/metrics/track` request, with
+/// `metric_name` and the item's `service`; a batch logs one info event with its counts.
+#[test]
+fn collected_metrics_are_logged_as_the_seed_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (st, _) = s.post(
+        "/metrics/track",
+        seed_single().to_string(),
+        &[("x-request-id", "req-456")],
+    );
+    assert_eq!(st, 200);
+    let ev = log_events(&s, "Metric collected successfully", 1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e["level"], "INFO", "{e}");
+    assert_eq!(e["metric_name"], "api_requests_total", "{e}");
+    assert_eq!(e["service"], "gateway-service", "{e}");
+    assert_eq!(e["request_id"], "req-456", "{e}");
+    assert!(is_rfc3339(&e["timestamp"]), "{e}");
+    // Without a service the line's service is ours; a rejected item logs no such event.
+    assert_eq!(s.track(&json!({"name": "q", "value": 1, "type": "gauge"})).0, 200);
+    assert_ne!(
+        s.track(&json!({"name": "q", "value": 1, "type": "counter"})).0,
+        200
+    );
+    let ev = log_events(&s, "Metric collected successfully", 2);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(
+        (ev[1]["metric_name"].as_str(), ev[1]["service"].as_str()),
+        (Some("q"), Some("metricsd"))
+    );
+    // A batch: one info event with the counts, no per-item info events.
+    let (st, _) = s.post("/metrics/track/batch", seed_batch().to_string(), &[]);
+    assert_eq!(st, 200);
+    let b = log_events(&s, "Metric batch collected successfully", 1);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        (
+            b[0]["total"].clone(),
+            b[0]["successful"].clone(),
+            b[0]["failed"].clone()
+        ),
+        (json!(2), json!(2), json!(0))
+    );
+    assert_eq!(b[0]["level"], "INFO");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(log_events(&s, "Metric collected successfully", 3).len(), 2);
+}
+
+/// At debug level each stored item of a batch logs its own event.
+#[test]
+fn batch_items_are_logged_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[], &["--log-level", "debug"]);
+    let (st, _) = s.post("/metrics/track/batch", seed_batch().to_string(), &[]);
+    assert_eq!(st, 200);
+    let ev = log_events(&s, "Metric collected successfully", 2);
+    let names: Vec<(&str, &str, &str)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["level"].as_str().unwrap(),
+                e["metric_name"].as_str().unwrap(),
+                e["service"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("DEBUG", "api_requests_total", "gateway-service"),
+            ("DEBUG", "response_time_seconds", "gateway-service")
+        ]
+    );
+}
