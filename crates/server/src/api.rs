@@ -381,10 +381,11 @@ async fn track_one(
             let item = track::parse_track(&b).inspect_err(|_| st2.metrics.errors.inc())?;
             let r = resolve(item, header.as_deref(), 0).inspect_err(|_| st2.metrics.errors.inc())?;
             let name = r.item.name.to_string();
+            let service = r.item.service.as_deref().map(str::to_owned);
             let mut out = st2.collector.track(vec![r]);
             let res = out.results.pop().unwrap_or(Ok(()));
             if res.is_ok() {
-                tracing::debug!(metric_name = %name, "metric collected");
+                collected(tracing::Level::INFO, &name, service.as_deref());
             }
             res
         },
@@ -392,6 +393,37 @@ async fn track_one(
     .await?;
     r?;
     Ok(Json(json!({ "success": true, "message": "Metric tracked successfully" })).into_response())
+}
+
+/// Seed 000's log event for a stored track item: `"message": "Metric collected
+/// successfully"`, `metric_name`, and the item's `service` (which, as in the seed's example,
+/// is the line's `service`; see docs/api.md, Logs). Info for `/metrics/track`, debug per
+/// item of a batch (a batch logs one info event with its counts).
+fn collected(level: tracing::Level, name: &str, service: Option<&str>) {
+    macro_rules! event {
+        ($lvl:expr) => {
+            match service {
+                Some(service) => tracing::event!(
+                    $lvl,
+                    event = "metric_collected",
+                    metric_name = name,
+                    service,
+                    "Metric collected successfully"
+                ),
+                None => tracing::event!(
+                    $lvl,
+                    event = "metric_collected",
+                    metric_name = name,
+                    "Metric collected successfully"
+                ),
+            }
+        };
+    }
+    if level == tracing::Level::INFO {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
 }
 
 async fn track_batch(
@@ -422,7 +454,36 @@ async fn track_batch(
             }
             st2.metrics.errors.add(errors.len() as u64);
             let indices: Vec<usize> = ok.iter().map(|r| r.index).collect();
+            // Per-item events only at debug: their names are kept only when they are logged.
+            let names: Option<Vec<(String, Option<String>)>> =
+                tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                    ok.iter()
+                        .map(|r| {
+                            (
+                                r.item.name.to_string(),
+                                r.item.service.as_deref().map(str::to_owned),
+                            )
+                        })
+                        .collect()
+                });
             let out = st2.collector.track(ok);
+            let stored = out.results.iter().filter(|r| r.is_ok()).count();
+            if let Some(names) = &names {
+                for ((name, service), r) in names.iter().zip(&out.results) {
+                    if r.is_ok() {
+                        collected(tracing::Level::DEBUG, name, service.as_deref());
+                    }
+                }
+            }
+            if stored > 0 {
+                tracing::info!(
+                    event = "metric_collected",
+                    total,
+                    successful = stored,
+                    failed = total - stored,
+                    "Metric batch collected successfully"
+                );
+            }
             for (i, r) in indices.into_iter().zip(out.results) {
                 if let Err(e) = r {
                     let e = if e.field.as_deref().is_some_and(|f| f.starts_with('[')) {
@@ -506,90 +567,61 @@ fn head_series_total(storage: &Storage) -> u64 {
         .sum()
 }
 
-/// `_avg` families over the aggregation window (see docs/api.md).
-fn aggregate(
-    samples: Vec<(Labels, Vec<Sample>)>,
+/// The series of the aggregated export: every series with samples in `[start, ∞)` that
+/// [`crate::aggregate::role`] aggregates, with its samples there and, for cumulative ones,
+/// its baseline: the newest sample before `start`, looked for in the window before and,
+/// for the series without one there, in all earlier data (cheap for a series that has
+/// none: it is not selected; a series is read further back only when it was idle for a
+/// whole window).
+fn window_series(
+    db: &metricsd_tsdb::Db,
     meta: &HashMap<String, Meta>,
+    start: i64,
     window_ms: i64,
-) -> Vec<exposition::Family> {
-    use std::collections::BTreeMap;
-    let minutes = window_ms as f64 / 60_000.0;
-    let mut out: BTreeMap<String, exposition::Family> = BTreeMap::new();
-    // (family, identifying labels) -> (sum increase, count increase)
-    let mut hist: BTreeMap<(String, Labels), (f64, f64)> = BTreeMap::new();
-    let increase = |v: &[Sample]| -> f64 {
-        v.windows(2)
-            .map(|w| if w[1].v >= w[0].v { w[1].v - w[0].v } else { w[1].v })
-            .sum()
-    };
-    for (labels, v) in samples {
-        let Some(name) = labels.metric_name().map(str::to_owned) else {
+) -> metricsd_tsdb::Result<Vec<crate::aggregate::WindowSeries>> {
+    use crate::aggregate::{WindowSeries, role};
+    let all = Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, ".+")?;
+    // Open-ended: timestamps of hot series may run a few ms ahead of the clock (see collector).
+    let mut out: Vec<WindowSeries> = Vec::new();
+    let mut need: HashMap<Labels, usize> = HashMap::new();
+    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for (labels, samples) in all_samples(db, start, i64::MAX, &[all])? {
+        let Some((_, r)) = labels.metric_name().and_then(|n| role(n, meta)) else {
             continue;
         };
-        let (fam, kind, suffix) = match meta.get(&name) {
-            Some(m) => (name.clone(), m.kind.as_str(), ""),
-            None => match ["_sum", "_count"].iter().find_map(|s| {
-                let b = name.strip_suffix(s)?;
-                meta.get(b)
-                    .filter(|m| m.kind == "histogram" || m.kind == "summary")
-                    .map(|_| (b.to_owned(), *s))
-            }) {
-                Some((b, s)) => (b, "observations", s),
-                None => continue,
-            },
-        };
-        let value = match kind {
-            "counter" => increase(&v) / minutes,
-            "gauge" => v.iter().map(|s| s.v).sum::<f64>() / v.len() as f64,
-            "observations" => {
-                let mut id = labels.builder();
-                id.set(metricsd_model::METRIC_NAME, format!("{fam}_avg"));
-                let e = hist.entry((fam.clone(), id.build())).or_default();
-                // One observation in the window counts as a delta from zero when the series began inside it.
-                let d = if v.len() == 1 { v[0].v } else { increase(&v) };
-                if suffix == "_sum" {
-                    e.0 += d
-                } else {
-                    e.1 += d
-                }
-                continue;
-            }
-            _ => continue,
-        };
-        let mut l = labels.builder();
-        l.set(metricsd_model::METRIC_NAME, format!("{fam}_avg"));
-        let help = match kind {
-            "counter" => format!("Average increase per minute of {fam} over the aggregation window"),
-            _ => format!("Average of {fam} over the aggregation window"),
-        };
-        let t = v.last().map_or(0, |s| s.t);
-        out.entry(fam.clone())
-            .or_insert_with(|| exposition::Family {
-                name: format!("{fam}_avg"),
-                kind: "gauge".into(),
-                help: Some(help),
-                samples: vec![],
-            })
-            .samples
-            .push((l.build(), value, t));
-    }
-    for ((fam, labels), (s, c)) in hist {
-        if c <= 0.0 {
-            continue;
+        if r.cumulative() {
+            names.insert(labels.metric_name().unwrap_or_default().to_owned());
+            need.insert(labels.clone(), out.len());
         }
-        out.entry(fam.clone())
-            .or_insert_with(|| exposition::Family {
-                name: format!("{fam}_avg"),
-                kind: "gauge".into(),
-                help: Some(format!(
-                    "Average observation of {fam} over the aggregation window"
-                )),
-                samples: vec![],
-            })
-            .samples
-            .push((labels, s / c, now_ms()));
+        out.push(WindowSeries {
+            labels,
+            baseline: None,
+            samples,
+        });
     }
-    out.into_values().collect()
+    if need.is_empty() {
+        return Ok(out);
+    }
+    // Metric names have no regex metacharacters: the alternation matches them literally.
+    let names: Vec<String> = names.into_iter().collect();
+    let m = Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, names.join("|"))?;
+    let near = start.saturating_sub(window_ms);
+    for (lo, hi) in [(near, start - 1), (i64::MIN, near.saturating_sub(1))] {
+        if need.is_empty() || hi < lo {
+            break;
+        }
+        let q = db.querier(lo, hi)?;
+        for s in q.select(std::slice::from_ref(&m))? {
+            let Some(&i) = need.get(s.labels()) else {
+                continue;
+            };
+            if let Some(last) = s.iter().filter(|x| !metricsd_model::is_stale_nan(x.v)).last() {
+                out[i].baseline = Some(last.v);
+                need.remove(s.labels());
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn export(
@@ -624,12 +656,8 @@ async fn export(
         let now = now_ms();
         if aggregated {
             let w = st2.cfg.aggregation_window_seconds as i64 * 1000;
-            let all = Matcher::new(MatchOp::Regex, metricsd_model::METRIC_NAME, ".+")
-                .map_err(|e| ApiError::field("name", e.to_string()))?;
-            // Open-ended: timestamps of hot series may run a few ms ahead of the clock (see collector).
-            let samples =
-                all_samples(&db, now - w, i64::MAX, &[all]).map_err(|e| ApiError::from_store(&e))?;
-            let fams = aggregate(samples, &meta, w);
+            let series = window_series(&db, &meta, now - w, w).map_err(|e| ApiError::from_store(&e))?;
+            let fams = crate::aggregate::aggregate(series, &meta, w, &st2.cfg.aggregation_types);
             st2.metrics.windows.inc();
             st2.metrics.aggregated_series.store(
                 fams.iter().map(|f| f.samples.len() as u64).sum(),
@@ -810,7 +838,7 @@ async fn trend(
         return Err(ApiError::field("name", format!("invalid metric name {name:?}")));
     }
     let hours = match q.hours.as_deref() {
-        None => 24,
+        None => st.cfg.trend_hours as i64,
         Some(h) => h
             .parse::<i64>()
             .ok()
@@ -918,7 +946,8 @@ async fn health(State(st): St) -> Response {
             "http": if shedding { "shedding" } else { "ok" },
         },
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": option_env!("METRICSD_COMMIT").unwrap_or("unknown"),
+        // The build's git revision, or `unknown` when built outside git (see build.rs).
+        "commit": env!("METRICSD_COMMIT"),
     });
     let code = if store_ok {
         StatusCode::OK

@@ -312,9 +312,12 @@ impl Collector {
             Ok(db) => self.track_tenant(tenant, &db, group, results),
             Err(e) => {
                 let err = ApiError::from_store(&e);
-                for (pos, _) in group {
+                let mut dropped = 0;
+                for (pos, item) in group {
                     results[pos] = Err(err.clone());
+                    dropped += derived_count(&item);
                 }
+                self.metrics.points_dropped.add(dropped as u64);
             }
         }
     }
@@ -336,6 +339,9 @@ impl Collector {
         // (first sample number, end, position in results, series key)
         let mut ranges: Vec<(usize, usize, usize, u128)> = Vec::new();
         let mut new_series = 0usize;
+        // Samples of items refused before they were appended (series limit, label limits,
+        // type, timestamp order, naming policy): `dropped_points`, as the store's rejections.
+        let mut dropped = 0usize;
         let head_series = db.head().num_series();
         let now = now_ms();
         for (pos, item) in group {
@@ -353,6 +359,7 @@ impl Collector {
                         Ok(state) => new = Some((labels, state)),
                         Err(e) => {
                             results[pos] = Err(ApiError::from_store(&e));
+                            dropped += derived_count(&item);
                             continue;
                         }
                     }
@@ -391,6 +398,7 @@ impl Collector {
                 Ok(t) => t,
                 Err(e) => {
                     results[pos] = Err(e);
+                    dropped += derived_count(&item);
                     continue;
                 }
             };
@@ -400,6 +408,7 @@ impl Collector {
                     Ok(slot) => st.series.entry(h).insert_entry(Box::new(slot)).into_mut(),
                     Err(e) => {
                         results[pos] = Err(e);
+                        dropped += derived_count(&item);
                         continue;
                     }
                 },
@@ -428,11 +437,13 @@ impl Collector {
             Ok(r) => r,
             Err(e) => {
                 let err = ApiError::from_store(&e);
-                for (_, _, pos, h) in &ranges {
+                for (start, end, pos, h) in &ranges {
                     results[*pos] = Err(err.clone());
+                    dropped += end - start;
                     // The state ran ahead of the store: forget it, reload on next use.
                     st.series.remove(h);
                 }
+                self.metrics.points_dropped.add(dropped as u64);
                 return;
             }
         };
@@ -448,7 +459,9 @@ impl Collector {
             }
         }
         self.metrics.points_stored.add(report.accepted as u64);
-        self.metrics.points_dropped.add(report.rejected.len() as u64);
+        self.metrics
+            .points_dropped
+            .add((report.rejected.len() + dropped) as u64);
         if !new_meta.is_empty() {
             if let Err(e) = self.save_meta(tenant, &new_meta) {
                 tracing::error!(tenant, error = %e, "cannot save metric metadata");

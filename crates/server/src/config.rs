@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::aggregate::AggregationType;
+
 /// What the naming policy does with a name that breaks the conventions of seed 002
 /// (`_total` on counters, base-unit suffixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -185,6 +187,68 @@ pub struct Config {
     /// The track-API collector forgets series not tracked for this many seconds; they are
     /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
     pub series_idle_timeout_seconds: u64,
+    /// The families of `aggregated=true` exports: `<family>_avg`, `_sum`, `_min`, `_max`
+    /// (`ACCESS_AGGREGATION_TYPES`, comma-separated).
+    pub aggregation_types: Vec<AggregationType>,
+    /// Hours of `/metrics/trends` when the request gives no `hours` (`ACCESS_TREND_HOURS`).
+    pub trend_hours: u64,
+    /// Seed 000's "Collection Configuration", as the YAML section `collection:`; folded
+    /// into the settings above when the file is read (see [`CollectionSection`]).
+    #[serde(skip_serializing)]
+    pub collection: Option<CollectionSection>,
+    /// Seed 000's "Aggregation Configuration", as the YAML section `aggregation:`.
+    #[serde(skip_serializing)]
+    pub aggregation: Option<AggregationSection>,
+    /// Settings given that have no effect in metricsd (logged as a warning at start).
+    #[serde(skip)]
+    pub inert: Vec<String>,
+}
+
+/// Seed 000's "Collection Configuration" table, accepted in the YAML file as
+///
+/// ```yaml
+/// collection:
+///   max_series: 10000          # = max_metric_series
+///   max_points_per_series: 1000
+///   collection_interval: 60    # accepted, no effect (metricsd is pushed to)
+///   batch_size: 100            # = max_batch_items
+///   timeout: 30                # = request_timeout_seconds
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionSection {
+    /// `max_metric_series`.
+    pub max_series: Option<usize>,
+    /// `max_points_per_series`.
+    pub max_points_per_series: Option<usize>,
+    /// Seconds; validated (1 – 86400), otherwise without effect.
+    pub collection_interval: Option<u64>,
+    /// `max_batch_items`.
+    pub batch_size: Option<usize>,
+    /// `request_timeout_seconds`.
+    pub timeout: Option<u64>,
+}
+
+/// Seed 000's "Aggregation Configuration" table, accepted in the YAML file as
+///
+/// ```yaml
+/// aggregation:
+///   window_seconds: 300        # = aggregation_window_seconds
+///   retention_hours: 24        # = retention_hours
+///   aggregation_types: [avg, sum, min, max]
+///   trend_hours: 24
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationSection {
+    /// `aggregation_window_seconds`.
+    pub window_seconds: Option<u64>,
+    /// `retention_hours`.
+    pub retention_hours: Option<u64>,
+    /// `aggregation_types`.
+    pub aggregation_types: Option<Vec<AggregationType>>,
+    /// `trend_hours`.
+    pub trend_hours: Option<u64>,
 }
 
 impl Default for Config {
@@ -222,6 +286,11 @@ impl Default for Config {
             body_min_bytes_per_second: 1024,
             max_connections: 1024,
             series_idle_timeout_seconds: 3600,
+            aggregation_types: AggregationType::ALL.to_vec(),
+            trend_hours: 24,
+            collection: None,
+            aggregation: None,
+            inert: Vec::new(),
         }
     }
 }
@@ -325,6 +394,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
         "series_idle_timeout_seconds",
     ),
+    ("ACCESS_AGGREGATION_TYPES", "aggregation_types"),
+    ("ACCESS_TREND_HOURS", "trend_hours"),
 ];
 
 impl Config {
@@ -395,11 +466,120 @@ impl Config {
     }
 
     /// Parses a YAML document (missing keys keep their defaults; unknown keys are errors).
+    /// Seed 000's `collection:` and `aggregation:` sections are folded into our settings; a
+    /// setting given both ways is an error.
     pub fn from_yaml(text: &str) -> Result<Config, String> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        let mut c: Config = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        if c.collection.is_some() || c.aggregation.is_some() {
+            // Which of our keys the file sets (the parse above checked the document).
+            let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+                serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+            c.fold_sections(&|k| keys.contains_key(k))?;
+        }
+        Ok(c)
+    }
+
+    /// Moves the values of seed 000's sections to the settings they name; `given(key)` says
+    /// whether the file also sets our key.
+    fn fold_sections(&mut self, given: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        fn set<T>(
+            section: &str,
+            key: &str,
+            v: Option<T>,
+            ours: &str,
+            dst: &mut T,
+            given: &dyn Fn(&str) -> bool,
+        ) -> Result<(), String> {
+            if let Some(v) = v {
+                if given(ours) {
+                    return Err(format!(
+                        "{section}.{key} and {ours} set the same setting: give one of them"
+                    ));
+                }
+                *dst = v;
+            }
+            Ok(())
+        }
+        if let Some(c) = self.collection.take() {
+            set(
+                "collection",
+                "max_series",
+                c.max_series,
+                "max_metric_series",
+                &mut self.max_metric_series,
+                given,
+            )?;
+            set(
+                "collection",
+                "max_points_per_series",
+                c.max_points_per_series,
+                "max_points_per_series",
+                &mut self.max_points_per_series,
+                given,
+            )?;
+            set(
+                "collection",
+                "batch_size",
+                c.batch_size,
+                "max_batch_items",
+                &mut self.max_batch_items,
+                given,
+            )?;
+            set(
+                "collection",
+                "timeout",
+                c.timeout,
+                "request_timeout_seconds",
+                &mut self.request_timeout_seconds,
+                given,
+            )?;
+            if let Some(i) = c.collection_interval {
+                if !(1..=86_400).contains(&i) {
+                    return Err(format!(
+                        "collection.collection_interval: {i} is not between 1 and 86400"
+                    ));
+                }
+                self.inert.push("collection.collection_interval".into());
+            }
+        }
+        if let Some(a) = self.aggregation.take() {
+            set(
+                "aggregation",
+                "window_seconds",
+                a.window_seconds,
+                "aggregation_window_seconds",
+                &mut self.aggregation_window_seconds,
+                given,
+            )?;
+            set(
+                "aggregation",
+                "retention_hours",
+                a.retention_hours,
+                "retention_hours",
+                &mut self.retention_hours,
+                given,
+            )?;
+            set(
+                "aggregation",
+                "aggregation_types",
+                a.aggregation_types,
+                "aggregation_types",
+                &mut self.aggregation_types,
+                given,
+            )?;
+            set(
+                "aggregation",
+                "trend_hours",
+                a.trend_hours,
+                "trend_hours",
+                &mut self.trend_hours,
+                given,
+            )?;
+        }
+        Ok(())
     }
 
     fn set_from_env(&mut self, var: &str, v: &str) -> Result<(), ConfigError> {
@@ -443,6 +623,16 @@ impl Config {
             "ACCESS_BODY_MIN_BYTES_PER_SECOND" => self.body_min_bytes_per_second = num(var, v)?,
             "ACCESS_MAX_CONNECTIONS" => self.max_connections = num(var, v)?,
             "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
+            "ACCESS_AGGREGATION_TYPES" => {
+                self.aggregation_types = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_, String>>()
+                    .map_err(|e| bad(var, e))?
+            }
+            "ACCESS_TREND_HOURS" => self.trend_hours = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -545,6 +735,18 @@ impl Config {
                     "{} is not between 1 and 31622400 (366 days)",
                     self.series_idle_timeout_seconds
                 ),
+            ));
+        }
+        if self.aggregation_types.is_empty() {
+            return Err(bad(
+                "aggregation_types",
+                "must name at least one of avg, sum, min, max",
+            ));
+        }
+        if !(1..=744).contains(&self.trend_hours) {
+            return Err(bad(
+                "trend_hours",
+                format!("{} is not between 1 and 744 (31 days)", self.trend_hours),
             ));
         }
         if !(1..=3600).contains(&self.header_read_timeout_seconds) {
@@ -751,6 +953,92 @@ mod tests {
         );
         let e = load(Some("query_timeout_seconds: 0\n"), &[], &Overrides::default()).unwrap_err();
         assert_eq!(e.setting, "query_timeout_seconds");
+    }
+
+    /// Seed 000's configuration tables, nested as the seed lays them out, set our settings.
+    #[test]
+    fn seed_sections_are_accepted() {
+        let yaml = "collection:\n  max_series: 500\n  max_points_per_series: 20\n  collection_interval: 60\n  batch_size: 100\n  timeout: 30\n\
+aggregation:\n  window_seconds: 120\n  retention_hours: 24\n  aggregation_types: [\"avg\", \"max\"]\n  trend_hours: 6\n\
+log_level: debug\n";
+        let c = load(Some(yaml), &[], &Overrides::default()).unwrap();
+        assert_eq!((c.max_metric_series, c.max_points_per_series), (500, 20));
+        assert_eq!((c.max_batch_items, c.request_timeout_seconds), (100, 30));
+        assert_eq!(
+            (c.aggregation_window_seconds, c.retention_hours, c.trend_hours),
+            (120, 24, 6)
+        );
+        assert_eq!(
+            c.aggregation_types,
+            vec![AggregationType::Avg, AggregationType::Max]
+        );
+        assert_eq!(c.inert, vec!["collection.collection_interval".to_owned()]);
+        assert!(c.collection.is_none() && c.aggregation.is_none());
+        assert_eq!(c.log_level, "debug");
+        // Defaults: all four types, 24 trend hours, nothing inert.
+        let d = load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(d.aggregation_types, AggregationType::ALL.to_vec());
+        assert_eq!((d.trend_hours, d.inert.len()), (24, 0));
+        // The environment and flags still override the file.
+        let c = load(
+            Some("collection:\n  max_series: 500\n"),
+            &[
+                ("ACCESS_MAX_METRIC_SERIES", "7"),
+                ("ACCESS_AGGREGATION_TYPES", "sum, min"),
+            ],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.max_metric_series, 7);
+        assert_eq!(
+            c.aggregation_types,
+            vec![AggregationType::Sum, AggregationType::Min]
+        );
+        // The rendered configuration has our names only, and reads back.
+        let yaml = serde_saphyr::to_string(&c).unwrap();
+        assert!(
+            !yaml.contains("collection") && yaml.contains("aggregation_types"),
+            "{yaml}"
+        );
+        assert_eq!(
+            Config::from_yaml(&yaml).unwrap().aggregation_types,
+            c.aggregation_types
+        );
+    }
+
+    #[test]
+    fn seed_sections_errors() {
+        let err = |yaml: &str| {
+            load(Some(yaml), &[], &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("collection:\n  max_series: 5\nmax_metric_series: 6\n");
+        assert!(
+            e.contains("collection.max_series") && e.contains("max_metric_series"),
+            "{e}"
+        );
+        let e = err("aggregation:\n  window_seconds: 5\naggregation_window_seconds: 6\n");
+        assert!(e.contains("aggregation.window_seconds"), "{e}");
+        let e = err("collection:\n  max_seriess: 5\n");
+        assert!(e.contains("max_seriess"), "{e}");
+        let e = err("aggregation:\n  aggregation_types: [avg, median]\n");
+        assert!(e.contains("median"), "{e}");
+        let e = err("aggregation:\n  aggregation_types: []\n");
+        assert!(e.contains("aggregation_types"), "{e}");
+        let e = err("aggregation:\n  trend_hours: 0\n");
+        assert!(e.contains("trend_hours"), "{e}");
+        let e = err("collection:\n  collection_interval: 0\n");
+        assert!(e.contains("collection_interval"), "{e}");
+        let e = err("collection:\n  timeout: 0\n");
+        assert!(e.contains("request_timeout_seconds"), "{e}");
+        let e = load(
+            None,
+            &[("ACCESS_AGGREGATION_TYPES", "avg,p99")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_AGGREGATION_TYPES");
     }
 
     #[test]

@@ -102,9 +102,16 @@ fn family_kind(kind: &str) -> FamilyKind {
     }
 }
 
+/// The `# HELP` text of a family tracked without one: `<name> (<type>)`, so that every
+/// family of the text exports has a `# HELP` line (seed 000's exports always show one).
+pub fn generated_help(name: &str, kind: &str) -> String {
+    format!("{name} ({kind})")
+}
+
 /// `ingest`'s form of a family: samples are named by their suffix of the family name.
 /// [`group`] and `aggregate` only put `<family>`, `<family>_bucket`, `_sum` and `_count`
 /// series in a family; a series named otherwise becomes an untyped family of its own.
+/// Every family gets a help text: the tracked one, else [`generated_help`].
 pub fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
     let mut out = Vec::with_capacity(fams.len());
     for f in fams {
@@ -127,7 +134,10 @@ pub fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
                 }),
                 None => strays.push(MetricFamily {
                     name: labels.metric_name().unwrap_or_default().to_owned(),
-                    help: None,
+                    help: Some(generated_help(
+                        labels.metric_name().unwrap_or_default(),
+                        "untyped",
+                    )),
                     kind: FamilyKind::Unknown,
                     unit: None,
                     samples: vec![FamilySample {
@@ -139,10 +149,11 @@ pub fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
                 }),
             }
         }
+        let help = f.help.unwrap_or_else(|| generated_help(&f.name, &f.kind));
         out.push(MetricFamily {
             kind: family_kind(&f.kind),
             name: f.name,
-            help: f.help,
+            help: Some(help),
             unit: None,
             samples,
         });
@@ -208,7 +219,7 @@ mod tests {
         let fams = group(series, &meta);
         let mut s = String::new();
         metricsd_ingest::write_prometheus(&to_metric_families(fams), &mut s);
-        let want = "# TYPE other untyped\nother{path=\"a\\\"b\"} 1\n\
+        let want = "# HELP other other (untyped)\n# TYPE other untyped\nother{path=\"a\\\"b\"} 1\n\
 # HELP rt_seconds Response \\\\ time\\nx\n# TYPE rt_seconds histogram\n\
 rt_seconds_bucket{le=\"2.5\",path=\"a\\\"b\"} 1\nrt_seconds_bucket{le=\"10\",path=\"a\\\"b\"} 1\n\
 rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"} 4.5\nrt_seconds_count{path=\"a\\\"b\"} 2\n";
@@ -238,15 +249,17 @@ rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"
         metricsd_ingest::write_prometheus(&fams, &mut p);
         assert_eq!(
             p,
-            "# TYPE c_total counter\nc_total 2\n# TYPE c2 counter\nc2 3\n# TYPE g gauge\ng 1e+06\n\
-# TYPE u untyped\nu 1.5e-07\n# TYPE h histogram\nh 1\n"
+            "# HELP c_total c_total (counter)\n# TYPE c_total counter\nc_total 2\n\
+# HELP c2 c2 (counter)\n# TYPE c2 counter\nc2 3\n# HELP g g (gauge)\n# TYPE g gauge\ng 1e+06\n\
+# HELP u u (untyped)\n# TYPE u untyped\nu 1.5e-07\n# HELP h h (histogram)\n# TYPE h histogram\nh 1\n"
         );
         let mut o = String::new();
         metricsd_ingest::write_openmetrics(&fams, &mut o);
         assert_eq!(
             o,
-            "# TYPE c counter\nc_total 2.0\n# TYPE c2 unknown\nc2 3.0\n# TYPE g gauge\ng 1e+06\n\
-# TYPE u unknown\nu 1.5e-07\n# TYPE h histogram\nh 1.0\n# EOF\n"
+            "# HELP c c_total (counter)\n# TYPE c counter\nc_total 2.0\n\
+# HELP c2 c2 (counter)\n# TYPE c2 unknown\nc2 3.0\n# HELP g g (gauge)\n# TYPE g gauge\ng 1e+06\n\
+# HELP u u (untyped)\n# TYPE u unknown\nu 1.5e-07\n# HELP h h (histogram)\n# TYPE h histogram\nh 1.0\n# EOF\n"
         );
     }
 }

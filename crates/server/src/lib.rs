@@ -12,6 +12,7 @@
 //!   parser, shared with the fuzz target); their errors become [`ApiError`]s once.
 //! - [`collector`]: counters, histograms and summaries turned into samples, per tenant.
 //! - [`exposition`]: Prometheus / OpenMetrics / JSON writers.
+//! - [`aggregate`]: the aggregated export's `_avg`/`_sum`/`_min`/`_max` families.
 //! - [`trends`]: hourly buckets and the least-squares trend.
 //! - [`rwmeta`]: metric metadata received over remote_write, for `/api/v1/metadata`.
 //! - [`selfmetrics`], [`logging`], [`otel`]: operating the service (self-metrics, JSON
@@ -27,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod aggregate;
 mod api;
 pub mod collector;
 pub mod config;
@@ -188,6 +190,9 @@ pub async fn serve(
             }
         })
     };
+    for setting in &cfg.inert {
+        tracing::warn!(setting = %setting, "accepted for seed 000's configuration; it has no effect in metricsd");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, data_dir = %dir.display(), endpoint = %cfg.metrics_endpoint, "listening");
     serve_http(

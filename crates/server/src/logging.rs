@@ -1,6 +1,6 @@
 //! JSON log lines: `timestamp`, `level`, `service`, `env`, `message`, the fields of the
 //! enclosing spans (`request_id`, `trace_id`, `route`, ...) and of the event, flat in one
-//! object per line on stdout.
+//! object per line on stdout. `service` is `metricsd`, or the event's own `service` field.
 
 use std::io::Write;
 
@@ -95,8 +95,10 @@ where
         let mut f = Fields::default();
         event.record(&mut f);
         for (k, v) in f.0 {
-            // Keep the top-level keys ours: an event field named `service` becomes `field_service`.
-            let k = if matches!(k.as_str(), "timestamp" | "level" | "service") {
+            // Keep `timestamp` and `level` ours: an event field so named becomes `field_<name>`.
+            // An event's `service` is the line's `service`: seed 000's "Metric collected
+            // successfully" line names the tracked item's service there.
+            let k = if matches!(k.as_str(), "timestamp" | "level") {
                 format!("field_{k}")
             } else {
                 k

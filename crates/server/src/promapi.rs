@@ -489,7 +489,7 @@ async fn exemplars(req: Req) -> Result<Response, PromError> {
 async fn buildinfo() -> Response {
     success(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "revision": option_env!("METRICSD_COMMIT").unwrap_or("unknown"),
+        "revision": env!("METRICSD_COMMIT"),
         "branch": "",
         "buildUser": "",
         "buildDate": "",
