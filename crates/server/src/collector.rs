@@ -338,6 +338,10 @@ impl Collector {
         let mut new_series = 0usize;
         let head_series = db.head().num_series();
         let now = now_ms();
+        // The store's future bound, checked here too so that a refused item makes no slot
+        // and no store series (the store's check stays the backstop).
+        let store_now = db.options().clock.now_ms();
+        let max_t = store_now.saturating_add(db.options().max_future_ms.max(0));
         for (pos, item) in group {
             // The series is found by a hash of the item's borrowed fields: no label set is
             // built for a series the collector already knows.
@@ -388,6 +392,19 @@ impl Collector {
                 Ok(t)
             });
             let t = match checked {
+                Ok(t) if t > max_t => {
+                    let e = metricsd_tsdb::Error::TooFarInFuture {
+                        series: key.to_string(),
+                        t,
+                        now: store_now,
+                        max_future_ms: db.options().max_future_ms,
+                    };
+                    results[pos] = Err(ApiError {
+                        field: Some("timestamp".into()),
+                        ..ApiError::from_store(&e)
+                    });
+                    continue;
+                }
                 Ok(t) => t,
                 Err(e) => {
                     results[pos] = Err(e);

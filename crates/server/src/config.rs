@@ -175,6 +175,12 @@ pub struct Config {
     /// The track-API collector forgets series not tracked for this many seconds; they are
     /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
     pub series_idle_timeout_seconds: u64,
+    /// Samples stamped more than this many seconds after the server's clock are rejected
+    /// with a 400 (Mimir's `creation_grace_period`; `ACCESS_CREATION_GRACE_PERIOD_SECONDS`).
+    pub creation_grace_period_seconds: u64,
+    /// Seconds between maintenance passes: head cut, compaction, retention
+    /// (`ACCESS_COMPACTION_INTERVAL_SECONDS`).
+    pub compaction_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -209,6 +215,8 @@ impl Default for Config {
             request_timeout_seconds: 60,
             header_read_timeout_seconds: 30,
             series_idle_timeout_seconds: 3600,
+            creation_grace_period_seconds: 600,
+            compaction_interval_seconds: 60,
         }
     }
 }
@@ -308,6 +316,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
         "series_idle_timeout_seconds",
+    ),
+    (
+        "ACCESS_CREATION_GRACE_PERIOD_SECONDS",
+        "creation_grace_period_seconds",
+    ),
+    (
+        "ACCESS_COMPACTION_INTERVAL_SECONDS",
+        "compaction_interval_seconds",
     ),
 ];
 
@@ -424,6 +440,8 @@ impl Config {
             "ACCESS_REQUEST_TIMEOUT_SECONDS" => self.request_timeout_seconds = num(var, v)?,
             "ACCESS_HEADER_READ_TIMEOUT_SECONDS" => self.header_read_timeout_seconds = num(var, v)?,
             "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
+            "ACCESS_CREATION_GRACE_PERIOD_SECONDS" => self.creation_grace_period_seconds = num(var, v)?,
+            "ACCESS_COMPACTION_INTERVAL_SECONDS" => self.compaction_interval_seconds = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -522,6 +540,24 @@ impl Config {
                 ),
             ));
         }
+        if self.creation_grace_period_seconds > 366 * 86_400 {
+            return Err(bad(
+                "creation_grace_period_seconds",
+                format!(
+                    "{} is not between 0 and 31622400 (366 days)",
+                    self.creation_grace_period_seconds
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&self.compaction_interval_seconds) {
+            return Err(bad(
+                "compaction_interval_seconds",
+                format!(
+                    "{} is not between 1 and 86400 (a day)",
+                    self.compaction_interval_seconds
+                ),
+            ));
+        }
         if !(1..=3600).contains(&self.header_read_timeout_seconds) {
             return Err(bad(
                 "header_read_timeout_seconds",
@@ -557,6 +593,7 @@ impl Config {
             max_series: self.max_metric_series,
             limits: self.limits(),
             retention_ms: (self.retention_hours as i64).saturating_mul(3_600_000),
+            max_future_ms: (self.creation_grace_period_seconds as i64).saturating_mul(1000),
             ..Default::default()
         };
         o.wal.fsync = match self.fsync {
@@ -662,6 +699,41 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "series_idle_timeout_seconds");
+        let e = load(
+            None,
+            &[("ACCESS_CREATION_GRACE_PERIOD_SECONDS", "soon")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_CREATION_GRACE_PERIOD_SECONDS");
+        let e = load(
+            Some("creation_grace_period_seconds: 99999999\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "creation_grace_period_seconds");
+        let c = load(
+            None,
+            &[("ACCESS_CREATION_GRACE_PERIOD_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.db_options().max_future_ms, 0);
+        assert_eq!(
+            load(None, &[], &Overrides::default())
+                .unwrap()
+                .db_options()
+                .max_future_ms,
+            600_000
+        );
+        let e = load(
+            None,
+            &[("ACCESS_COMPACTION_INTERVAL_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "compaction_interval_seconds");
         let flags = Overrides {
             request_timeout_seconds: Some(0),
             ..Default::default()

@@ -136,7 +136,7 @@ pub async fn serve(
         tracing::info!(tenant = %tenant, report = ?rep, "tenant opened");
     }
     let storage = Arc::new(storage);
-    let mut maintenance = storage.start_maintenance(Duration::from_secs(60));
+    let mut maintenance = storage.start_maintenance(Duration::from_secs(cfg.compaction_interval_seconds));
     let metrics = Arc::new(selfmetrics::SelfMetrics::default());
     let collector = collector::Collector::new(
         storage.clone(),

@@ -45,8 +45,9 @@ pub use open::OpenReport;
 pub struct DbOptions {
     /// Span of a head-cut block in ms (default 2h). Larger compacted blocks are multiples.
     pub block_range_ms: i64,
-    /// Blocks entirely older than the newest data minus this are deleted (default 15d;
-    /// 0 keeps everything).
+    /// Blocks entirely older than this before the newest data are deleted (default 15d;
+    /// 0 keeps everything). The newest data counts only up to the clock: data stamped in
+    /// the future cannot make the store delete data younger than this by the clock.
     pub retention_ms: i64,
     /// When blocks and WAL exceed this many bytes, the oldest blocks are deleted (0 = no limit).
     pub max_bytes: u64,
@@ -62,6 +63,12 @@ pub struct DbOptions {
     pub chunk_max_samples: usize,
     /// Largest compacted block span in ms (default 31d, capped at a tenth of retention).
     pub max_block_range_ms: i64,
+    /// Samples later than the clock plus this (ms) are rejected with
+    /// [`Error::TooFarInFuture`] (default 10 minutes, as Mimir's `creation_grace_period`).
+    pub max_future_ms: i64,
+    /// The wall clock the future bound, the out-of-order window, the head cut and retention
+    /// are measured from (the system clock; tests inject their own).
+    pub clock: crate::Clock,
 }
 
 impl Default for DbOptions {
@@ -76,6 +83,8 @@ impl Default for DbOptions {
             wal: WalOptions::default(),
             chunk_max_samples: 240,
             max_block_range_ms: 31 * 24 * 3600 * 1000,
+            max_future_ms: 10 * 60 * 1000,
+            clock: crate::Clock::system(),
         }
     }
 }
@@ -491,6 +500,7 @@ fn head_options(opts: &DbOptions, tenant: &str) -> HeadOptions {
         max_series: opts.max_series,
         limits: opts.limits,
         tenant: tenant.to_owned(),
+        clock: opts.clock.clone(),
     }
 }
 

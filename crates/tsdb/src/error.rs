@@ -67,6 +67,20 @@ pub enum Error {
         /// The series' newest timestamp.
         last: i64,
     },
+    /// The sample is further ahead of the store's clock than it accepts.
+    #[error(
+        "sample at {t} ms for {series} is too far in the future: the clock is at {now} ms and samples may be at most {max_future_ms} ms ahead of it (creation_grace_period_seconds)"
+    )]
+    TooFarInFuture {
+        /// The series (as text).
+        series: String,
+        /// The sample's timestamp.
+        t: i64,
+        /// The clock when the sample was checked.
+        now: i64,
+        /// The bound ([`crate::DbOptions::max_future_ms`]).
+        max_future_ms: i64,
+    },
     /// A sample with the same timestamp but a different value exists.
     #[error("duplicate sample for timestamp {t} ms of {series}: stored value {stored}, new value {new}")]
     DuplicateSample {
@@ -116,6 +130,7 @@ impl Error {
             },
             Error::TooManySeries { .. } => Status::LimitExceeded,
             Error::OutOfBounds { .. }
+            | Error::TooFarInFuture { .. }
             | Error::OutOfOrder { .. }
             | Error::DuplicateSample { .. }
             | Error::InvalidTenant(_)

@@ -23,6 +23,7 @@
 //! - `querier`: the read API and sample merging
 //! - `db`, `db/appender`, `db/open`, `db/compact`: one tenant's store
 //! - `storage`: tenants and the maintenance thread
+//! - `clock`: the wall clock every time window is measured from
 //! - `tombstones`: deletion intervals
 //! - `encoding`: varints shared by the on-disk formats
 //!
@@ -53,6 +54,7 @@ mod error;
 
 pub mod block;
 pub mod chunkenc;
+pub mod clock;
 pub mod db;
 pub mod head;
 pub mod index;
@@ -61,6 +63,7 @@ pub mod storage;
 pub mod tombstones;
 pub mod wal;
 
+pub use clock::{Clock, MIN_TIMESTAMP};
 pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, OpenReport, Stats};
 pub use error::{Error, Result, Status};
 pub use head::{KeyedSeries, SeriesRef};

@@ -2,6 +2,7 @@
 //! temporary data directory and drives it over HTTP.
 
 mod bad_input;
+mod clock;
 mod durability;
 mod operating;
 mod promapi;
