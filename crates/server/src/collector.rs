@@ -258,14 +258,23 @@ impl Collector {
         evicted
     }
 
-    /// Metadata of every metric name of `tenant`.
+    /// Metadata of every metric name of `tenant`. A read: it creates no per-tenant state
+    /// (a tenant not tracked since start is read from its metadata file, if any).
     pub fn metadata(&self, tenant: &str) -> HashMap<String, Meta> {
-        self.tenant_state(tenant)
-            .lock()
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let state = self.tenants.lock().get(tenant).cloned();
+        match state {
+            Some(s) => s
+                .lock()
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            None => self
+                .load_meta(tenant)
+                .into_iter()
+                .map(|m| (m.name.clone(), m))
+                .collect(),
+        }
     }
 
     /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns

@@ -181,6 +181,12 @@ pub struct Config {
     /// Seconds between maintenance passes: head cut, compaction, retention
     /// (`ACCESS_COMPACTION_INTERVAL_SECONDS`).
     pub compaction_interval_seconds: u64,
+    /// Most tenants; a write for a new tenant beyond it gets a 429 (`ACCESS_MAX_TENANTS`;
+    /// 0 = no limit).
+    pub max_tenants: usize,
+    /// A tenant unused for this many seconds is closed: files closed, memory released,
+    /// reopened on next use (`ACCESS_TENANT_IDLE_CLOSE_SECONDS`; 0 = never).
+    pub tenant_idle_close_seconds: u64,
 }
 
 impl Default for Config {
@@ -217,6 +223,8 @@ impl Default for Config {
             series_idle_timeout_seconds: 3600,
             creation_grace_period_seconds: 600,
             compaction_interval_seconds: 60,
+            max_tenants: 1000,
+            tenant_idle_close_seconds: 900,
         }
     }
 }
@@ -325,6 +333,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "ACCESS_COMPACTION_INTERVAL_SECONDS",
         "compaction_interval_seconds",
     ),
+    ("ACCESS_MAX_TENANTS", "max_tenants"),
+    ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "tenant_idle_close_seconds"),
 ];
 
 impl Config {
@@ -442,6 +452,8 @@ impl Config {
             "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
             "ACCESS_CREATION_GRACE_PERIOD_SECONDS" => self.creation_grace_period_seconds = num(var, v)?,
             "ACCESS_COMPACTION_INTERVAL_SECONDS" => self.compaction_interval_seconds = num(var, v)?,
+            "ACCESS_MAX_TENANTS" => self.max_tenants = num(var, v)?,
+            "ACCESS_TENANT_IDLE_CLOSE_SECONDS" => self.tenant_idle_close_seconds = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -584,6 +596,15 @@ impl Config {
             max_label_names_per_series: self.max_label_names_per_series,
             max_label_name_length: self.max_label_name_length,
             max_label_value_length: self.max_label_value_length,
+        }
+    }
+
+    /// The options of the store as a whole.
+    pub fn storage_options(&self) -> metricsd_tsdb::StorageOptions {
+        metricsd_tsdb::StorageOptions {
+            max_tenants: self.max_tenants,
+            idle_close_after: (self.tenant_idle_close_seconds > 0)
+                .then(|| Duration::from_secs(self.tenant_idle_close_seconds)),
         }
     }
 
@@ -734,6 +755,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "compaction_interval_seconds");
+        let c = load(
+            None,
+            &[
+                ("ACCESS_MAX_TENANTS", "3"),
+                ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "0"),
+            ],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.storage_options().max_tenants, 3);
+        assert_eq!(c.storage_options().idle_close_after, None);
+        let o = load(None, &[], &Overrides::default()).unwrap().storage_options();
+        assert_eq!(
+            (o.max_tenants, o.idle_close_after),
+            (1000, Some(Duration::from_secs(900)))
+        );
         let flags = Overrides {
             request_timeout_seconds: Some(0),
             ..Default::default()

@@ -124,7 +124,8 @@ pub async fn serve(
     let (storage, reports) = {
         let d = dir.clone();
         let opts = cfg.db_options();
-        tokio::task::spawn_blocking(move || metricsd_tsdb::Storage::open(&d, opts))
+        let sopts = cfg.storage_options();
+        tokio::task::spawn_blocking(move || metricsd_tsdb::Storage::open_with(&d, opts, sopts))
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
             .map_err(|source| ServeError::Store {

@@ -69,6 +69,9 @@ pub struct DbOptions {
     /// The wall clock the future bound, the out-of-order window, the head cut and retention
     /// are measured from (the system clock; tests inject their own).
     pub clock: crate::Clock,
+    /// The scheduler whose thread fsyncs the WAL under [`crate::FsyncPolicy::Interval`]
+    /// (`None`: a thread of the store's own). [`crate::Storage`] shares one among tenants.
+    pub fsync_scheduler: Option<crate::FsyncScheduler>,
 }
 
 impl Default for DbOptions {
@@ -85,6 +88,7 @@ impl Default for DbOptions {
             max_block_range_ms: 31 * 24 * 3600 * 1000,
             max_future_ms: 10 * 60 * 1000,
             clock: crate::Clock::system(),
+            fsync_scheduler: None,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Db {
     /// One compaction (or deletion rewrite) at a time.
     compact_lock: Mutex<()>,
     counters: Counters,
+    /// When the store was last handed out by [`crate::Storage`] (clock ms).
+    last_used: std::sync::atomic::AtomicI64,
     _lock: File,
 }
 
@@ -184,6 +190,19 @@ impl Db {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Marks the store as used now (for closing idle tenants).
+    pub(crate) fn touch(&self) {
+        self.last_used.store(self.opts.clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the store was last marked as used.
+    pub(crate) fn idle_ms(&self) -> i64 {
+        self.opts
+            .clock
+            .now_ms()
+            .saturating_sub(self.last_used.load(Ordering::Relaxed))
     }
 
     /// The store's options.

@@ -81,6 +81,14 @@ pub enum Error {
         /// The bound ([`crate::DbOptions::max_future_ms`]).
         max_future_ms: i64,
     },
+    /// The store has as many tenants as it may have; a new one is refused.
+    #[error("tenant limit of {limit} reached (max_tenants); new tenant {tenant:?} rejected")]
+    TooManyTenants {
+        /// The refused tenant.
+        tenant: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A sample with the same timestamp but a different value exists.
     #[error("duplicate sample for timestamp {t} ms of {series}: stored value {stored}, new value {new}")]
     DuplicateSample {
@@ -128,7 +136,7 @@ impl Error {
                 metricsd_model::ErrorKind::LimitExceeded => Status::LimitExceeded,
                 metricsd_model::ErrorKind::InvalidInput => Status::InvalidInput,
             },
-            Error::TooManySeries { .. } => Status::LimitExceeded,
+            Error::TooManySeries { .. } | Error::TooManyTenants { .. } => Status::LimitExceeded,
             Error::OutOfBounds { .. }
             | Error::TooFarInFuture { .. }
             | Error::OutOfOrder { .. }

@@ -68,5 +68,5 @@ pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, OpenReport, S
 pub use error::{Error, Result, Status};
 pub use head::{KeyedSeries, SeriesRef};
 pub use querier::{Querier, Queryable, SampleIter, Series};
-pub use storage::{DEFAULT_TENANT, Maintenance, Storage, is_valid_tenant};
-pub use wal::{FsyncPolicy, WalOptions};
+pub use storage::{DEFAULT_TENANT, Maintenance, Storage, StorageOptions, is_valid_tenant};
+pub use wal::{FsyncPolicy, FsyncScheduler, WalOptions};

@@ -12,5 +12,6 @@ mod protect;
 mod remote_write;
 mod seed;
 mod semantics;
+mod tenants;
 mod tracing;
 mod util;

@@ -76,6 +76,11 @@ impl Server {
         Server::start_with(dir, &[], &[])
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -89,7 +89,7 @@ impl Db {
             head.set_min_valid(max.min(opts.clock.now_ms()));
         }
 
-        let (wal, repair) = Wal::open(&dir.join("wal"), opts.wal)?;
+        let (wal, repair) = Wal::open_with(&dir.join("wal"), opts.wal, opts.fsync_scheduler.as_ref())?;
         report.wal_repair = repair;
         let started = Instant::now();
         replay(&wal, &head, opts.clock.now_ms(), &mut report)?;
@@ -115,6 +115,7 @@ impl Db {
             gate: RwLock::new(()),
             compact_lock: Mutex::new(()),
             counters: Counters::default(),
+            last_used: std::sync::atomic::AtomicI64::new(i64::MIN),
             _lock: lock,
         };
         Ok((db, report))
