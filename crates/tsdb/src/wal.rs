@@ -1477,6 +1477,53 @@ mod tests {
     }
 
     #[test]
+    fn one_scheduler_fsyncs_many_wals_and_forgets_closed_ones() {
+        let sched = FsyncScheduler::new().unwrap();
+        let every = FsyncPolicy::Interval(Duration::from_millis(5));
+        let dirs: Vec<_> = (0..20).map(|_| tempfile::tempdir().unwrap()).collect();
+        let wals: Vec<Wal> = dirs
+            .iter()
+            .map(|d| {
+                Wal::open_with(d.path(), opts(1 << 20, every), Some(&sched))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert_eq!(sched.len(), 20);
+        for w in &wals {
+            w.log(&workload(3)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wals.iter().any(|w| w.shared.state.lock().dirty) {
+            assert!(
+                Instant::now() < deadline,
+                "the shared scheduler did not fsync every WAL"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Closed and dropped WALs are forgotten; the others are still fsynced.
+        let mut wals = wals;
+        wals[0].close().unwrap();
+        let weak = Arc::downgrade(&wals[1].shared);
+        drop(wals.remove(1));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sched.len() > 18 || weak.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "{} WALs still scheduled", sched.len());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wals[5].log(&workload(2)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wals[5].shared.state.lock().dirty {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The thread lives while any handle does, and stops with the last.
+        drop(wals);
+        assert!(sched.is_empty() || sched.len() <= 18);
+        drop(sched);
+    }
+
+    #[test]
     fn background_thread_stops_on_close_and_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let every = FsyncPolicy::Interval(Duration::from_secs(3600));
