@@ -874,13 +874,14 @@ async fn stats(State(st): St, headers: HeaderMap, Query(q): Query<StatsQuery>) -
     let tenant = read_tenant(&headers, q.tenant_id.as_deref())?;
     let m = &st.metrics;
     let last = m.last_export_ms.load(Ordering::Relaxed);
+    let (points, dropped) = m.tenant_points(&tenant);
     let st2 = st.clone();
     let series = blocking(move || tenant_series(&st2.storage, &tenant)).await?;
     Ok(Json(json!({
         "collector": {
-            "total_points": m.points_stored.get(),
+            "total_points": points,
             "total_series": series,
-            "dropped_points": m.points_dropped.get(),
+            "dropped_points": dropped,
         },
         "aggregator": {
             "total_windows": m.windows.get(),
@@ -957,6 +958,8 @@ async fn write(
             }
             st2.metrics.points_stored.add(report.accepted as u64);
             st2.metrics.points_dropped.add(dropped as u64);
+            st2.metrics
+                .add_tenant_points(&tenant, report.accepted as u64, dropped as u64);
             Ok((total, dropped, first))
         },
     )

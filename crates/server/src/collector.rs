@@ -475,6 +475,8 @@ impl Collector {
         }
         self.metrics.points_stored.add(report.accepted as u64);
         self.metrics.points_dropped.add(report.rejected.len() as u64);
+        self.metrics
+            .add_tenant_points(tenant, report.accepted as u64, report.rejected.len() as u64);
         if !new_meta.is_empty() {
             if let Err(e) = self.save_meta(tenant, &new_meta) {
                 tracing::error!(tenant, error = %e, "cannot save metric metadata");

@@ -170,6 +170,11 @@ fn max_tenants_and_reads_that_create_nothing() {
         "2 by remote_write, g by the JSON API"
     );
     assert_eq!(stats("ghost0")["collector"]["total_series"], 0);
+    // a: 2 + 3 samples by remote_write; b: 2 and one gauge; nothing for the refused "d".
+    assert_eq!(stats("a")["collector"]["total_points"], 5);
+    assert_eq!(stats("b")["collector"]["total_points"], 3);
+    assert_eq!(stats("d")["collector"]["total_points"], 0);
+    assert_eq!(stats("ghost0")["collector"]["total_points"], 0);
     let series_total = |t: &str| {
         let (_, text) = get_as(&s, t, "/metrics");
         crate::util::sample(&text, "metrics_series_total")
