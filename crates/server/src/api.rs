@@ -923,8 +923,8 @@ async fn write(
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
             // The handles are of the store they were found in: append there. A request
             // without samples (metadata only, say) creates no tenant.
-            let db = match known {
-                Some(db) => db,
+            let (db, created) = match known {
+                Some(db) => (db, false),
                 None if batch.samples.is_empty() => {
                     st2.metrics.points_dropped.add(batch.rejected_samples as u64);
                     let first = batch.rejected.first().map(|(_, e)| e.to_string());
@@ -932,7 +932,7 @@ async fn write(
                 }
                 None => st2
                     .storage
-                    .tenant(&tenant)
+                    .tenant_for_write(&tenant)
                     .map_err(|e| ApiError::from_store(&e))?,
             };
             let mut app = db.appender();
@@ -947,9 +947,14 @@ async fn write(
                 }
             }
             let report = app.commit().map_err(|e| ApiError::from_store(&e))?;
+            drop(db);
+            // A tenant created for samples that were all refused is not left behind.
+            let forgotten = created && report.accepted == 0 && st2.storage.forget_unused(&tenant);
             // Metadata is kept once the request is stored (a failed one is resent with it).
-            let lost = st2.rw_meta.record(&tenant, &batch.metadata);
-            st2.metrics.metadata_dropped.add(lost as u64);
+            if !forgotten {
+                let lost = st2.rw_meta.record(&tenant, &batch.metadata);
+                st2.metrics.metadata_dropped.add(lost as u64);
+            }
             dropped += report.rejected.len();
             if first.is_none()
                 && let Some((_, e)) = report.rejected.first()
@@ -958,8 +963,10 @@ async fn write(
             }
             st2.metrics.points_stored.add(report.accepted as u64);
             st2.metrics.points_dropped.add(dropped as u64);
-            st2.metrics
-                .add_tenant_points(&tenant, report.accepted as u64, dropped as u64);
+            if !forgotten {
+                st2.metrics
+                    .add_tenant_points(&tenant, report.accepted as u64, dropped as u64);
+            }
             Ok((total, dropped, first))
         },
     )

@@ -317,8 +317,17 @@ impl Collector {
         group: impl IntoIterator<Item = (usize, TrackItem<'i>)>,
         results: &mut [Result<(), ApiError>],
     ) {
-        match self.storage.tenant(tenant) {
-            Ok(db) => self.track_tenant(tenant, &db, group, results),
+        match self.storage.tenant_for_write(tenant) {
+            Ok((db, created)) => {
+                self.track_tenant(tenant, &db, group, results);
+                // A tenant created for items that were all refused is not left behind.
+                if created && db.head().num_series() == 0 {
+                    drop(db);
+                    if self.storage.forget_unused(tenant) {
+                        self.tenants.lock().remove(tenant);
+                    }
+                }
+            }
             Err(e) => {
                 let err = ApiError::from_store(&e);
                 for (pos, _) in group {

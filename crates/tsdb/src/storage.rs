@@ -173,15 +173,28 @@ impl Storage {
     /// The store of `tenant`, created on first use (for writes). A new tenant beyond
     /// [`StorageOptions::max_tenants`] is refused with [`Error::TooManyTenants`].
     pub fn tenant(&self, tenant: &str) -> Result<Arc<Db>> {
+        self.tenant_for_write(tenant).map(|(db, _)| db)
+    }
+
+    /// [`Storage::tenant`], and whether this call created the tenant: a writer whose
+    /// samples were all refused then calls [`Storage::forget_unused`], so that only an
+    /// accepted write leaves a tenant behind.
+    pub fn tenant_for_write(&self, tenant: &str) -> Result<(Arc<Db>, bool)> {
         if let Some(db) = self.open_one(tenant) {
-            return Ok(db);
+            return Ok((db, false));
         }
         if !is_valid_tenant(tenant) {
             return Err(Error::InvalidTenant(tenant.to_owned()));
         }
         let _o = self.opening.lock();
         if let Some(db) = self.open_one(tenant) {
-            return Ok(db);
+            return Ok((db, false));
+        }
+        if self.known.read().contains(tenant) {
+            // Closed while idle: reopened, not created.
+            let (db, _) = self.open_tenant(tenant)?;
+            self.tenants.write().insert(tenant.to_owned(), db.clone());
+            return Ok((db, false));
         }
         let max = self.opts.max_tenants;
         {
@@ -196,7 +209,34 @@ impl Storage {
         let (db, _) = self.open_tenant(tenant)?;
         self.tenants.write().insert(tenant.to_owned(), db.clone());
         self.known.write().insert(tenant.to_owned());
-        Ok(db)
+        Ok((db, true))
+    }
+
+    /// Removes `tenant` (store, directory, its place under `max_tenants`) if it holds
+    /// nothing (no series, no blocks) and nobody holds it: for a tenant that
+    /// [`Storage::tenant_for_write`] created for a write whose every sample was refused.
+    /// Returns whether it was removed.
+    pub fn forget_unused(&self, tenant: &str) -> bool {
+        let _o = self.opening.lock();
+        let db = {
+            let mut open = self.tenants.write();
+            let unused = open.get(tenant).is_some_and(|db| {
+                Arc::strong_count(db) == 1 && db.head().num_series() == 0 && db.blocks().is_empty()
+            });
+            if !unused {
+                return false;
+            }
+            self.known.write().remove(tenant);
+            open.remove(tenant)
+        };
+        let dir = db.as_ref().map(|d| d.dir().to_owned());
+        drop(db);
+        if let Some(dir) = dir
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(tenant, error = %e, "cannot remove an unused tenant's directory");
+        }
+        true
     }
 
     /// The store of `tenant` if it exists (for reads: an unknown tenant has no data, and

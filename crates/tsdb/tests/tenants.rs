@@ -75,6 +75,11 @@ fn tenants_are_bounded_share_one_fsync_thread_and_idle_ones_close() {
     assert_eq!(e.status(), metricsd_tsdb::Status::LimitExceeded);
     assert!(storage.tenant("t7").is_ok());
     assert!(!dir.path().join("tenants/one-more").exists());
+    // A new tenant whose every sample is refused leaves nothing behind.
+    let (db, created) = storage.tenant_for_write("t0").unwrap();
+    assert!(!created);
+    drop(db);
+    assert!(!storage.forget_unused("t0"), "a tenant with data stays");
     // Reads of unknown tenants create nothing.
     assert!(storage.existing_tenant("nobody").is_none());
     assert!(!dir.path().join("tenants/nobody").exists());

@@ -100,6 +100,27 @@ fn three_hundred_tenants_cost_no_thread_each() {
 fn max_tenants_and_reads_that_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(dir.path(), &[("ACCESS_MAX_TENANTS", "3")], &[]);
+    // Writes whose every sample is refused leave no tenant behind.
+    let far = encode_write_request(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: "m".into(),
+            }],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: i64::MAX,
+            }],
+            exemplars: vec![],
+            histograms: vec![],
+        }],
+        metadata: vec![],
+    });
+    assert_eq!(write(&s, "z", far).0, 400);
+    let (st, v) = s.track(&json!({"name": "g", "value": 1, "type": "gauge", "tenant_id": "y", "timestamp": "2999-01-01T00:00:00Z"}));
+    assert_eq!(st, 400, "{v}");
+    assert!(!dir.path().join("tenants/z").exists());
+    assert!(!dir.path().join("tenants/y").exists());
     for t in ["a", "b", "c"] {
         assert_eq!(write(&s, t, body("m", 2)).0, 204);
     }
