@@ -558,13 +558,11 @@ fn all_samples(
     Ok(out)
 }
 
-fn head_series_total(storage: &Storage) -> u64 {
+/// Series in the head of `tenant`: figures shown to a tenant are its own.
+fn tenant_series(storage: &Storage, tenant: &str) -> u64 {
     storage
-        .tenants()
-        .iter()
-        .filter_map(|t| storage.existing_tenant(t))
-        .map(|db| db.head().num_series() as u64)
-        .sum()
+        .existing_tenant(tenant)
+        .map_or(0, |db| db.head().num_series() as u64)
 }
 
 /// The series of the aggregated export: every series with samples in `[start, ∞)` that
@@ -648,7 +646,9 @@ async fn export(
         }
     };
     let st2 = st.clone();
+    let tenant2 = tenant.clone();
     let fams = blocking(move || -> Result<Vec<exposition::Family>, ApiError> {
+        let tenant = tenant2;
         let Some(db) = st2.storage.existing_tenant(&tenant) else {
             return Ok(Vec::new());
         };
@@ -686,7 +686,7 @@ async fn export(
     } else {
         let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
         st.metrics
-            .families(head_series_total(&st.storage), &|n| user.contains(n))
+            .families(tenant_series(&st.storage, &tenant), &|n| user.contains(n))
     };
     let mut all = exposition::to_metric_families(fams);
     all.extend(own);
@@ -918,12 +918,9 @@ async fn trend(
 async fn health(State(st): St) -> Response {
     let st2 = st.clone();
     let store_ok = blocking(move || {
-        let dbs_ok = st2
-            .storage
-            .tenants()
-            .iter()
-            .filter_map(|t| st2.storage.existing_tenant(t))
-            .all(|db| db.healthy());
+        // Open tenants only: a closed (idle) one closed its WAL cleanly, and checking must
+        // not reopen it.
+        let dbs_ok = st2.storage.open_tenants().iter().all(|db| db.healthy());
         // A write probe catches a read-only or full data directory before a client does.
         let probe = st2.storage.root().join(".health-probe");
         let writable = std::fs::write(&probe, b"ok").is_ok();
@@ -957,14 +954,23 @@ async fn health(State(st): St) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn stats(State(st): St) -> Response {
+#[derive(Deserialize)]
+struct StatsQuery {
+    tenant_id: Option<String>,
+}
+
+async fn stats(State(st): St, headers: HeaderMap, Query(q): Query<StatsQuery>) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&headers, q.tenant_id.as_deref())?;
     let m = &st.metrics;
     let last = m.last_export_ms.load(Ordering::Relaxed);
-    Json(json!({
+    let (points, dropped) = m.tenant_points(&tenant);
+    let st2 = st.clone();
+    let series = blocking(move || tenant_series(&st2.storage, &tenant)).await?;
+    Ok(Json(json!({
         "collector": {
-            "total_points": m.points_stored.get(),
-            "total_series": head_series_total(&st.storage),
-            "dropped_points": m.points_dropped.get(),
+            "total_points": points,
+            "total_series": series,
+            "dropped_points": dropped,
         },
         "aggregator": {
             "total_windows": m.windows.get(),
@@ -976,7 +982,7 @@ async fn stats(State(st): St) -> Response {
         },
         "timestamp": rfc3339(now_ms()),
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn write(
@@ -1005,12 +1011,18 @@ async fn write(
                 .with_key_seed(st2.rw_key_seed)
                 .decode_keyed(&b, &mut batch, |key| known.as_ref()?.keyed_series(key))
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
-            // The handles are of the store they were found in: append there.
-            let db = match known {
-                Some(db) => db,
+            // The handles are of the store they were found in: append there. A request
+            // without samples (metadata only, say) creates no tenant.
+            let (db, created) = match known {
+                Some(db) => (db, false),
+                None if batch.samples.is_empty() => {
+                    st2.metrics.points_dropped.add(batch.rejected_samples as u64);
+                    let first = batch.rejected.first().map(|(_, e)| e.to_string());
+                    return Ok((batch.rejected_samples, batch.rejected_samples, first));
+                }
                 None => st2
                     .storage
-                    .tenant(&tenant)
+                    .tenant_for_write(&tenant)
                     .map_err(|e| ApiError::from_store(&e))?,
             };
             let mut app = db.appender();
@@ -1025,9 +1037,14 @@ async fn write(
                 }
             }
             let report = app.commit().map_err(|e| ApiError::from_store(&e))?;
+            drop(db);
+            // A tenant created for samples that were all refused is not left behind.
+            let forgotten = created && report.accepted == 0 && st2.storage.forget_unused(&tenant);
             // Metadata is kept once the request is stored (a failed one is resent with it).
-            let lost = st2.rw_meta.record(&tenant, &batch.metadata);
-            st2.metrics.metadata_dropped.add(lost as u64);
+            if !forgotten {
+                let lost = st2.rw_meta.record(&tenant, &batch.metadata);
+                st2.metrics.metadata_dropped.add(lost as u64);
+            }
             dropped += report.rejected.len();
             if first.is_none()
                 && let Some((_, e)) = report.rejected.first()
@@ -1036,6 +1053,10 @@ async fn write(
             }
             st2.metrics.points_stored.add(report.accepted as u64);
             st2.metrics.points_dropped.add(dropped as u64);
+            if !forgotten {
+                st2.metrics
+                    .add_tenant_points(&tenant, report.accepted as u64, dropped as u64);
+            }
             Ok((total, dropped, first))
         },
     )

@@ -258,14 +258,23 @@ impl Collector {
         evicted
     }
 
-    /// Metadata of every metric name of `tenant`.
+    /// Metadata of every metric name of `tenant`. A read: it creates no per-tenant state
+    /// (a tenant not tracked since start is read from its metadata file, if any).
     pub fn metadata(&self, tenant: &str) -> HashMap<String, Meta> {
-        self.tenant_state(tenant)
-            .lock()
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let state = self.tenants.lock().get(tenant).cloned();
+        match state {
+            Some(s) => s
+                .lock()
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            None => self
+                .load_meta(tenant)
+                .into_iter()
+                .map(|m| (m.name.clone(), m))
+                .collect(),
+        }
     }
 
     /// Stores `items` (already decoded), grouped by tenant; one commit per tenant. Returns
@@ -308,8 +317,19 @@ impl Collector {
         group: impl IntoIterator<Item = (usize, TrackItem<'i>)>,
         results: &mut [Result<(), ApiError>],
     ) {
-        match self.storage.tenant(tenant) {
-            Ok(db) => self.track_tenant(tenant, &db, group, results),
+        match self.storage.tenant_for_write(tenant) {
+            Ok((db, created)) => {
+                self.track_tenant(tenant, &db, group, results);
+                // A tenant created for items that were all refused is not left behind.
+                if created && db.head().num_series() == 0 {
+                    drop(db);
+                    if self.storage.forget_unused(tenant) {
+                        self.tenants.lock().remove(tenant);
+                        // Its refused samples stay in the process-wide count only.
+                        self.metrics.forget_tenant(tenant);
+                    }
+                }
+            }
             Err(e) => {
                 let err = ApiError::from_store(&e);
                 let mut dropped = 0;
@@ -344,6 +364,10 @@ impl Collector {
         let mut dropped = 0usize;
         let head_series = db.head().num_series();
         let now = now_ms();
+        // The store's future bound, checked here too so that a refused item makes no slot
+        // and no store series (the store's check stays the backstop).
+        let store_now = db.options().clock.now_ms();
+        let max_t = store_now.saturating_add(db.options().max_future_ms.max(0));
         for (pos, item) in group {
             // The series is found by a hash of the item's borrowed fields: no label set is
             // built for a series the collector already knows.
@@ -395,6 +419,19 @@ impl Collector {
                 Ok(t)
             });
             let t = match checked {
+                Ok(t) if t > max_t => {
+                    let e = metricsd_tsdb::Error::TooFarInFuture {
+                        series: key.to_string(),
+                        t,
+                        now: store_now,
+                        max_future_ms: db.options().max_future_ms,
+                    };
+                    results[pos] = Err(ApiError {
+                        field: Some("timestamp".into()),
+                        ..ApiError::from_store(&e)
+                    });
+                    continue;
+                }
                 Ok(t) => t,
                 Err(e) => {
                     results[pos] = Err(e);
@@ -444,6 +481,7 @@ impl Collector {
                     st.series.remove(h);
                 }
                 self.metrics.points_dropped.add(dropped as u64);
+                self.metrics.add_tenant_points(tenant, 0, dropped as u64);
                 return;
             }
         };
@@ -459,9 +497,10 @@ impl Collector {
             }
         }
         self.metrics.points_stored.add(report.accepted as u64);
+        let dropped = (report.rejected.len() + dropped) as u64;
+        self.metrics.points_dropped.add(dropped);
         self.metrics
-            .points_dropped
-            .add((report.rejected.len() + dropped) as u64);
+            .add_tenant_points(tenant, report.accepted as u64, dropped);
         if !new_meta.is_empty() {
             if let Err(e) = self.save_meta(tenant, &new_meta) {
                 tracing::error!(tenant, error = %e, "cannot save metric metadata");

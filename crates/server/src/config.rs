@@ -202,6 +202,18 @@ pub struct Config {
     /// Settings given that have no effect in metricsd (logged as a warning at start).
     #[serde(skip)]
     pub inert: Vec<String>,
+    /// Samples stamped more than this many seconds after the server's clock are rejected
+    /// with a 400 (Mimir's `creation_grace_period`; `ACCESS_CREATION_GRACE_PERIOD_SECONDS`).
+    pub creation_grace_period_seconds: u64,
+    /// Seconds between maintenance passes: head cut, compaction, retention
+    /// (`ACCESS_COMPACTION_INTERVAL_SECONDS`).
+    pub compaction_interval_seconds: u64,
+    /// Most tenants; a write for a new tenant beyond it gets a 429 (`ACCESS_MAX_TENANTS`;
+    /// 0 = no limit).
+    pub max_tenants: usize,
+    /// A tenant unused for this many seconds is closed: files closed, memory released,
+    /// reopened on next use (`ACCESS_TENANT_IDLE_CLOSE_SECONDS`; 0 = never).
+    pub tenant_idle_close_seconds: u64,
 }
 
 /// Seed 000's "Collection Configuration" table, accepted in the YAML file as
@@ -291,6 +303,10 @@ impl Default for Config {
             collection: None,
             aggregation: None,
             inert: Vec::new(),
+            creation_grace_period_seconds: 600,
+            compaction_interval_seconds: 60,
+            max_tenants: 1000,
+            tenant_idle_close_seconds: 900,
         }
     }
 }
@@ -396,6 +412,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("ACCESS_AGGREGATION_TYPES", "aggregation_types"),
     ("ACCESS_TREND_HOURS", "trend_hours"),
+    (
+        "ACCESS_CREATION_GRACE_PERIOD_SECONDS",
+        "creation_grace_period_seconds",
+    ),
+    (
+        "ACCESS_COMPACTION_INTERVAL_SECONDS",
+        "compaction_interval_seconds",
+    ),
+    ("ACCESS_MAX_TENANTS", "max_tenants"),
+    ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "tenant_idle_close_seconds"),
 ];
 
 impl Config {
@@ -633,6 +659,10 @@ impl Config {
                     .map_err(|e| bad(var, e))?
             }
             "ACCESS_TREND_HOURS" => self.trend_hours = num(var, v)?,
+            "ACCESS_CREATION_GRACE_PERIOD_SECONDS" => self.creation_grace_period_seconds = num(var, v)?,
+            "ACCESS_COMPACTION_INTERVAL_SECONDS" => self.compaction_interval_seconds = num(var, v)?,
+            "ACCESS_MAX_TENANTS" => self.max_tenants = num(var, v)?,
+            "ACCESS_TENANT_IDLE_CLOSE_SECONDS" => self.tenant_idle_close_seconds = num(var, v)?,
             _ => {}
         }
         Ok(())
@@ -749,6 +779,24 @@ impl Config {
                 format!("{} is not between 1 and 744 (31 days)", self.trend_hours),
             ));
         }
+        if self.creation_grace_period_seconds > 366 * 86_400 {
+            return Err(bad(
+                "creation_grace_period_seconds",
+                format!(
+                    "{} is not between 0 and 31622400 (366 days)",
+                    self.creation_grace_period_seconds
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&self.compaction_interval_seconds) {
+            return Err(bad(
+                "compaction_interval_seconds",
+                format!(
+                    "{} is not between 1 and 86400 (a day)",
+                    self.compaction_interval_seconds
+                ),
+            ));
+        }
         if !(1..=3600).contains(&self.header_read_timeout_seconds) {
             return Err(bad(
                 "header_read_timeout_seconds",
@@ -778,12 +826,22 @@ impl Config {
         }
     }
 
+    /// The options of the store as a whole.
+    pub fn storage_options(&self) -> metricsd_tsdb::StorageOptions {
+        metricsd_tsdb::StorageOptions {
+            max_tenants: self.max_tenants,
+            idle_close_after: (self.tenant_idle_close_seconds > 0)
+                .then(|| Duration::from_secs(self.tenant_idle_close_seconds)),
+        }
+    }
+
     /// The store options for every tenant.
     pub fn db_options(&self) -> metricsd_tsdb::DbOptions {
         let mut o = metricsd_tsdb::DbOptions {
             max_series: self.max_metric_series,
             limits: self.limits(),
             retention_ms: (self.retention_hours as i64).saturating_mul(3_600_000),
+            max_future_ms: (self.creation_grace_period_seconds as i64).saturating_mul(1000),
             ..Default::default()
         };
         o.wal.fsync = match self.fsync {
@@ -889,6 +947,57 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "series_idle_timeout_seconds");
+        let e = load(
+            None,
+            &[("ACCESS_CREATION_GRACE_PERIOD_SECONDS", "soon")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "ACCESS_CREATION_GRACE_PERIOD_SECONDS");
+        let e = load(
+            Some("creation_grace_period_seconds: 99999999\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "creation_grace_period_seconds");
+        let c = load(
+            None,
+            &[("ACCESS_CREATION_GRACE_PERIOD_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.db_options().max_future_ms, 0);
+        assert_eq!(
+            load(None, &[], &Overrides::default())
+                .unwrap()
+                .db_options()
+                .max_future_ms,
+            600_000
+        );
+        let e = load(
+            None,
+            &[("ACCESS_COMPACTION_INTERVAL_SECONDS", "0")],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "compaction_interval_seconds");
+        let c = load(
+            None,
+            &[
+                ("ACCESS_MAX_TENANTS", "3"),
+                ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "0"),
+            ],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.storage_options().max_tenants, 3);
+        assert_eq!(c.storage_options().idle_close_after, None);
+        let o = load(None, &[], &Overrides::default()).unwrap().storage_options();
+        assert_eq!(
+            (o.max_tenants, o.idle_close_after),
+            (1000, Some(Duration::from_secs(900)))
+        );
         let flags = Overrides {
             request_timeout_seconds: Some(0),
             ..Default::default()

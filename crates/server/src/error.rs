@@ -6,6 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metricsd_tsdb::Status;
 
+/// What a client is told of a store failure; the details (file paths) are in the log.
+pub const STORAGE_ERROR_MESSAGE: &str = "storage error; the server log has the details";
+
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -41,13 +44,23 @@ impl ApiError {
     }
 
     /// Maps a store error: caller's fault → 400, limit → 400 `limit_exceeded` (retrying the
-    /// same data cannot succeed), store failure → 500 (a retry may).
+    /// same data cannot succeed), except the tenant limit → 429 (a new tenant may fit
+    /// later); store failure → 500 (a retry may). A store failure's text names files of the
+    /// data directory: it is logged, and the client gets [`STORAGE_ERROR_MESSAGE`].
     pub fn from_store(e: &metricsd_tsdb::Error) -> Self {
         match e.status() {
             Status::InvalidInput => ApiError::new(StatusCode::BAD_REQUEST, "rejected", e.to_string()),
+            Status::LimitExceeded if matches!(e, metricsd_tsdb::Error::TooManyTenants { .. }) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", e.to_string())
+            }
             Status::LimitExceeded => ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string()),
             Status::Internal => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", e.to_string())
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    STORAGE_ERROR_MESSAGE,
+                )
             }
         }
     }

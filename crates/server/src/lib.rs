@@ -135,7 +135,8 @@ pub async fn serve(
     let (storage, reports) = {
         let d = dir.clone();
         let opts = cfg.db_options();
-        tokio::task::spawn_blocking(move || metricsd_tsdb::Storage::open(&d, opts))
+        let sopts = cfg.storage_options();
+        tokio::task::spawn_blocking(move || metricsd_tsdb::Storage::open_with(&d, opts, sopts))
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
             .map_err(|source| ServeError::Store {
@@ -147,7 +148,7 @@ pub async fn serve(
         tracing::info!(tenant = %tenant, report = ?rep, "tenant opened");
     }
     let storage = Arc::new(storage);
-    let mut maintenance = storage.start_maintenance(Duration::from_secs(60));
+    let mut maintenance = storage.start_maintenance(Duration::from_secs(cfg.compaction_interval_seconds));
     let metrics = Arc::new(selfmetrics::SelfMetrics::default());
     let collector = collector::Collector::new(
         storage.clone(),

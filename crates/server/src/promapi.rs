@@ -514,7 +514,6 @@ async fn runtimeinfo(State(st): St) -> Response {
     let start = crate::api::rfc3339(start_ms);
     success(json!({
         "startTime": start,
-        "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
         "reloadConfigSuccess": true,
         "lastConfigTime": start,
         "corruptionCount": 0,
@@ -540,7 +539,10 @@ async fn flags(State(st): St) -> Response {
     let c = &st.cfg;
     let mut out = serde_json::Map::new();
     if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(c) {
-        for (k, v) in m {
+        for (k, v) in m
+            .into_iter()
+            .filter(|(k, _)| !HIDDEN_SETTINGS.contains(&k.as_str()))
+        {
             let s = match v {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
@@ -551,7 +553,6 @@ async fn flags(State(st): St) -> Response {
     for (k, v) in [
         ("web.listen-address", c.listen.to_string()),
         ("web.enable-admin-api", c.enable_admin_api.to_string()),
-        ("storage.tsdb.path", c.data_dir.display().to_string()),
         ("storage.tsdb.retention.time", retention_text(c.retention_hours)),
         ("query.lookback-delta", c.query_lookback_delta.to_string()),
         (
@@ -565,9 +566,22 @@ async fn flags(State(st): St) -> Response {
     success(serde_json::Value::Object(out))
 }
 
-/// `/api/v1/status/config`: the configuration in force, as YAML.
+/// Settings that the status routes do not show: paths of the server's machine. There is no
+/// authentication yet, so no route is admin-only; the paths are in the log (`listening`
+/// names `data_dir`).
+const HIDDEN_SETTINGS: &[&str] = &["data_dir"];
+
+/// `/api/v1/status/config`: the configuration in force, as YAML, without
+/// [`HIDDEN_SETTINGS`].
 async fn config(State(st): St) -> Result<Response, PromError> {
-    let yaml = serde_saphyr::to_string(&st.cfg)
+    let mut v = serde_json::to_value(&st.cfg)
+        .map_err(|e| PromError::internal(format!("cannot render the configuration: {e}")))?;
+    if let Some(m) = v.as_object_mut() {
+        for k in HIDDEN_SETTINGS {
+            m.remove(*k);
+        }
+    }
+    let yaml = serde_saphyr::to_string(&v)
         .map_err(|e| PromError::internal(format!("cannot render the configuration: {e}")))?;
     Ok(success(json!({ "yaml": yaml })))
 }

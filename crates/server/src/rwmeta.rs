@@ -14,6 +14,10 @@
 //! - **Separate from the JSON API's metadata.** The JSON API's types decide what a metric
 //!   name may be tracked as; remote_write's do not. A family named by both APIs is
 //!   listed with both entries, as Prometheus lists a family's distinct entries.
+//! - **Only for tenants that exist.** The server records a request's metadata only once the
+//!   tenant exists in the store (a write with samples created it), so the tenants kept here
+//!   are bounded by `max_tenants`, and reads (`of`) create nothing. Metadata sent for a
+//!   tenant before its first samples is dropped; senders resend it every minute.
 //! - **Bounded.** A tenant keeps at most [`MAX_FAMILIES`] families. Beyond that, new names
 //!   are dropped (and counted), and names it already holds are still updated. An entry whose
 //!   family name is not a valid metric name is dropped. Help longer than

@@ -119,12 +119,47 @@ pub struct SelfMetrics {
     pub collector_series: AtomicU64,
     /// Series states evicted by the collector.
     pub collector_evictions: Counter,
+    /// Samples stored and rejected per tenant, for `/metrics/stats` (a tenant is shown its
+    /// own figures). Only tenants that exist in the store are counted, so it is bounded by
+    /// `max_tenants`.
+    tenant_points: Mutex<std::collections::HashMap<String, [u64; 2]>>,
     collection: Mutex<Histogram>,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
     http_duration: Mutex<BTreeMap<String, Histogram>>,
 }
 
 impl SelfMetrics {
+    /// Counts `stored` and `dropped` samples of `tenant`, which must exist in the store.
+    pub fn add_tenant_points(&self, tenant: &str, stored: u64, dropped: u64) {
+        if stored == 0 && dropped == 0 {
+            return;
+        }
+        let mut m = self.tenant_points.lock();
+        match m.get_mut(tenant) {
+            Some(c) => {
+                c[0] += stored;
+                c[1] += dropped;
+            }
+            None => {
+                m.insert(tenant.to_owned(), [stored, dropped]);
+            }
+        }
+    }
+
+    /// Drops the counts of a tenant the store forgot (created for a write it refused whole),
+    /// so refused writes to ever new tenant ids cannot grow this table.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.tenant_points.lock().remove(tenant);
+    }
+
+    /// Samples of `tenant` stored and rejected since start.
+    pub fn tenant_points(&self, tenant: &str) -> (u64, u64) {
+        self.tenant_points
+            .lock()
+            .get(tenant)
+            .map_or((0, 0), |c| (c[0], c[1]))
+    }
+
     /// Records the duration of one collection (track) request.
     pub fn observe_collection(&self, secs: f64) {
         self.collection.lock().observe(secs);

@@ -45,8 +45,9 @@ pub use open::OpenReport;
 pub struct DbOptions {
     /// Span of a head-cut block in ms (default 2h). Larger compacted blocks are multiples.
     pub block_range_ms: i64,
-    /// Blocks entirely older than the newest data minus this are deleted (default 15d;
-    /// 0 keeps everything).
+    /// Blocks entirely older than this before the newest data are deleted (default 15d;
+    /// 0 keeps everything). The newest data counts only up to the clock: data stamped in
+    /// the future cannot make the store delete data younger than this by the clock.
     pub retention_ms: i64,
     /// When blocks and WAL exceed this many bytes, the oldest blocks are deleted (0 = no limit).
     pub max_bytes: u64,
@@ -62,6 +63,15 @@ pub struct DbOptions {
     pub chunk_max_samples: usize,
     /// Largest compacted block span in ms (default 31d, capped at a tenth of retention).
     pub max_block_range_ms: i64,
+    /// Samples later than the clock plus this (ms) are rejected with
+    /// [`Error::TooFarInFuture`] (default 10 minutes, as Mimir's `creation_grace_period`).
+    pub max_future_ms: i64,
+    /// The wall clock the future bound, the out-of-order window, the head cut and retention
+    /// are measured from (the system clock; tests inject their own).
+    pub clock: crate::Clock,
+    /// The scheduler whose thread fsyncs the WAL under [`crate::FsyncPolicy::Interval`]
+    /// (`None`: a thread of the store's own). [`crate::Storage`] shares one among tenants.
+    pub fsync_scheduler: Option<crate::FsyncScheduler>,
 }
 
 impl Default for DbOptions {
@@ -76,6 +86,9 @@ impl Default for DbOptions {
             wal: WalOptions::default(),
             chunk_max_samples: 240,
             max_block_range_ms: 31 * 24 * 3600 * 1000,
+            max_future_ms: 10 * 60 * 1000,
+            clock: crate::Clock::system(),
+            fsync_scheduler: None,
         }
     }
 }
@@ -120,6 +133,8 @@ pub struct Db {
     /// One compaction (or deletion rewrite) at a time.
     compact_lock: Mutex<()>,
     counters: Counters,
+    /// When the store was last handed out by [`crate::Storage`] (clock ms).
+    last_used: std::sync::atomic::AtomicI64,
     _lock: File,
 }
 
@@ -175,6 +190,19 @@ impl Db {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Marks the store as used now (for closing idle tenants).
+    pub(crate) fn touch(&self) {
+        self.last_used.store(self.opts.clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the store was last marked as used.
+    pub(crate) fn idle_ms(&self) -> i64 {
+        self.opts
+            .clock
+            .now_ms()
+            .saturating_sub(self.last_used.load(Ordering::Relaxed))
     }
 
     /// The store's options.
@@ -491,6 +519,7 @@ fn head_options(opts: &DbOptions, tenant: &str) -> HeadOptions {
         max_series: opts.max_series,
         limits: opts.limits,
         tenant: tenant.to_owned(),
+        clock: opts.clock.clone(),
     }
 }
 

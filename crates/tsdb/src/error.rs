@@ -67,6 +67,28 @@ pub enum Error {
         /// The series' newest timestamp.
         last: i64,
     },
+    /// The sample is further ahead of the store's clock than it accepts.
+    #[error(
+        "sample at {t} ms for {series} is too far in the future: the clock is at {now} ms and samples may be at most {max_future_ms} ms ahead of it (creation_grace_period_seconds)"
+    )]
+    TooFarInFuture {
+        /// The series (as text).
+        series: String,
+        /// The sample's timestamp.
+        t: i64,
+        /// The clock when the sample was checked.
+        now: i64,
+        /// The bound ([`crate::DbOptions::max_future_ms`]).
+        max_future_ms: i64,
+    },
+    /// The store has as many tenants as it may have; a new one is refused.
+    #[error("tenant limit of {limit} reached (max_tenants); new tenant {tenant:?} rejected")]
+    TooManyTenants {
+        /// The refused tenant.
+        tenant: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A sample with the same timestamp but a different value exists.
     #[error("duplicate sample for timestamp {t} ms of {series}: stored value {stored}, new value {new}")]
     DuplicateSample {
@@ -114,8 +136,9 @@ impl Error {
                 metricsd_model::ErrorKind::LimitExceeded => Status::LimitExceeded,
                 metricsd_model::ErrorKind::InvalidInput => Status::InvalidInput,
             },
-            Error::TooManySeries { .. } => Status::LimitExceeded,
+            Error::TooManySeries { .. } | Error::TooManyTenants { .. } => Status::LimitExceeded,
             Error::OutOfBounds { .. }
+            | Error::TooFarInFuture { .. }
             | Error::OutOfOrder { .. }
             | Error::DuplicateSample { .. }
             | Error::InvalidTenant(_)

@@ -57,6 +57,9 @@ pub struct HeadOptions {
     pub limits: Limits,
     /// The tenant, for error messages.
     pub tenant: String,
+    /// The wall clock: the out-of-order window ends at the newest sample, but never later
+    /// than now.
+    pub clock: crate::Clock,
 }
 
 impl Default for HeadOptions {
@@ -68,6 +71,7 @@ impl Default for HeadOptions {
             max_series: 0,
             limits: Limits::default(),
             tenant: "default".into(),
+            clock: crate::Clock::system(),
         }
     }
 }
@@ -312,9 +316,10 @@ impl Head {
     /// Appends one sample to a series **without a WAL** (see [`Head::series_ref`]); a stale
     /// ref is resolved by its labels.
     pub fn append_sample(&self, series: &SeriesRef, t: i64, v: f64) -> Result<()> {
+        let now = self.opts.clock.now_ms();
         match self.live(series) {
-            Some(s) => self.append(s, t, v, false),
-            None => self.append(&self.series_ref(series.labels())?.0.series, t, v, false),
+            Some(s) => self.append(s, t, v, false, now),
+            None => self.append(&self.series_ref(series.labels())?.0.series, t, v, false, now),
         }
         .map(|_| ())
     }

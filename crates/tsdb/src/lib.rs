@@ -23,6 +23,7 @@
 //! - `querier`: the read API and sample merging
 //! - `db`, `db/appender`, `db/open`, `db/compact`: one tenant's store
 //! - `storage`: tenants and the maintenance thread
+//! - `clock`: the wall clock every time window is measured from
 //! - `tombstones`: deletion intervals
 //! - `encoding`: varints shared by the on-disk formats
 //!
@@ -53,6 +54,7 @@ mod error;
 
 pub mod block;
 pub mod chunkenc;
+pub mod clock;
 pub mod db;
 pub mod head;
 pub mod index;
@@ -61,9 +63,10 @@ pub mod storage;
 pub mod tombstones;
 pub mod wal;
 
+pub use clock::{Clock, MIN_TIMESTAMP};
 pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, OpenReport, Stats};
 pub use error::{Error, Result, Status};
 pub use head::{KeyedSeries, SeriesRef};
 pub use querier::{Querier, Queryable, SampleIter, Series};
-pub use storage::{DEFAULT_TENANT, Maintenance, Storage, is_valid_tenant};
-pub use wal::{FsyncPolicy, WalOptions};
+pub use storage::{DEFAULT_TENANT, Maintenance, Storage, StorageOptions, is_valid_tenant};
+pub use wal::{FsyncPolicy, FsyncScheduler, WalOptions};

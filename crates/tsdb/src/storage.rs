@@ -1,7 +1,21 @@
 //! Tenants: one [`Db`] per tenant under `<root>/tenants/<id>/`, opened lazily, maintained by
-//! one background thread.
+//! one background thread, fsynced by one [`FsyncScheduler`] thread.
+//!
+//! # Decisions
+//! - **Bounded.** At most [`StorageOptions::max_tenants`] tenants exist (on disk, open or
+//!   not); a write for a new tenant beyond it is refused with [`Error::TooManyTenants`].
+//!   Only a write creates a tenant ([`Storage::tenant`]); reads
+//!   ([`Storage::existing_tenant`]) of an unknown tenant create nothing.
+//! - **Idle tenants are closed.** A tenant that nobody used (no [`Storage::tenant`] or
+//!   [`Storage::existing_tenant`]) for [`StorageOptions::idle_close_after`] and that nobody
+//!   holds is closed by the maintenance pass: its WAL is flushed and fsynced, its files
+//!   closed and its head's memory released. Its next use opens it again (replaying its WAL,
+//!   as a restart does). While closed it is not compacted, so its retention is applied
+//!   after it is next opened.
+//! - **One fsync thread.** Every tenant's WAL under [`crate::FsyncPolicy::Interval`] is
+//!   fsynced by the storage's one [`FsyncScheduler`], not by a thread of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +25,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::db::{Db, DbOptions, OpenReport};
+use crate::wal::FsyncScheduler;
 use crate::{Error, Result};
 
 /// The tenant used when a request names none.
@@ -28,30 +43,70 @@ pub fn is_valid_tenant(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// Settings of a [`Storage`] as a whole (per-tenant ones are in [`DbOptions`]).
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Most tenants (0 = no limit). Default 1000.
+    pub max_tenants: usize,
+    /// A tenant unused this long is closed (see the module docs); `None` keeps every tenant
+    /// open. Default 15 minutes.
+    pub idle_close_after: Option<Duration>,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            max_tenants: 1000,
+            idle_close_after: Some(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
 /// All tenants' stores. Each tenant is a separate partition (head, WAL, blocks), so a
 /// read of one tenant can never see another's data, and retention or deletion of one
 /// tenant touches only its directory.
 pub struct Storage {
     root: PathBuf,
     defaults: DbOptions,
+    opts: StorageOptions,
     overrides: RwLock<HashMap<String, DbOptions>>,
+    /// The open tenants.
     tenants: RwLock<HashMap<String, Arc<Db>>>,
-    /// Serializes opening, so two requests for a new tenant open it once.
+    /// Every tenant that exists (a directory), open or closed.
+    known: RwLock<HashSet<String>>,
+    /// Serializes opening and closing, so two requests for a new tenant open it once, and a
+    /// tenant is never open twice.
     opening: Mutex<()>,
+    /// Fsyncs every tenant's WAL.
+    fsync: FsyncScheduler,
 }
 
 impl Storage {
-    /// Opens the storage rooted at `root`, opening every existing tenant. Returns each
-    /// tenant's open report.
+    /// Opens the storage rooted at `root` with default [`StorageOptions`], opening every
+    /// existing tenant. Returns each tenant's open report.
     pub fn open(root: &Path, defaults: DbOptions) -> Result<(Storage, Vec<(String, OpenReport)>)> {
+        Storage::open_with(root, defaults, StorageOptions::default())
+    }
+
+    /// Opens the storage rooted at `root`, opening every existing tenant (all of them, even
+    /// beyond `max_tenants`: they exist). Returns each tenant's open report.
+    pub fn open_with(
+        root: &Path,
+        defaults: DbOptions,
+        opts: StorageOptions,
+    ) -> Result<(Storage, Vec<(String, OpenReport)>)> {
         let dir = root.join("tenants");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        let fsync = FsyncScheduler::new().map_err(|e| Error::io("spawn fsync thread for", &dir, e))?;
         let s = Storage {
             root: root.to_owned(),
             defaults,
+            opts,
             overrides: RwLock::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
+            known: RwLock::new(HashSet::new()),
             opening: Mutex::new(()),
+            fsync,
         };
         let mut reports = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
@@ -65,6 +120,7 @@ impl Storage {
         for name in names {
             let (db, rep) = s.open_tenant(&name)?;
             s.tenants.write().insert(name.clone(), db);
+            s.known.write().insert(name.clone());
             reports.push((name, rep));
         }
         Ok((s, reports))
@@ -75,6 +131,16 @@ impl Storage {
         &self.root
     }
 
+    /// The storage's options.
+    pub fn options(&self) -> &StorageOptions {
+        &self.opts
+    }
+
+    /// The one fsync scheduler of every tenant's WAL.
+    pub fn fsync_scheduler(&self) -> &FsyncScheduler {
+        &self.fsync
+    }
+
     /// Sets options for one tenant (retention, limits), applied when it is next opened;
     /// call before the tenant's first use.
     pub fn set_tenant_options(&self, tenant: &str, opts: DbOptions) {
@@ -82,61 +148,182 @@ impl Storage {
     }
 
     fn open_tenant(&self, tenant: &str) -> Result<(Arc<Db>, OpenReport)> {
-        let opts = self
+        let mut opts = self
             .overrides
             .read()
             .get(tenant)
             .cloned()
             .unwrap_or_else(|| self.defaults.clone());
+        if opts.fsync_scheduler.is_none() {
+            opts.fsync_scheduler = Some(self.fsync.clone());
+        }
         let dir = self.root.join("tenants").join(tenant);
         let (db, rep) = Db::open(&dir, tenant, opts)?;
+        db.touch();
         Ok((Arc::new(db), rep))
     }
 
-    /// The store of `tenant`, created on first use (for writes).
+    /// The open store of `tenant`, marked as used.
+    fn open_one(&self, tenant: &str) -> Option<Arc<Db>> {
+        let db = self.tenants.read().get(tenant).cloned()?;
+        db.touch();
+        Some(db)
+    }
+
+    /// The store of `tenant`, created on first use (for writes). A new tenant beyond
+    /// [`StorageOptions::max_tenants`] is refused with [`Error::TooManyTenants`].
     pub fn tenant(&self, tenant: &str) -> Result<Arc<Db>> {
-        if let Some(db) = self.tenants.read().get(tenant) {
-            return Ok(db.clone());
+        self.tenant_for_write(tenant).map(|(db, _)| db)
+    }
+
+    /// [`Storage::tenant`], and whether this call created the tenant: a writer whose
+    /// samples were all refused then calls [`Storage::forget_unused`], so that only an
+    /// accepted write leaves a tenant behind.
+    pub fn tenant_for_write(&self, tenant: &str) -> Result<(Arc<Db>, bool)> {
+        if let Some(db) = self.open_one(tenant) {
+            return Ok((db, false));
         }
         if !is_valid_tenant(tenant) {
             return Err(Error::InvalidTenant(tenant.to_owned()));
         }
         let _o = self.opening.lock();
-        if let Some(db) = self.tenants.read().get(tenant) {
-            return Ok(db.clone());
+        if let Some(db) = self.open_one(tenant) {
+            return Ok((db, false));
+        }
+        if self.known.read().contains(tenant) {
+            // Closed while idle: reopened, not created.
+            let (db, _) = self.open_tenant(tenant)?;
+            self.tenants.write().insert(tenant.to_owned(), db.clone());
+            return Ok((db, false));
+        }
+        let max = self.opts.max_tenants;
+        {
+            let known = self.known.read();
+            if max > 0 && !known.contains(tenant) && known.len() >= max {
+                return Err(Error::TooManyTenants {
+                    tenant: tenant.to_owned(),
+                    limit: max,
+                });
+            }
         }
         let (db, _) = self.open_tenant(tenant)?;
         self.tenants.write().insert(tenant.to_owned(), db.clone());
-        Ok(db)
+        self.known.write().insert(tenant.to_owned());
+        Ok((db, true))
+    }
+
+    /// Removes `tenant` (store, directory, its place under `max_tenants`) if it holds
+    /// nothing (no series, no blocks) and nobody holds it: for a tenant that
+    /// [`Storage::tenant_for_write`] created for a write whose every sample was refused.
+    /// Returns whether it was removed.
+    pub fn forget_unused(&self, tenant: &str) -> bool {
+        let _o = self.opening.lock();
+        let db = {
+            let mut open = self.tenants.write();
+            let unused = open.get(tenant).is_some_and(|db| {
+                Arc::strong_count(db) == 1 && db.head().num_series() == 0 && db.blocks().is_empty()
+            });
+            if !unused {
+                return false;
+            }
+            self.known.write().remove(tenant);
+            open.remove(tenant)
+        };
+        let dir = db.as_ref().map(|d| d.dir().to_owned());
+        drop(db);
+        if let Some(dir) = dir
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(tenant, error = %e, "cannot remove an unused tenant's directory");
+        }
+        true
     }
 
     /// The store of `tenant` if it exists (for reads: an unknown tenant has no data, and
-    /// reading must not create directories).
+    /// reading must not create anything). A closed tenant is opened again; if that fails
+    /// the failure is logged and the tenant reads as empty.
     pub fn existing_tenant(&self, tenant: &str) -> Option<Arc<Db>> {
-        self.tenants.read().get(tenant).cloned()
+        if let Some(db) = self.open_one(tenant) {
+            return Some(db);
+        }
+        if !self.known.read().contains(tenant) {
+            return None;
+        }
+        let _o = self.opening.lock();
+        if let Some(db) = self.open_one(tenant) {
+            return Some(db);
+        }
+        match self.open_tenant(tenant) {
+            Ok((db, rep)) => {
+                tracing::info!(tenant, report = ?rep, "tenant reopened");
+                self.tenants.write().insert(tenant.to_owned(), db.clone());
+                Some(db)
+            }
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "cannot reopen tenant");
+                None
+            }
+        }
     }
 
-    /// Tenant ids, sorted.
+    /// Ids of every tenant that exists (open or closed), sorted.
     pub fn tenants(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.tenants.read().keys().cloned().collect();
+        let mut v: Vec<String> = self.known.read().iter().cloned().collect();
         v.sort();
         v
     }
 
-    /// Runs [`Db::compact`] on every tenant; logs and skips failures.
+    /// Number of tenants that exist (open or closed).
+    pub fn num_tenants(&self) -> usize {
+        self.known.read().len()
+    }
+
+    /// The open tenants' stores (without opening closed ones or marking any as used).
+    pub fn open_tenants(&self) -> Vec<Arc<Db>> {
+        self.tenants.read().values().cloned().collect()
+    }
+
+    /// Closes the tenants unused for [`StorageOptions::idle_close_after`] that nobody holds
+    /// (see the module docs). Returns how many were closed.
+    pub fn close_idle(&self) -> usize {
+        let Some(idle) = self.opts.idle_close_after else {
+            return 0;
+        };
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        // Held while the closed stores drop (their WALs are flushed and fsynced), so a
+        // tenant is reopened only after its files are closed.
+        let _o = self.opening.lock();
+        let closed: Vec<Arc<Db>> = {
+            let mut open = self.tenants.write();
+            let doomed: Vec<String> = open
+                .iter()
+                .filter(|(_, db)| Arc::strong_count(db) == 1 && db.idle_ms() >= idle_ms)
+                .map(|(name, _)| name.clone())
+                .collect();
+            doomed.iter().filter_map(|n| open.remove(n)).collect()
+        };
+        let n = closed.len();
+        for db in closed {
+            tracing::info!(tenant = db.tenant(), "closing idle tenant");
+            if let Err(e) = db.close() {
+                tracing::error!(tenant = db.tenant(), error = %e, "closing an idle tenant's WAL failed");
+            }
+        }
+        n
+    }
+
+    /// Runs [`Db::compact`] on every open tenant; logs and skips failures.
     pub fn compact_all(&self) {
-        let dbs: Vec<Arc<Db>> = self.tenants.read().values().cloned().collect();
-        for db in dbs {
+        for db in self.open_tenants() {
             if let Err(e) = db.compact() {
                 tracing::error!(tenant = db.tenant(), error = %e, "compaction failed");
             }
         }
     }
 
-    /// Fsyncs every tenant's WAL.
+    /// Fsyncs every open tenant's WAL (closed ones were fsynced when they closed).
     pub fn sync_all(&self) -> Result<()> {
-        let dbs: Vec<Arc<Db>> = self.tenants.read().values().cloned().collect();
-        for db in dbs {
+        for db in self.open_tenants() {
             db.sync()?;
         }
         Ok(())
@@ -166,6 +353,7 @@ impl Storage {
                     }
                     let Some(s) = weak.upgrade() else { break };
                     s.compact_all();
+                    s.close_idle();
                 }
                 running2.store(false, Ordering::Release);
             })

@@ -53,6 +53,7 @@ pub enum FsyncPolicy {
     Always,
     /// A background thread fsyncs the written segment at this interval: a power loss may
     /// lose up to about one interval of acknowledged writes (a process crash loses none).
+    /// The thread is an [`FsyncScheduler`]'s, shared by every WAL opened with it.
     Interval(Duration),
     /// fsync only when a segment is cut, on [`Wal::sync`] and on [`Wal::close`].
     Never,
@@ -165,17 +166,16 @@ pub struct Wal {
     shared: Arc<Shared>,
     /// Serializes [`Wal::checkpoint`] and [`Wal::replay`]: one deletes what the other reads.
     maintenance: Mutex<()>,
-    /// The background fsync thread of [`FsyncPolicy::Interval`].
-    syncer: Mutex<Option<JoinHandle<()>>>,
+    /// The scheduler whose thread fsyncs it under [`FsyncPolicy::Interval`]; released at
+    /// close (a private scheduler's thread stops then).
+    scheduler: Mutex<Option<FsyncScheduler>>,
 }
 
-/// State shared with the background fsync thread.
+/// State shared with the fsync scheduler's thread.
 struct Shared {
     dir: PathBuf,
     opts: WalOptions,
     state: Mutex<State>,
-    /// Wakes the fsync thread early to stop.
-    wake: Condvar,
 }
 
 /// Everything behind the writer mutex.
@@ -188,7 +188,7 @@ struct State {
     dirty: bool,
     /// Set by close: refuse writes.
     closed: bool,
-    /// Set when the fsync thread must exit.
+    /// Set at close: the fsync scheduler forgets this WAL.
     stop: bool,
     /// Why the WAL refuses writes (a failed fsync, or a failed write it could not undo).
     failed: Option<String>,
@@ -198,7 +198,7 @@ struct State {
 
 struct Active {
     index: u64,
-    /// Shared with the fsync thread, which fsyncs without holding the writer mutex.
+    /// Shared with the fsync scheduler, which fsyncs without holding the writer mutex.
     file: Arc<File>,
     path: PathBuf,
     /// Bytes of whole records written.
@@ -210,12 +210,23 @@ const PENDING_KEEP_CAPACITY: usize = 1 << 20;
 
 impl Wal {
     /// Opens (creating) the WAL in `dir`, repairs damage (see [`RepairReport`] and the type
-    /// doc) and starts a new segment for writing.
+    /// doc) and starts a new segment for writing. Under [`FsyncPolicy::Interval`] it gets a
+    /// scheduler (a thread) of its own; [`Wal::open_with`] shares one.
     ///
     /// # Errors
     /// I/O errors (including reading a file during the check); damaged content is repaired,
     /// not an error.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, RepairReport)> {
+        Wal::open_with(dir, opts, None)
+    }
+
+    /// [`Wal::open`], fsynced under [`FsyncPolicy::Interval`] by `scheduler`'s thread (a new
+    /// scheduler of its own when `None`).
+    pub fn open_with(
+        dir: &Path,
+        opts: WalOptions,
+        scheduler: Option<&FsyncScheduler>,
+    ) -> Result<(Wal, RepairReport)> {
         fs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
         let mut report = RepairReport::default();
 
@@ -304,23 +315,22 @@ impl Wal {
                 failed: None,
                 deferred: None,
             }),
-            wake: Condvar::new(),
         });
-        let syncer = match opts.fsync {
+        let scheduler = match opts.fsync {
             FsyncPolicy::Interval(every) => {
-                let s = Arc::clone(&shared);
-                let h = std::thread::Builder::new()
-                    .name("wal-fsync".into())
-                    .spawn(move || fsync_loop(&s, every))
-                    .map_err(|e| Error::io("spawn fsync thread for", dir, e))?;
-                Some(h)
+                let sched = match scheduler {
+                    Some(s) => s.clone(),
+                    None => FsyncScheduler::new().map_err(|e| Error::io("spawn fsync thread for", dir, e))?,
+                };
+                sched.register(&shared, every);
+                Some(sched)
             }
             FsyncPolicy::Always | FsyncPolicy::Never => None,
         };
         let wal = Wal {
             shared,
             maintenance: Mutex::new(()),
-            syncer: Mutex::new(syncer),
+            scheduler: Mutex::new(scheduler),
         };
         Ok((wal, report))
     }
@@ -622,7 +632,7 @@ impl Wal {
         Ok(total)
     }
 
-    /// Writes the pending buffer, fsyncs, stops the background thread. Later writes return
+    /// Writes the pending buffer, fsyncs, leaves the fsync scheduler. Later writes return
     /// [`Error::Unavailable`]; closing again is a no-op.
     ///
     /// # Errors
@@ -645,14 +655,10 @@ impl Wal {
                 r
             };
             st.stop = true;
-            self.shared.wake.notify_all();
             res
         };
-        if let Some(h) = self.syncer.lock().take()
-            && h.join().is_err()
-        {
-            tracing::error!(dir = %self.shared.dir.display(), "WAL fsync thread panicked");
-        }
+        // The scheduler skips and forgets a stopped WAL; a private one stops its thread.
+        drop(self.scheduler.lock().take());
         res
     }
 
@@ -840,33 +846,163 @@ fn remove_files(files: &[(u64, PathBuf)], report: &mut RepairReport) -> Result<(
     Ok(())
 }
 
-/// The body of the [`FsyncPolicy::Interval`] thread: every `every`, fsync the active segment
-/// if it is dirty. The fsync runs without the writer mutex (on a shared handle) so that
-/// writers are not stalled behind the disk.
-fn fsync_loop(shared: &Shared, every: Duration) {
-    let mut st = shared.state.lock();
-    let mut next = Instant::now() + every;
+/// One thread that fsyncs every WAL registered with it, each at its own
+/// [`FsyncPolicy::Interval`]: a store with many tenants needs one thread, not one per WAL.
+///
+/// - **Durability as before.** Each WAL's active segment is fsynced about every interval
+///   if it was written meanwhile; the fsync runs without the WAL's writer mutex (on a
+///   shared file handle), so writers do not wait for the disk. WALs are fsynced one after
+///   the other, so a slow disk delays the rest of a round by as long as the slow fsync
+///   takes.
+/// - **A failed fsync is fatal** for that WAL (it refuses further writes), as in [`Wal`].
+/// - **Registration is weak.** The scheduler holds no WAL open: a closed or dropped WAL is
+///   forgotten at its next turn. Each WAL holds a handle, so the thread runs while any WAL
+///   opened with it is open or any handle exists, and stops when the last one goes.
+#[derive(Clone)]
+pub struct FsyncScheduler {
+    owner: Arc<SchedulerOwner>,
+}
+
+struct SchedulerOwner {
+    core: Arc<SchedulerCore>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct SchedulerCore {
+    state: Mutex<SchedulerState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SchedulerState {
+    wals: Vec<Scheduled>,
+    stop: bool,
+}
+
+struct Scheduled {
+    wal: std::sync::Weak<Shared>,
+    every: Duration,
+    next: Instant,
+}
+
+impl std::fmt::Debug for FsyncScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FsyncScheduler({} WALs)", self.len())
+    }
+}
+
+impl FsyncScheduler {
+    /// Starts the scheduler's thread (`wal-fsync`).
+    pub fn new() -> std::io::Result<FsyncScheduler> {
+        let core = Arc::new(SchedulerCore {
+            state: Mutex::new(SchedulerState::default()),
+            wake: Condvar::new(),
+        });
+        let c = core.clone();
+        let thread = std::thread::Builder::new()
+            .name("wal-fsync".into())
+            .spawn(move || scheduler_loop(&c))?;
+        Ok(FsyncScheduler {
+            owner: Arc::new(SchedulerOwner {
+                core,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Number of WALs registered (closed ones until their next turn).
+    pub fn len(&self) -> usize {
+        self.owner.core.state.lock().wals.len()
+    }
+
+    /// Whether no WAL is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn register(&self, shared: &Arc<Shared>, every: Duration) {
+        let core = &self.owner.core;
+        core.state.lock().wals.push(Scheduled {
+            wal: Arc::downgrade(shared),
+            every,
+            next: Instant::now() + every,
+        });
+        core.wake.notify_all();
+    }
+}
+
+impl Drop for SchedulerOwner {
+    fn drop(&mut self) {
+        self.core.state.lock().stop = true;
+        self.core.wake.notify_all();
+        if let Some(h) = self.thread.take()
+            && h.thread().id() != std::thread::current().id()
+            && h.join().is_err()
+        {
+            tracing::error!("WAL fsync thread panicked");
+        }
+    }
+}
+
+/// The scheduler's thread: sleeps until the earliest WAL is due, fsyncs every due one
+/// (without the scheduler's lock), forgets closed and dropped ones.
+fn scheduler_loop(core: &SchedulerCore) {
+    let mut st = core.state.lock();
     loop {
         if st.stop {
             return;
         }
-        if Instant::now() < next {
-            shared.wake.wait_until(&mut st, next);
+        let now = Instant::now();
+        let mut due: Vec<Arc<Shared>> = Vec::new();
+        st.wals.retain_mut(|w| {
+            let Some(shared) = w.wal.upgrade() else {
+                return false;
+            };
+            if w.next <= now {
+                w.next = now + w.every;
+                due.push(shared);
+            }
+            true
+        });
+        if due.is_empty() {
+            match st.wals.iter().map(|w| w.next).min() {
+                Some(next) => {
+                    core.wake.wait_until(&mut st, next);
+                }
+                None => core.wake.wait(&mut st),
+            }
             continue;
         }
-        next = Instant::now() + every;
-        if !st.dirty || st.failed.is_some() {
-            continue;
-        }
-        let Some(a) = &st.active else { continue };
-        let (file, path) = (Arc::clone(&a.file), a.path.clone());
-        // Cleared before the fsync: a write during it sets it again for the next round.
-        st.dirty = false;
-        let res = MutexGuard::unlocked(&mut st, || file.sync_data());
-        if let Err(e) = res {
-            st.fail(format!("background fsync of {} failed: {e}", path.display()));
+        let closed: Vec<*const Shared> = MutexGuard::unlocked(&mut st, || {
+            let closed = due.iter().filter(|s| !fsync_once(s)).map(Arc::as_ptr).collect();
+            // The upgraded handles are dropped here, without the scheduler's lock.
+            drop(due);
+            closed
+        });
+        if !closed.is_empty() {
+            st.wals.retain(|w| !closed.contains(&w.wal.as_ptr()));
         }
     }
+}
+
+/// Fsyncs `shared`'s active segment if it is dirty; false once the WAL is closed.
+fn fsync_once(shared: &Shared) -> bool {
+    let mut st = shared.state.lock();
+    if st.stop {
+        return false;
+    }
+    if !st.dirty || st.failed.is_some() {
+        return true;
+    }
+    let Some(a) = &st.active else { return true };
+    let (file, path) = (Arc::clone(&a.file), a.path.clone());
+    // Cleared before the fsync: a write during it sets it again for the next round.
+    st.dirty = false;
+    let res = MutexGuard::unlocked(&mut st, || file.sync_data());
+    if let Err(e) = res {
+        st.fail(format!("background fsync of {} failed: {e}", path.display()));
+    }
+    true
 }
 
 #[cfg(test)]
@@ -1341,6 +1477,53 @@ mod tests {
     }
 
     #[test]
+    fn one_scheduler_fsyncs_many_wals_and_forgets_closed_ones() {
+        let sched = FsyncScheduler::new().unwrap();
+        let every = FsyncPolicy::Interval(Duration::from_millis(5));
+        let dirs: Vec<_> = (0..20).map(|_| tempfile::tempdir().unwrap()).collect();
+        let wals: Vec<Wal> = dirs
+            .iter()
+            .map(|d| {
+                Wal::open_with(d.path(), opts(1 << 20, every), Some(&sched))
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert_eq!(sched.len(), 20);
+        for w in &wals {
+            w.log(&workload(3)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wals.iter().any(|w| w.shared.state.lock().dirty) {
+            assert!(
+                Instant::now() < deadline,
+                "the shared scheduler did not fsync every WAL"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Closed and dropped WALs are forgotten; the others are still fsynced.
+        let mut wals = wals;
+        wals[0].close().unwrap();
+        let weak = Arc::downgrade(&wals[1].shared);
+        drop(wals.remove(1));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sched.len() > 18 || weak.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "{} WALs still scheduled", sched.len());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wals[5].log(&workload(2)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wals[5].shared.state.lock().dirty {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The thread lives while any handle does, and stops with the last.
+        drop(wals);
+        assert!(sched.is_empty() || sched.len() <= 18);
+        drop(sched);
+    }
+
+    #[test]
     fn background_thread_stops_on_close_and_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let every = FsyncPolicy::Interval(Duration::from_secs(3600));
@@ -1350,7 +1533,7 @@ mod tests {
         wal.close().unwrap();
         // Woken by close, not by its hour-long timer.
         assert!(started.elapsed() < Duration::from_secs(60));
-        assert!(wal.syncer.lock().is_none());
+        assert!(wal.scheduler.lock().is_none());
         drop(wal);
         assert!(weak.upgrade().is_none(), "the fsync thread still holds the WAL");
 

@@ -712,3 +712,35 @@ fn symbols_of_removed_series_are_dropped_and_held_handles_keep_their_labels() {
     }
     assert_eq!(db.head().num_symbols(), 3 + 50 + 2);
 }
+
+#[test]
+fn a_tenant_created_for_refused_samples_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = metricsd_tsdb::StorageOptions {
+        max_tenants: 1,
+        ..Default::default()
+    };
+    let (storage, _) = Storage::open_with(dir.path(), DbOptions::default(), opts).unwrap();
+    let (db, created) = storage.tenant_for_write("new").unwrap();
+    assert!(created);
+    let mut a = db.appender();
+    a.append(labels("m", 0), i64::MAX, 1.0);
+    assert_eq!(a.commit().unwrap().accepted, 0);
+    assert!(!storage.forget_unused("new"), "held by the writer");
+    drop(db);
+    assert!(storage.forget_unused("new"));
+    assert!(!dir.path().join("tenants/new").exists());
+    assert_eq!(storage.num_tenants(), 0);
+    // Its place under max_tenants is free again.
+    let (db, created) = storage.tenant_for_write("other").unwrap();
+    assert!(created);
+    let mut a = db.appender();
+    a.append(labels("m", 0), 1000, 1.0);
+    assert_eq!(a.commit().unwrap().accepted, 1);
+    drop(db);
+    assert!(!storage.forget_unused("other"), "a tenant with data stays");
+    assert!(matches!(
+        storage.tenant("third"),
+        Err(Error::TooManyTenants { .. })
+    ));
+}

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod bad_input;
+mod clock;
 mod durability;
 mod operating;
 mod promapi;
@@ -12,5 +13,6 @@ mod protect;
 mod remote_write;
 mod seed;
 mod semantics;
+mod tenants;
 mod tracing;
 mod util;

@@ -131,7 +131,7 @@ fn round_trip_and_errors() {
     assert!(body.contains("1 of 2 samples rejected"), "{body}");
     assert_eq!(s.get_json("/metrics/series?tenant_id=prom&name=good")["total"], 1);
     assert!(
-        s.get_json("/metrics/stats")["collector"]["dropped_points"]
+        s.get_json("/metrics/stats?tenant_id=prom")["collector"]["dropped_points"]
             .as_u64()
             .unwrap()
             >= 1

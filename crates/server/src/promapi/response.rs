@@ -56,15 +56,24 @@ impl PromError {
     pub fn from_query(e: QueryError) -> Self {
         match e {
             QueryError::Parse(_) | QueryError::BadParam(_) => PromError::invalid_param("query", e),
+            // The store's text names files of the data directory: logged, not sent.
+            QueryError::Storage(_) => {
+                tracing::error!(error = %e, "storage error in a query");
+                PromError::new(e.error_type(), crate::error::STORAGE_ERROR_MESSAGE)
+            }
             _ => PromError::new(e.error_type(), e.to_string()),
         }
     }
 
-    /// A store error: bad input is `bad_data`, everything else `internal`.
+    /// A store error: bad input is `bad_data`, everything else `internal` (its text, which
+    /// names files, is logged; the client gets a generic message).
     pub fn from_store(e: &metricsd_tsdb::Error) -> Self {
         match e.status() {
             metricsd_tsdb::Status::InvalidInput => PromError::bad_data(e.to_string()),
-            _ => PromError::internal(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "storage error");
+                PromError::internal(crate::error::STORAGE_ERROR_MESSAGE)
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use super::Db;
 use crate::head::append::Appended;
 use crate::head::{KeyedSeries, MemSeries, SeriesRef};
 use crate::wal::{Record, RefSample, RefSeries};
-use crate::{Error, Result};
+use crate::{Error, MIN_TIMESTAMP, Result};
 
 /// Collects samples and stores them in one [`Appender::commit`]: one WAL write per batch.
 ///
@@ -131,11 +131,31 @@ impl<'a> Appender<'a> {
         if self.samples.is_empty() {
             return Ok(report);
         }
+        // Time is the clock's: read once per commit. Samples outside [MIN_TIMESTAMP,
+        // now + max_future_ms] are rejected before their series are resolved, so a batch of
+        // only such samples creates no series.
+        let now = db.opts.clock.now_ms();
+        let max_t = now.saturating_add(db.opts.max_future_ms.max(0));
+        let in_range = |t: i64| (MIN_TIMESTAMP..=max_t).contains(&t);
+        let mut wanted: Option<Vec<bool>> = None;
+        if !self.samples.iter().all(|(_, s)| in_range(s.t)) {
+            let mut w = vec![false; self.series.len()];
+            for &(si, s) in &self.samples {
+                w[si as usize] |= in_range(s.t);
+            }
+            wanted = Some(w);
+        }
         let _gate = db.gate.read();
         // Resolve series (live refs directly, the others by their labels).
         let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(self.series.len());
         let mut errors: Vec<Option<Error>> = Vec::new();
-        for target in &self.series {
+        for (ti, target) in self.series.iter().enumerate() {
+            if wanted.as_ref().is_some_and(|w| !w[ti]) {
+                // Every sample of it is out of range: reported below, nothing created.
+                resolved.push(None);
+                errors.push(None);
+                continue;
+            }
             let r = match target {
                 Target::Ref(r) => match head.live(r) {
                     Some(s) => Ok((s.clone(), false)),
@@ -167,6 +187,10 @@ impl<'a> Appender<'a> {
         let mut accepted: Vec<(usize, RefSample)> = Vec::with_capacity(self.samples.len());
         for (i, &(si, s)) in self.samples.iter().enumerate() {
             let si = si as usize;
+            if !in_range(s.t) {
+                report.rejected.push((i, self.time_error(si, s.t, now, max_t)));
+                continue;
+            }
             let Some(series) = &resolved[si] else {
                 let e = errors[si]
                     .as_ref()
@@ -174,7 +198,7 @@ impl<'a> Appender<'a> {
                 report.rejected.push((i, e));
                 continue;
             };
-            match head.check(series, s.t, s.v) {
+            match head.check(series, s.t, s.v, now) {
                 Ok(()) => accepted.push((
                     i,
                     RefSample {
@@ -201,7 +225,7 @@ impl<'a> Appender<'a> {
             let Some(series) = &resolved[self.samples[i].0 as usize] else {
                 continue;
             };
-            match head.append(series, r.t, r.v, true) {
+            match head.append(series, r.t, r.v, true, now) {
                 Ok(Appended::InOrder) => report.accepted += 1,
                 Ok(Appended::OutOfOrder) => {
                     report.accepted += 1;
@@ -221,6 +245,32 @@ impl<'a> Appender<'a> {
             .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
         report.rejected.sort_by_key(|(i, _)| *i);
         Ok(report)
+    }
+}
+
+impl Appender<'_> {
+    /// The error of a sample at `t` of `self.series[si]` outside the accepted time range.
+    #[cold]
+    fn time_error(&self, si: usize, t: i64, now: i64, max_t: i64) -> Error {
+        let series = match &self.series[si] {
+            Target::Labels(l) | Target::Keyed(l, _) => l.to_string(),
+            Target::Ref(r) => r.labels().to_string(),
+            Target::Known(k) => self.db.head.labels_of(&k.series).to_string(),
+        };
+        if t > max_t {
+            Error::TooFarInFuture {
+                series,
+                t,
+                now,
+                max_future_ms: self.db.opts.max_future_ms,
+            }
+        } else {
+            Error::OutOfBounds {
+                series,
+                t,
+                min_valid: MIN_TIMESTAMP,
+            }
+        }
     }
 }
 

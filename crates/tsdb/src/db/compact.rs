@@ -58,6 +58,11 @@ impl Db {
             let (Some(min), Some(max)) = (self.head.min_time(), self.head.max_time()) else {
                 break;
             };
+            // The head's span ends at its newest sample but never after the clock, so the
+            // cut (and `min_valid`, which moves with it) stays at least half a block range
+            // behind now: a sample stamped in the future stays in the head until its time
+            // comes, and cannot make the present too old.
+            let max = max.min(self.opts.clock.now_ms());
             if max.saturating_sub(min) <= range / 2 * 3 {
                 break;
             }
@@ -78,10 +83,12 @@ impl Db {
 
     /// Persists everything in the head before `end` (aligned down to the block range),
     /// out-of-order data included, even if the head does not span 1.5 ranges yet: the
-    /// `flush` admin operation, and tests.
+    /// `flush` admin operation, and tests. `end` is capped at the clock: the head's
+    /// `min_valid` moves to the cut, and the future must stay writable.
     pub fn flush_head_before(&self, end: i64) -> Result<CompactReport> {
         // Aligned down, so no head chunk spans the cut.
         let range = self.opts.block_range_ms;
+        let end = end.min(self.opts.clock.now_ms());
         let end = end.div_euclid(range).saturating_mul(range);
         let _c = self.compact_lock.lock();
         let mut rep = CompactReport::default();
@@ -102,12 +109,15 @@ impl Db {
         let mut windows = BTreeSet::new();
         for e in &entries {
             for c in &e.chunks {
-                let (lo, hi) = (c.mint.div_euclid(range), c.maxt.min(end - 1).div_euclid(range));
+                let (lo, hi) = (
+                    c.mint.div_euclid(range),
+                    c.maxt.min(end.saturating_sub(1)).div_euclid(range),
+                );
                 windows.extend(lo..=hi);
             }
         }
         for w in windows {
-            let (wmin, wmax) = (w * range, (w + 1) * range);
+            let (wmin, wmax) = window(w, range);
             if let Some(b) = self.write_entries(&entries, wmin, wmax, level1())? {
                 rep.head_blocks.push(b.meta().ulid.clone());
                 self.set_blocks(|v| v.push(b));
@@ -189,7 +199,7 @@ impl Db {
             let mut i = 0;
             while i < blocks.len() {
                 let w = blocks[i].meta().min_time.div_euclid(r);
-                let (wmin, wmax) = (w * r, (w + 1) * r);
+                let (wmin, wmax) = window(w, r);
                 let group: Vec<Arc<Block>> = blocks
                     .iter()
                     .filter(|b| b.meta().min_time >= wmin && b.meta().max_time <= wmax)
@@ -250,12 +260,16 @@ impl Db {
         let blocks = self.blocks();
         let newest = blocks
             .iter()
-            .map(|b| b.meta().max_time - 1)
+            .map(|b| b.meta().max_time.saturating_sub(1))
             .chain(self.head.max_time())
             .max()
             .unwrap_or(i64::MIN);
         let mut doomed: Vec<Arc<Block>> = Vec::new();
         if self.opts.retention_ms > 0 {
+            // Measured from the newest sample (so historical data keeps its retention
+            // relative to itself), but never from later than the clock: no sample, however
+            // far in the future, makes data younger than the retention by the clock go.
+            let newest = newest.min(self.opts.clock.now_ms());
             let cutoff = newest.saturating_sub(self.opts.retention_ms);
             for b in blocks.iter().filter(|b| b.meta().max_time <= cutoff) {
                 rep.deleted_retention.push(b.meta().ulid.clone());
@@ -298,9 +312,30 @@ impl Db {
     /// bypassing the head and the WAL. Blocks that overlap existing data are merged by the
     /// next compaction; on equal timestamps, existing data wins over imported data only if
     /// it was compacted later (the newer block wins). Returns the blocks written.
+    ///
+    /// # Errors
+    /// A sample outside `[MIN_TIMESTAMP, now + max_future_ms]` ([`Error::OutOfBounds`],
+    /// [`Error::TooFarInFuture`]) or invalid labels reject the whole import.
     pub fn import(&self, mut series: Vec<(Labels, Vec<Sample>)>) -> Result<Vec<String>> {
+        let now = self.opts.clock.now_ms();
+        let max_t = now.saturating_add(self.opts.max_future_ms.max(0));
         for (l, s) in &mut series {
             metricsd_model::validate_labels(l, &self.opts.limits)?;
+            if let Some(x) = s.iter().find(|x| x.t > max_t) {
+                return Err(Error::TooFarInFuture {
+                    series: l.to_string(),
+                    t: x.t,
+                    now,
+                    max_future_ms: self.opts.max_future_ms,
+                });
+            }
+            if let Some(x) = s.iter().find(|x| x.t < crate::MIN_TIMESTAMP) {
+                return Err(Error::OutOfBounds {
+                    series: l.to_string(),
+                    t: x.t,
+                    min_valid: crate::MIN_TIMESTAMP,
+                });
+            }
             s.sort_by_key(|x| x.t);
             s.dedup_by_key(|x| x.t);
         }
@@ -325,7 +360,7 @@ impl Db {
         let _c = self.compact_lock.lock();
         let mut out = Vec::new();
         for w in windows {
-            let (wmin, wmax) = (w * range, (w + 1) * range);
+            let (wmin, wmax) = window(w, range);
             let it = series.iter().filter_map(|(l, s)| {
                 let lo = s.partition_point(|x| x.t < wmin);
                 let hi = s.partition_point(|x| x.t < wmax);
@@ -338,6 +373,11 @@ impl Db {
         }
         Ok(out)
     }
+}
+
+/// `[w * range, (w + 1) * range)`, saturating at the ends of `i64`.
+fn window(w: i64, range: i64) -> (i64, i64) {
+    (w.saturating_mul(range), w.saturating_add(1).saturating_mul(range))
 }
 
 /// The first set of blocks whose time ranges overlap (transitively), if any.

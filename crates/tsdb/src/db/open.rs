@@ -76,20 +76,23 @@ impl Db {
         report.blocks = blocks.len();
 
         let head = Arc::new(Head::new(head_options(&opts, tenant)));
-        // In-order data before the end of the newest block is already persisted.
+        // In-order data before the end of the newest block is already persisted. Never
+        // later than the clock: a block cut in the future by a version that let the head's
+        // newest sample decide must not make the present too old. (Data written below such
+        // a block's end overlaps it and is merged by the next compaction.)
         if let Some(max) = blocks
             .iter()
             .filter(|b| b.meta().compaction.level <= 1)
             .map(|b| b.meta().max_time)
             .max()
         {
-            head.set_min_valid(max);
+            head.set_min_valid(max.min(opts.clock.now_ms()));
         }
 
-        let (wal, repair) = Wal::open(&dir.join("wal"), opts.wal)?;
+        let (wal, repair) = Wal::open_with(&dir.join("wal"), opts.wal, opts.fsync_scheduler.as_ref())?;
         report.wal_repair = repair;
         let started = Instant::now();
-        replay(&wal, &head, &mut report)?;
+        replay(&wal, &head, opts.clock.now_ms(), &mut report)?;
         report.replay_duration = started.elapsed();
         if report.lost_anything() {
             tracing::warn!(tenant, ?report, "store opened after dropping corrupt data");
@@ -112,6 +115,7 @@ impl Db {
             gate: RwLock::new(()),
             compact_lock: Mutex::new(()),
             counters: Counters::default(),
+            last_used: std::sync::atomic::AtomicI64::new(i64::MIN),
             _lock: lock,
         };
         Ok((db, report))
@@ -153,7 +157,11 @@ fn is_ulid(s: &str) -> bool {
     s.len() == 26 && s.bytes().all(|c| c.is_ascii_alphanumeric())
 }
 
-fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
+/// Replays the WAL into the head. Every sample in it was acknowledged, so none is refused
+/// for its time, not even one stamped far ahead of `now` by a version without the future
+/// bound: the head cut and retention measure from the clock, so such a sample stays in the
+/// head without moving anything.
+fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<()> {
     // WAL series ids that map onto another live series with the same labels (a series
     // re-created after garbage collection, say).
     let mut alias: HashMap<u64, u32> = HashMap::new();
@@ -180,7 +188,7 @@ fn replay(wal: &Wal, head: &Head, report: &mut OpenReport) -> Result<()> {
                         report.replay_unknown_series += 1;
                         continue;
                     };
-                    match head.append(&series, s.t, s.v, true) {
+                    match head.append(&series, s.t, s.v, true, now) {
                         Ok(_) => report.replayed_samples += 1,
                         Err(_) => report.replay_rejected += 1,
                     }

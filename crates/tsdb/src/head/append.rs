@@ -31,12 +31,17 @@ impl Head {
     /// and bounds rules were enforced before it was logged, so only a conflicting duplicate
     /// can still refuse it. That keeps "acknowledged" equal to "stored", live and after a
     /// restart, even when a concurrent commit moved the window in between.
-    fn route(&self, s: &MemSeries, d: &SeriesData, t: i64, v: f64, logged: bool) -> Result<Route> {
+    ///
+    /// The out-of-order window ends at the series' or the head's newest sample, but never
+    /// after `now` (the clock): a sample stamped in the future cannot move the window past
+    /// the present and make every later write too old.
+    fn route(&self, s: &MemSeries, d: &SeriesData, t: i64, v: f64, logged: bool, now: i64) -> Result<Route> {
         let min_valid = self.min_valid_time();
         if t > d.last_t && t >= min_valid {
             return Ok(Route::InOrder);
         }
-        if t == d.last_t && t >= min_valid {
+        // `last_t == i64::MIN` means "no in-order sample yet" (`last_v` is then no value).
+        if t == d.last_t && t >= min_valid && d.last_t != i64::MIN {
             if v.to_bits() == d.last_v {
                 return Ok(Route::Duplicate);
             }
@@ -48,7 +53,7 @@ impl Head {
             });
         }
         let window = self.opts.ooo_window_ms;
-        let newest = self.max_t.load(Ordering::Acquire).max(d.last_t);
+        let newest = self.max_t.load(Ordering::Acquire).max(d.last_t).min(now);
         let ooo_min = newest.saturating_sub(window);
         if logged || (window > 0 && t >= ooo_min) {
             if let Some(stored) = in_order_value_at(d, t) {
@@ -90,15 +95,15 @@ impl Head {
     }
 
     /// Checks whether `(t, v)` would be accepted, without appending.
-    pub(crate) fn check(&self, s: &MemSeries, t: i64, v: f64) -> Result<()> {
+    pub(crate) fn check(&self, s: &MemSeries, t: i64, v: f64, now: i64) -> Result<()> {
         let d = s.data.lock();
-        self.route(s, &d, t, v, false).map(|_| ())
+        self.route(s, &d, t, v, false, now).map(|_| ())
     }
 
-    /// Appends `(t, v)` to series `s`; `logged` as in [`Head::route`].
-    pub(crate) fn append(&self, s: &MemSeries, t: i64, v: f64, logged: bool) -> Result<Appended> {
+    /// Appends `(t, v)` to series `s`; `logged` and `now` as in [`Head::route`].
+    pub(crate) fn append(&self, s: &MemSeries, t: i64, v: f64, logged: bool, now: i64) -> Result<Appended> {
         let mut d = s.data.lock();
-        match self.route(s, &d, t, v, logged)? {
+        match self.route(s, &d, t, v, logged, now)? {
             Route::Duplicate => Ok(Appended::Duplicate),
             Route::InOrder => {
                 self.append_in_order(&mut d, t, v);
