@@ -351,11 +351,15 @@ pub fn query_request(
     now: i64,
 ) -> Result<String, PromError> {
     let form = Form::parse(url_query, body);
-    // `Err(t)`: an instant query at `t`; `Ok(..)`: a range query.
-    let params = if range {
-        Ok(range_params(&form, cfg.query_max_points_per_series)?)
+    enum Kind {
+        Instant(i64),
+        Range(i64, i64, i64),
+    }
+    let kind = if range {
+        let (start, end, step) = range_params(&form, cfg.query_max_points_per_series)?;
+        Kind::Range(start, end, step)
     } else {
-        Err(instant_params(&form, now)?)
+        Kind::Instant(instant_params(&form, now)?)
     };
     let ctx = QueryContext {
         cancel: None,
@@ -364,9 +368,9 @@ pub fn query_request(
     let engine = Engine::new(cfg.engine_options());
     let expr = form.value("query");
     let started = Instant::now();
-    let res = match params {
-        Err(t) => engine.instant_query(store, expr, t, &ctx),
-        Ok((start, end, step)) => engine.range_query(store, expr, start, end, step, &ctx),
+    let res = match kind {
+        Kind::Instant(t) => engine.instant_query(store, expr, t, &ctx),
+        Kind::Range(start, end, step) => engine.range_query(store, expr, start, end, step, &ctx),
     }
     .map_err(PromError::from_query)?;
     let mut data = String::with_capacity(256);
