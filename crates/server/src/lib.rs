@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 pub use api::{AppState, router};
 pub use config::{Config, ConfigError, Overrides};
 pub use error::ApiError;
+pub use promapi::{PromError, query_request};
 
 /// Why the service stopped with an error.
 #[derive(Debug, thiserror::Error)]

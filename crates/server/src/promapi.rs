@@ -232,8 +232,12 @@ async fn run_query(
 /// parameter. (The request deadline of the `protect` layer is a second later for query
 /// routes, so the query ends first, with Prometheus' `timeout` error.)
 fn deadline(st: &AppState, form: &Form) -> Result<Option<Instant>, PromError> {
+    deadline_for(st.cfg.query_timeout_seconds, form)
+}
+
+fn deadline_for(timeout_seconds: u64, form: &Form) -> Result<Option<Instant>, PromError> {
     let now = Instant::now();
-    let mut d = now + Duration::from_secs(st.cfg.query_timeout_seconds);
+    let mut d = now + Duration::from_secs(timeout_seconds);
     match form.value("timeout") {
         "" => {}
         v => {
@@ -257,7 +261,7 @@ async fn query(State(st): St, req: Req) -> Result<Response, PromError> {
 }
 
 async fn instant(st: &AppState, tenant: &str, form: Form) -> Result<Response, PromError> {
-    let t = time_param(&form, "time", now_ms()).map_err(|e| PromError::invalid_param("time", e))?;
+    let t = instant_params(&form, now_ms())?;
     let deadline = deadline(st, &form)?;
     let expr = form.value("query").to_owned();
     let (res, secs) = run_query(st, tenant, deadline, move |engine, store, ctx| {
@@ -265,6 +269,11 @@ async fn instant(st: &AppState, tenant: &str, form: Form) -> Result<Response, Pr
     })
     .await?;
     Ok(query_response(&res, &form, secs))
+}
+
+/// The evaluation time of an instant query: `time`, else `now`.
+fn instant_params(form: &Form, now: i64) -> Result<i64, PromError> {
+    time_param(form, "time", now).map_err(|e| PromError::invalid_param("time", e))
 }
 
 async fn query_range(State(st): St, req: Req) -> Result<Response, PromError> {
@@ -286,7 +295,19 @@ fn thousands(n: u64) -> String {
 }
 
 async fn range(st: &AppState, tenant: &str, form: Form) -> Result<Response, PromError> {
-    // Checked in Prometheus' order, with its messages.
+    let (start, end, step) = range_params(&form, st.cfg.query_max_points_per_series)?;
+    let deadline = deadline(st, &form)?;
+    let expr = form.value("query").to_owned();
+    let (res, secs) = run_query(st, tenant, deadline, move |engine, store, ctx| {
+        engine.range_query(store, &expr, start, end, step, ctx)
+    })
+    .await?;
+    Ok(query_response(&res, &form, secs))
+}
+
+/// `start`, `end` and `step` (ms) of a range query, checked in Prometheus' order, with its
+/// messages; at most `max` points per series.
+fn range_params(form: &Form, max: u64) -> Result<(i64, i64, i64), PromError> {
     let start = parse_time(form.value("start")).map_err(|e| PromError::invalid_param("start", e))?;
     let end = parse_time(form.value("end")).map_err(|e| PromError::invalid_param("end", e))?;
     if end < start {
@@ -304,20 +325,58 @@ async fn range(st: &AppState, tenant: &str, form: Form) -> Result<Response, Prom
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    let max = st.cfg.query_max_points_per_series;
     if ((end as i128 - start as i128) / step as i128) > max as i128 {
         return Err(PromError::bad_data(format!(
             "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
             thousands(max)
         )));
     }
-    let deadline = deadline(st, &form)?;
-    let expr = form.value("query").to_owned();
-    let (res, secs) = run_query(st, tenant, deadline, move |engine, store, ctx| {
-        engine.range_query(store, &expr, start, end, step, ctx)
-    })
-    .await?;
-    Ok(query_response(&res, &form, secs))
+    Ok((start, end, step))
+}
+
+/// The whole of `/api/v1/query` (`range` false) or `/api/v1/query_range` after the HTTP
+/// layer, on the calling thread: the form values of the URL's `url_query` and of a
+/// form-encoded `body`, parsed as the handlers parse them (`query`, `time`, `start`, `end`,
+/// `step`, `timeout`, `stats`), the query evaluated over `store` with `cfg`'s engine
+/// options and deadline, and the answer encoded. Returns the success body
+/// (`{"status":"success","data":...}`) or the error the handler would answer. For the fuzz
+/// target `fuzz/fuzz_targets/api_query.rs`; the handlers run the same steps, evaluating on
+/// the blocking pool.
+pub fn query_request(
+    cfg: &crate::Config,
+    store: &dyn Queryable,
+    range: bool,
+    url_query: Option<&str>,
+    body: Option<&[u8]>,
+    now: i64,
+) -> Result<String, PromError> {
+    let form = Form::parse(url_query, body);
+    enum Kind {
+        Instant(i64),
+        Range(i64, i64, i64),
+    }
+    let kind = if range {
+        let (start, end, step) = range_params(&form, cfg.query_max_points_per_series)?;
+        Kind::Range(start, end, step)
+    } else {
+        Kind::Instant(instant_params(&form, now)?)
+    };
+    let ctx = QueryContext {
+        cancel: None,
+        deadline: deadline_for(cfg.query_timeout_seconds, &form)?,
+    };
+    let engine = Engine::new(cfg.engine_options());
+    let expr = form.value("query");
+    let started = Instant::now();
+    let res = match kind {
+        Kind::Instant(t) => engine.instant_query(store, expr, t, &ctx),
+        Kind::Range(start, end, step) => engine.range_query(store, expr, start, end, step, &ctx),
+    }
+    .map_err(PromError::from_query)?;
+    let mut data = String::with_capacity(256);
+    let stats = (!form.value("stats").is_empty()).then_some(started.elapsed().as_secs_f64());
+    write_query_data(&mut data, &res, stats);
+    Ok(response::success_body(&data, &res.warnings))
 }
 
 /// `start` and `end` of the metadata endpoints: Prometheus' MinTime and MaxTime by default.

@@ -1,4 +1,5 @@
-//! Block open and index lookups on a 100k-series block.
+//! Block open and index lookups on a 100k-series block; the query path over a block
+//! (select, then read and decode every chunk) on 10k series × 480 samples.
 //!
 //! `cargo bench -p metricsd-tsdb --bench block -- --warm-up-time 1 --measurement-time 3`
 
@@ -9,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use metricsd_model::{Labels, MatchOp, Matcher, Sample};
 use metricsd_tsdb::block::{Block, CompactionMeta, write_block};
 use metricsd_tsdb::index::{IndexReader, postings_for_matchers};
+use metricsd_tsdb::{Db, DbOptions, Queryable};
 
 const METRICS: usize = 10;
 const INSTANCES: usize = 10_000;
@@ -84,5 +86,63 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A store holding one block of 10k series (1 metric × 2.5k instances × 4 modes) × 480
+/// samples at 15 s (2h), noisy counters: what a `rate` over a block reads.
+fn query_bench(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(tmp.path(), "bench", DbOptions::default()).unwrap();
+    let mut series = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..2_500 {
+        for mode in ["idle", "user", "system", "iowait"] {
+            let l = Labels::from_pairs([
+                ("__name__", "node_cpu_seconds_total".to_string()),
+                ("instance", format!("host-{i}")),
+                ("mode", mode.to_string()),
+            ]);
+            let mut v = 0.0;
+            let samples: Vec<Sample> = (0..480)
+                .map(|t| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    v += (x % 1500) as f64 / 100.0;
+                    Sample::new(t * 15_000, v)
+                })
+                .collect();
+            series.push((l, samples));
+        }
+    }
+    db.import(series).unwrap();
+    assert_eq!(db.blocks().len(), 1);
+    let all = [Matcher::equal("__name__", "node_cpu_seconds_total")];
+    let q = db.querier(0, 7_200_000).unwrap();
+    c.bench_function("block_query_decode_10k_series_x480", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for s in q.select(&all).unwrap() {
+                n += s.iter().count();
+            }
+            assert_eq!(n, 4_800_000);
+            black_box(n)
+        })
+    });
+    let one = [
+        Matcher::equal("__name__", "node_cpu_seconds_total"),
+        Matcher::equal("instance", "host-1234"),
+        Matcher::equal("mode", "user"),
+    ];
+    c.bench_function("block_query_decode_1_series_x480", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for s in q.select(&one).unwrap() {
+                n += s.iter().count();
+            }
+            assert_eq!(n, 480);
+            black_box(n)
+        })
+    });
+}
+
+criterion_group!(benches, bench, query_bench);
 criterion_main!(benches);

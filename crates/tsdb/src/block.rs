@@ -19,8 +19,10 @@
 //! [`BlockWriter`] writes into `<ULID>.tmp/` and renames it into place after fsyncing
 //! everything, so a crash leaves either no block or a complete one; [`cleanup_tmp`] removes
 //! the leftovers. [`write_block`] cuts and encodes samples for compaction and tests.
-//! [`Block::open`] maps the files, verifies every checksum of the index (fatal) and of every
-//! chunk (recorded in [`Block::corrupt_chunks`], not fatal).
+//! [`Block::open`] reads the index into memory and opens the chunk segments, verifies every
+//! checksum of the index (fatal) and of every chunk (recorded in [`Block::corrupt_chunks`],
+//! not fatal). Nothing is memory-mapped: chunks are read with `pread`, so a file truncated
+//! underneath (by another process) is a corruption error on read, never a SIGBUS.
 
 mod chunks;
 mod index;
@@ -302,13 +304,13 @@ fn write_block_with(
     w.finish(compaction)
 }
 
-/// The mapped files of a block, shared between [`Block`] views with different tombstones.
+/// The open files of a block, shared between [`Block`] views with different tombstones.
 struct BlockData {
     index: BlockIndex,
     chunks: ChunkSegments,
 }
 
-/// An open block: its meta, mapped index and chunks, and tombstones. `Send + Sync`; share it
+/// An open block: its meta, in-memory index, open chunk segments, and tombstones. `Send + Sync`; share it
 /// as `Arc<Block>`.
 ///
 /// # Invariants
@@ -317,7 +319,8 @@ struct BlockData {
 /// - The index's checksums were verified at open. Chunk checksums were verified at open
 ///   (failures are in [`Block::corrupt_chunks`]) and are verified again by every
 ///   [`Block::chunk`], so no unverified chunk byte is ever returned.
-/// - The files never change while open; tombstones are replaced by a new view
+/// - The files are not expected to change while open (a chunk file changed or truncated
+///   underneath reads as corrupt chunks, never a crash; the index is in memory); tombstones are replaced by a new view
 ///   ([`Block::with_tombstones`]), never mutated in place.
 pub struct Block {
     dir: PathBuf,
@@ -329,7 +332,7 @@ pub struct Block {
 }
 
 impl Block {
-    /// Opens the block in `dir`: parses `meta.json`, maps the index and chunk segments,
+    /// Opens the block in `dir`: parses `meta.json`, reads the index, opens the chunk segments,
     /// verifies the index's checksums (a mismatch is [`Error::Corruption`] naming the index
     /// file and offset) and every chunk's crc32c (bad chunks are logged and recorded in
     /// [`Block::corrupt_chunks`]; the rest of the block stays readable).
@@ -378,10 +381,11 @@ impl Block {
         self.data.index.series(id, None, Some(dst))
     }
 
-    /// The encoding and bytes of chunk `chunk_ref`, borrowed from the mapping (verified
-    /// against their crc32c on every call). A corrupt chunk is [`Error::Corruption`].
-    pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, &[u8])> {
-        self.data.chunks.chunk(chunk_ref)
+    /// The encoding and bytes of chunk `chunk_ref`, read into `buf` (reuse it across calls)
+    /// and verified against their crc32c on every call. A corrupt chunk, or one whose read
+    /// fails or comes back short (a file truncated underneath), is [`Error::Corruption`].
+    pub fn chunk<'b>(&self, chunk_ref: u64, buf: &'b mut Vec<u8>) -> Result<(Encoding, &'b [u8])> {
+        self.data.chunks.chunk(chunk_ref, buf)
     }
 
     /// Refs of chunks that failed verification at open, sorted (a ref with offset 0 means a
@@ -397,7 +401,7 @@ impl Block {
 
     /// Adds deletion intervals, writing the merged tombstones file atomically (temporary
     /// file, fsync, rename, fsync of the directory), and returns a new view of the block
-    /// with them; the mapped files are shared, so this is cheap. `self` keeps its old
+    /// with them; the open files are shared, so this is cheap. `self` keeps its old
     /// tombstones: callers swap their `Arc<Block>` for the returned one. Calls on the same
     /// block must be serialized by the caller (the file is rewritten whole from this view's
     /// tombstones, so concurrent calls would lose one another's intervals).
@@ -593,8 +597,9 @@ mod tests {
         let mut metas = Vec::new();
         b.series_chunks(id, &mut metas).unwrap();
         let mut out = Vec::new();
+        let mut buf = Vec::new();
         for m in &metas {
-            let (enc, data) = b.chunk(m.chunk_ref).unwrap();
+            let (enc, data) = b.chunk(m.chunk_ref, &mut buf).unwrap();
             let before = out.len();
             chunkenc::decode(enc, data, &mut out).unwrap();
             let got = &out[before..];
@@ -836,7 +841,7 @@ mod tests {
 
         let b = Block::open(&bdir).unwrap();
         assert_eq!(b.corrupt_chunks(), &[bad]);
-        match b.chunk(bad) {
+        match b.chunk(bad, &mut Vec::new()) {
             Err(Error::Corruption { path, offset, .. }) => {
                 assert_eq!((path, offset), (seg, bad & 0xffff_ffff));
             }
@@ -872,10 +877,11 @@ mod tests {
         let b = Block::open(&bdir).unwrap();
         let mut want = Vec::new();
         let mut metas = Vec::new();
+        let mut buf = Vec::new();
         for id in 0..b.index().num_series() {
             b.series_chunks(id, &mut metas).unwrap();
             for m in &metas {
-                let (enc, data) = b.chunk(m.chunk_ref).unwrap();
+                let (enc, data) = b.chunk(m.chunk_ref, &mut buf).unwrap();
                 want.push((m.chunk_ref, enc, data.to_vec()));
             }
         }
@@ -889,7 +895,7 @@ mod tests {
                 let b = Block::open(&bdir).unwrap();
                 let mut failed = 0;
                 for (r, enc, data) in &want {
-                    match b.chunk(*r) {
+                    match b.chunk(*r, &mut buf) {
                         Ok((e, d)) => assert_eq!((e, d), (*enc, &data[..]), "flip {bit:#x} at {i}"),
                         Err(Error::Corruption { path, .. }) => {
                             assert_eq!(path, seg);
@@ -1155,7 +1161,8 @@ mod tests {
             assert_eq!(metas.len(), chunks.len());
             for (m, c) in metas.iter().zip(chunks) {
                 assert_eq!((m.mint, m.maxt), (c[0].0, c[c.len() - 1].0));
-                let (enc, data) = b.chunk(m.chunk_ref).unwrap();
+                let mut buf = Vec::new();
+                let (enc, data) = b.chunk(m.chunk_ref, &mut buf).unwrap();
                 assert_eq!(enc, Encoding::Xor);
                 let (_, x) = rusty_chunkenc::xor::read_xor_chunk_data(data).unwrap();
                 let got: Vec<(i64, f64)> = x.samples().iter().map(|s| (s.timestamp, s.value)).collect();

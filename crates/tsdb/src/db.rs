@@ -11,8 +11,8 @@
 //!   block); older samples within the out-of-order window go to the out-of-order buffer and
 //!   are written as (possibly overlapping) blocks at the next cut, which compaction merges.
 //! - The block list is replaced atomically (copy-on-write `Arc<Vec<_>>`): a querier sees a
-//!   fixed set of blocks; a deleted block's files stay readable through its mmap until the
-//!   last querier drops it.
+//!   fixed set of blocks; a deleted block's files stay readable through its open files until
+//!   the last querier drops it.
 
 mod appender;
 mod compact;
@@ -373,8 +373,12 @@ impl Drop for Db {
 }
 
 impl ChunkReader for Block {
-    fn read_chunk(&self, chunk_ref: u64) -> Result<(crate::chunkenc::Encoding, &[u8])> {
-        self.chunk(chunk_ref)
+    fn read_chunk<'b>(
+        &self,
+        chunk_ref: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<(crate::chunkenc::Encoding, &'b [u8])> {
+        self.chunk(chunk_ref, buf)
     }
 }
 

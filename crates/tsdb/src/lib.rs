@@ -7,8 +7,9 @@
 //! - a write-ahead log ([`wal`]): every accepted batch is in it before it is acknowledged;
 //!   replayed on open, checkpointed when the head is cut, torn tails truncated not fatal;
 //! - persisted blocks ([`block`]): immutable 2h (then compacted 6h, 18h, ...) directories
-//!   with a chunks file, an index and `meta.json`, read through mmap, re-encoded with a
-//!   columnar codec that is about half the size of Prometheus' blocks;
+//!   with a chunks file, an index and `meta.json` (the index read into memory, chunks read
+//!   with `pread`, so a file truncated underneath is a corruption warning, not a SIGBUS),
+//!   re-encoded with a columnar codec that is about half the size of Prometheus' blocks;
 //! - compaction, retention by time and size, deletion with tombstones, and backfill.
 //!
 //! Reads go through [`Queryable`] → [`Querier`] → [`Series`], which iterates samples lazily

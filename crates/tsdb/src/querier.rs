@@ -32,7 +32,8 @@ pub trait Querier: Send + Sync {
 
 /// Random access to the chunks of a persisted block.
 pub(crate) trait ChunkReader: Send + Sync {
-    fn read_chunk(&self, chunk_ref: u64) -> Result<(Encoding, &[u8])>;
+    /// The chunk's encoding and bytes, read into `buf` (reused across calls).
+    fn read_chunk<'b>(&self, chunk_ref: u64, buf: &'b mut Vec<u8>) -> Result<(Encoding, &'b [u8])>;
 }
 
 /// Where a chunk's bytes are.
@@ -40,7 +41,7 @@ pub(crate) trait ChunkReader: Send + Sync {
 pub(crate) enum ChunkData {
     /// Bytes in memory (head chunks).
     Bytes { enc: Encoding, data: Arc<[u8]> },
-    /// A chunk of a block, read from its mmap on demand.
+    /// A chunk of a block, read from its file (`pread`) on demand.
     Block {
         reader: Arc<dyn ChunkReader>,
         chunk_ref: u64,
@@ -62,11 +63,12 @@ pub(crate) struct ChunkSource {
 }
 
 impl ChunkSource {
-    fn decode_into(&self, dst: &mut Vec<Sample>) -> Result<()> {
+    /// Decodes the chunk into `dst`; a block's chunk is read into `raw` first.
+    fn decode_into(&self, dst: &mut Vec<Sample>, raw: &mut Vec<u8>) -> Result<()> {
         match &self.data {
             ChunkData::Bytes { enc, data } => chunkenc::decode(*enc, data, dst),
             ChunkData::Block { reader, chunk_ref } => {
-                let (enc, data) = reader.read_chunk(*chunk_ref)?;
+                let (enc, data) = reader.read_chunk(*chunk_ref, raw)?;
                 chunkenc::decode(enc, data, dst)
             }
             ChunkData::Samples(s) => {
@@ -152,6 +154,7 @@ impl Series {
             buf: Vec::new(),
             pos: 0,
             scratch: Vec::new(),
+            raw: Vec::new(),
             err: None,
         }
     }
@@ -176,6 +179,8 @@ pub struct SampleIter<'a> {
     buf: Vec<Sample>,
     pos: usize,
     scratch: Vec<(i64, u8, f64)>,
+    /// A block chunk's bytes, read from its file.
+    raw: Vec<u8>,
     err: Option<Error>,
 }
 
@@ -202,7 +207,7 @@ impl SampleIter<'_> {
             self.pos = 0;
             if end - start == 1 {
                 let c = &chunks[start];
-                if let Err(e) = c.decode_into(&mut self.buf) {
+                if let Err(e) = c.decode_into(&mut self.buf, &mut self.raw) {
                     self.err.get_or_insert(e);
                     self.buf.clear();
                     continue;
@@ -215,7 +220,7 @@ impl SampleIter<'_> {
                 let mut tmp = Vec::new();
                 for c in &chunks[start..end] {
                     tmp.clear();
-                    if let Err(e) = c.decode_into(&mut tmp) {
+                    if let Err(e) = c.decode_into(&mut tmp, &mut self.raw) {
                         self.err.get_or_insert(e);
                         continue;
                     }

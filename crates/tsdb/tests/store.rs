@@ -420,6 +420,65 @@ fn corrupt_chunk_costs_only_its_samples() {
     assert_eq!(readable, 19);
 }
 
+/// Another process truncates a block's chunk file and index while the store has them open
+/// (issue 11: a mapped file truncated underneath raised SIGBUS and killed the process).
+/// Reads of the lost chunks fail with a corruption error naming the file, the other chunks
+/// still read, and the index, held in memory, still answers.
+#[test]
+fn block_files_truncated_underneath_are_corruption_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(dir.path(), "default", small_opts()).unwrap();
+    fill(&db, 20, 10);
+    db.flush_head_before(1000).unwrap();
+    assert_eq!(db.blocks().len(), 1);
+    let block = only_block(dir.path());
+    let seg = block.join("chunks").join("000001");
+    let truncate = |path: &Path, len: u64| {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_len(len).unwrap();
+    };
+    let full = std::fs::metadata(&seg).unwrap().len();
+    truncate(&seg, full / 2);
+    truncate(&block.join("index"), 0);
+
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    let series = q.select(&[Matcher::equal("__name__", "c")]).unwrap();
+    assert_eq!(
+        series.len(),
+        20,
+        "the index is read at open: selection still works"
+    );
+    let (mut ok, mut failed) = (0, 0);
+    for s in &series {
+        let mut it = s.iter();
+        let n = it.by_ref().count();
+        match it.err() {
+            None => {
+                assert_eq!(n, 10);
+                ok += 1;
+            }
+            Some(Error::Corruption { path, reason, .. }) => {
+                assert_eq!(path, &seg);
+                assert!(
+                    reason.contains("reading the chunk failed") || reason.contains("overruns the file"),
+                    "{reason}"
+                );
+                failed += 1;
+            }
+            Some(e) => panic!("want a corruption error, got {e}"),
+        }
+    }
+    assert!(ok > 0 && failed > 0, "{ok} series read, {failed} failed");
+
+    // Nothing left of the chunk file: every read fails, none crashes.
+    truncate(&seg, 0);
+    for s in &series {
+        assert!(matches!(s.samples(), Err(Error::Corruption { .. })));
+    }
+    // Label lookups answer from the in-memory index.
+    assert_eq!(q.label_values("i", &[]).unwrap().len(), 20);
+}
+
 #[test]
 fn corrupt_index_moves_block_aside_and_store_opens() {
     let dir = tempfile::tempdir().unwrap();

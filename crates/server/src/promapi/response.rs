@@ -97,13 +97,21 @@ impl std::fmt::Display for PromError {
     }
 }
 
-impl IntoResponse for PromError {
-    fn into_response(self) -> Response {
+impl PromError {
+    /// The response body: `{"status":"error","errorType":"...","error":"..."}`.
+    pub fn body(&self) -> String {
         let mut body = String::from(r#"{"status":"error","errorType":"#);
         write_str(&mut body, self.error_type);
         body.push_str(r#","error":"#);
         write_str(&mut body, &self.message);
         body.push('}');
+        body
+    }
+}
+
+impl IntoResponse for PromError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         json_response(self.status(), body)
     }
 }
@@ -118,6 +126,11 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// `{"status":"success","data":<data>}` plus `"warnings"` when there are any; `data` is
 /// JSON text.
 pub fn success_raw(data: &str, warnings: &[String]) -> Response {
+    json_response(StatusCode::OK, success_body(data, warnings))
+}
+
+/// The body [`success_raw`] answers.
+pub fn success_body(data: &str, warnings: &[String]) -> String {
     let mut body = String::with_capacity(data.len() + 64);
     body.push_str(r#"{"status":"success","data":"#);
     body.push_str(data);
@@ -132,7 +145,7 @@ pub fn success_raw(data: &str, warnings: &[String]) -> Response {
         body.push(']');
     }
     body.push('}');
-    json_response(StatusCode::OK, body)
+    body
 }
 
 /// `{"status":"success","data":<data>}`.

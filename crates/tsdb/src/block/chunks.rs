@@ -7,9 +7,9 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 use super::{Dec, corruption, put_uvarint, uvarint_len};
 use crate::chunkenc::Encoding;
@@ -118,79 +118,160 @@ impl ChunkWriter {
     }
 }
 
-/// What parsing the record at an offset found.
-enum Record {
-    /// A record whose checksum matches.
-    Ok {
-        enc: Encoding,
-        data: (usize, usize),
-        end: usize,
-    },
-    /// A bad record; `end` is where the next one would start if the length field is right.
-    Bad { end: Option<usize>, reason: String },
+/// Bytes read with a record's header when a chunk is read: most chunks (≈ 1.5 B/sample,
+/// at most 480 samples) fit, so one `pread` reads the whole record.
+const CHUNK_READ_AHEAD: usize = 2048;
+/// Bytes read at a time by the scan at open.
+const SCAN_READ_AHEAD: usize = 1 << 20;
+/// The longest record header: encoding byte and a 10-byte uvarint.
+const MAX_RECORD_HEADER: u64 = 11;
+
+/// A window of a segment file read with `pread` into a (reused) buffer. Nothing is mapped:
+/// a file truncated underneath makes a read come back short, which is an error here, where
+/// a mapping would raise SIGBUS and kill the process.
+struct Window<'a> {
+    file: &'a File,
+    /// The file's length when the block was opened: records are only read below it.
+    len: u64,
+    /// File offset of `buf[0]`.
+    start: u64,
+    /// Bytes of `buf` read from the file (the rest is stale: the buffer is not zeroed for
+    /// each read).
+    filled: usize,
+    buf: &'a mut Vec<u8>,
+    /// Bytes read at least per `pread`, so that a record, or a scan, needs few calls.
+    read_ahead: usize,
 }
 
-/// Parses the record at `off` of segment `buf`, verifying its checksum and encoding byte.
-fn parse_record(buf: &[u8], off: usize) -> Record {
-    let mut d = Dec::new(buf);
-    d.pos = off;
+impl<'a> Window<'a> {
+    fn new(file: &'a File, len: u64, buf: &'a mut Vec<u8>, read_ahead: usize) -> Self {
+        Window {
+            file,
+            len,
+            start: 0,
+            filled: 0,
+            buf,
+            read_ahead,
+        }
+    }
+
+    /// The range of `buf` that holds the `n` bytes at file offset `off` (the caller ensures
+    /// `off + n <= len`), reading them (and some after) if they are not buffered yet. A short
+    /// read (the file shrank) or a failed one is an error.
+    fn get(&mut self, off: u64, n: u64) -> std::io::Result<Range<usize>> {
+        let have = self.start..self.start + self.filled as u64;
+        if off >= have.start && off + n <= have.end {
+            let a = (off - have.start) as usize;
+            return Ok(a..a + n as usize);
+        }
+        let want = n
+            .max(self.read_ahead as u64)
+            .min(self.len.saturating_sub(off))
+            .max(n);
+        let want = usize::try_from(want).map_err(|_| std::io::Error::other("read too large"))?;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        self.start = off;
+        self.filled = 0;
+        // The read-ahead may find the file shorter than at open; only the `n` bytes asked
+        // for must be there.
+        let mut got = 0;
+        while got < want {
+            match self.file.read_at(&mut self.buf[got..want], off + got as u64) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.filled = got;
+        if (got as u64) < n {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("short read: {got} of {n} bytes at offset {off}"),
+            ));
+        }
+        Ok(0..n as usize)
+    }
+}
+
+/// What reading the record at an offset found.
+enum Record {
+    /// A record whose checksum matches; `data` is its payload's range in the window's buffer.
+    Ok {
+        enc: Encoding,
+        data: Range<usize>,
+        end: u64,
+    },
+    /// A bad record; `end` is where the next one would start if the length field is right.
+    Bad { end: Option<u64>, reason: String },
+}
+
+/// Reads the record at `off` of a segment, verifying its checksum and encoding byte. An
+/// error is a failed or short read (the file changed underneath).
+fn read_record(w: &mut Window<'_>, off: u64) -> std::io::Result<Record> {
+    let truncated = || Record::Bad {
+        end: None,
+        reason: "truncated record header".into(),
+    };
+    if off >= w.len {
+        return Ok(truncated());
+    }
+    let head = w.get(off, (w.len - off).min(MAX_RECORD_HEADER))?;
+    let mut d = Dec::new(&w.buf[head]);
     let (enc_byte, len) = match (d.u8(), d.uvarint()) {
         (Ok(e), Ok(l)) => (e, l),
-        _ => {
-            return Record::Bad {
-                end: None,
-                reason: "truncated record header".into(),
-            };
-        }
+        _ => return Ok(truncated()),
     };
-    let start = d.pos;
-    let end = usize::try_from(len)
-        .ok()
+    let start = off + d.pos as u64;
+    let end = len
+        .checked_add(4)
         .and_then(|l| start.checked_add(l))
-        .and_then(|e| e.checked_add(4))
-        .filter(|&e| e <= buf.len());
+        .filter(|&e| e <= w.len);
     let Some(end) = end else {
-        return Record::Bad {
+        return Ok(Record::Bad {
             end: None,
             reason: format!(
                 "record of {len} bytes overruns the file ({} bytes left)",
-                buf.len() - start
+                w.len - start
             ),
-        };
+        });
     };
-    let data = &buf[start..end - 4];
+    let rec = w.get(start, end - start)?;
+    let data = rec.start..rec.end - 4;
     let mut want = [0u8; 4];
-    want.copy_from_slice(&buf[end - 4..end]);
+    want.copy_from_slice(&w.buf[data.end..rec.end]);
     let want = u32::from_le_bytes(want);
-    let got = crc32c::crc32c_append(crc32c::crc32c(&[enc_byte]), data);
+    let got = crc32c::crc32c_append(crc32c::crc32c(&[enc_byte]), &w.buf[data.clone()]);
     if got != want {
-        return Record::Bad {
+        return Ok(Record::Bad {
             end: Some(end),
             reason: format!(
                 "checksum mismatch over {} bytes: stored {want:#010x}, computed {got:#010x}",
                 data.len() + 1
             ),
-        };
+        });
     }
-    match Encoding::from_u8(enc_byte) {
-        Ok(enc) => Record::Ok {
-            enc,
-            data: (start, end - 4),
-            end,
-        },
+    Ok(match Encoding::from_u8(enc_byte) {
+        Ok(enc) => Record::Ok { enc, data, end },
         Err(_) => Record::Bad {
             end: Some(end),
             reason: format!("unknown chunk encoding {enc_byte}"),
         },
-    }
+    })
 }
 
 struct Segment {
     path: PathBuf,
-    mmap: Mmap,
+    file: File,
+    /// The file's length at open.
+    len: u64,
 }
 
-/// The memory-mapped chunk segments of an open block.
+/// The chunk segments of an open block, read with `pread` (see [`Window`]): each segment
+/// holds an open file (one descriptor per segment), so a deleted block stays readable by
+/// the queries that still hold it.
 pub(crate) struct ChunkSegments {
     dir: PathBuf,
     /// Segment `n` (file `00000n`) is at index `n - 1`.
@@ -200,7 +281,7 @@ pub(crate) struct ChunkSegments {
 }
 
 impl ChunkSegments {
-    /// Maps every segment of `dir` and verifies every record's checksum. Bad records are
+    /// Opens every segment of `dir` and verifies every record's checksum. Bad records are
     /// recorded (and logged), not fatal; a missing or unreadable segment file is
     /// ([`Error::Corruption`] naming the missing file, or [`Error::Io`]).
     pub(crate) fn open(dir: &Path) -> Result<ChunkSegments> {
@@ -228,6 +309,7 @@ impl ChunkSegments {
         }
         let mut segs = Vec::with_capacity(nums.len());
         let mut corrupt = Vec::new();
+        let mut buf = Vec::new();
         for (i, &n) in nums.iter().enumerate() {
             if n as usize != i + 1 {
                 let missing = dir.join(segment_name(i as u32 + 1));
@@ -238,12 +320,11 @@ impl ChunkSegments {
                 ));
             }
             let path = dir.join(segment_name(n));
-            let f = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            // SAFETY: block files are immutable once written (the block is renamed into place
-            // complete and never modified); nothing truncates them while mapped.
-            let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io("mmap", &path, e))?;
-            scan_segment(&path, n, &mmap, &mut corrupt);
-            segs.push(Segment { path, mmap });
+            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+            let seg = Segment { path, file, len };
+            scan_segment(&seg, n, &mut buf, &mut corrupt);
+            segs.push(seg);
         }
         corrupt.sort_unstable();
         Ok(ChunkSegments {
@@ -253,14 +334,16 @@ impl ChunkSegments {
         })
     }
 
-    /// The encoding and bytes of chunk `r`, borrowed from the mapping.
-    pub(crate) fn chunk(&self, r: u64) -> Result<(Encoding, &[u8])> {
+    /// The encoding and bytes of chunk `r`, read into `buf` (which is reused: pass the same
+    /// one for every chunk of a scan) and verified. A read that fails or comes back short
+    /// (the file was truncated underneath) is [`Error::Corruption`], like a bad checksum.
+    pub(crate) fn chunk<'b>(&self, r: u64, buf: &'b mut Vec<u8>) -> Result<(Encoding, &'b [u8])> {
         let n = (r >> 32) as usize;
-        let off = (r & 0xffff_ffff) as usize;
+        let off = r & 0xffff_ffff;
         let Some(seg) = n.checked_sub(1).and_then(|i| self.segs.get(i)) else {
             return Err(corruption(
                 self.dir.join(segment_name(n as u32)),
-                off as u64,
+                off,
                 format!(
                     "chunk ref {r:#x} names segment {n}, the block has {}",
                     self.segs.len()
@@ -270,22 +353,31 @@ impl ChunkSegments {
         if self.corrupt.binary_search(&r).is_ok() {
             return Err(corruption(
                 &seg.path,
-                off as u64,
+                off,
                 "chunk failed verification at open".into(),
             ));
         }
-        if off < HEADER_LEN {
+        if off < HEADER_LEN as u64 {
             return Err(corruption(
                 &seg.path,
-                off as u64,
+                off,
                 format!("chunk ref {r:#x} points into the header"),
             ));
         }
         // Verify again: the open-time scan cannot vouch for records after a framing loss, and
         // a CRC of a few hundred bytes is cheap next to decoding them.
-        match parse_record(&seg.mmap, off) {
-            Record::Ok { enc, data, .. } => Ok((enc, &seg.mmap[data.0..data.1])),
-            Record::Bad { reason, .. } => Err(corruption(&seg.path, off as u64, reason)),
+        let mut w = Window::new(&seg.file, seg.len, buf, CHUNK_READ_AHEAD);
+        match read_record(&mut w, off) {
+            Ok(Record::Ok { enc, data, .. }) => Ok((enc, &buf[data])),
+            Ok(Record::Bad { reason, .. }) => Err(corruption(&seg.path, off, reason)),
+            Err(e) => Err(corruption(
+                &seg.path,
+                off,
+                format!(
+                    "reading the chunk failed ({e}); the segment was {} bytes when the block was opened",
+                    seg.len
+                ),
+            )),
         }
     }
 
@@ -295,9 +387,9 @@ impl ChunkSegments {
         &self.corrupt
     }
 
-    /// Total bytes of the segment files.
+    /// Total bytes of the segment files (at open).
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.segs.iter().map(|s| s.mmap.len() as u64).sum()
+        self.segs.iter().map(|s| s.len).sum()
     }
 }
 
@@ -305,38 +397,47 @@ impl ChunkSegments {
 ///
 /// The length field is not covered by the checksum, so after a bad record the next offset is
 /// only a guess: if the record after it is bad too, the framing is considered lost and the
-/// scan stops (that second record is not reported; reads still verify every record).
-fn scan_segment(path: &Path, n: u32, buf: &[u8], corrupt: &mut Vec<u64>) {
+/// scan stops (that second record is not reported; reads still verify every record). A read
+/// that fails stops the scan the same way.
+fn scan_segment(seg: &Segment, n: u32, buf: &mut Vec<u8>, corrupt: &mut Vec<u64>) {
     let base = u64::from(n) << 32;
-    if buf.len() < HEADER_LEN
-        || buf[..4] != CHUNKS_MAGIC
-        || buf[4] != CHUNKS_VERSION
-        || buf[5..8] != [0, 0, 0]
-    {
+    let path = &seg.path;
+    let mut w = Window::new(&seg.file, seg.len, buf, SCAN_READ_AHEAD);
+    let header = if seg.len < HEADER_LEN as u64 {
+        None
+    } else {
+        w.get(0, HEADER_LEN as u64).ok().map(|r| &w.buf[r])
+    };
+    if !header.is_some_and(|h| h[..4] == CHUNKS_MAGIC && h[4] == CHUNKS_VERSION && h[5..8] == [0, 0, 0]) {
         tracing::warn!(path = %path.display(), "chunk segment has a bad header; chunks are verified when read");
         corrupt.push(base);
         return;
     }
-    let mut off = HEADER_LEN;
+    let mut off = HEADER_LEN as u64;
     let mut prev_bad = false;
-    while off < buf.len() {
-        match parse_record(buf, off) {
-            Record::Ok { end, .. } => {
+    while off < seg.len {
+        match read_record(&mut w, off) {
+            Ok(Record::Ok { end, .. }) => {
                 off = end;
                 prev_bad = false;
             }
-            Record::Bad { end, reason } => {
+            Ok(Record::Bad { end, reason }) => {
                 if prev_bad {
                     tracing::warn!(path = %path.display(), offset = off, "chunk framing lost; the rest of the segment is verified when read");
                     return;
                 }
                 tracing::warn!(path = %path.display(), offset = off, %reason, "corrupt chunk");
-                corrupt.push(base | off as u64);
+                corrupt.push(base | off);
                 match end {
                     Some(e) => off = e,
                     None => return,
                 }
                 prev_bad = true;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), offset = off, error = %e, "reading the chunk segment failed; the rest of it is verified when read");
+                corrupt.push(base | off);
+                return;
             }
         }
     }
@@ -360,12 +461,19 @@ mod tests {
         assert!(segs.segs.len() > 3, "{} segments", segs.segs.len());
         assert_eq!(segs.size_bytes(), total);
         assert!(segs.corrupt().is_empty());
+        let mut buf = Vec::new();
         for (r, data) in &refs {
-            let (enc, got) = segs.chunk(*r).unwrap();
+            let (enc, got) = segs.chunk(*r, &mut buf).unwrap();
             assert_eq!((enc, got), (Encoding::Xor, &data[..]));
         }
-        assert!(matches!(segs.chunk(99 << 32 | 8), Err(Error::Corruption { .. })));
-        assert!(matches!(segs.chunk(1 << 32), Err(Error::Corruption { .. })));
+        assert!(matches!(
+            segs.chunk(99 << 32 | 8, &mut buf),
+            Err(Error::Corruption { .. })
+        ));
+        assert!(matches!(
+            segs.chunk(1 << 32, &mut buf),
+            Err(Error::Corruption { .. })
+        ));
     }
 
     #[test]
@@ -384,8 +492,9 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let segs = ChunkSegments::open(dir.path()).unwrap();
         assert_eq!(segs.corrupt(), &[refs[2]]);
+        let mut buf = Vec::new();
         for (i, r) in refs.iter().enumerate() {
-            assert_eq!(segs.chunk(*r).is_ok(), i != 2, "chunk {i}");
+            assert_eq!(segs.chunk(*r, &mut buf).is_ok(), i != 2, "chunk {i}");
         }
         // A bad header is reported but the records stay readable (each has its own CRC).
         bytes[off + 5] ^= 0x40;
@@ -393,6 +502,6 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let segs = ChunkSegments::open(dir.path()).unwrap();
         assert_eq!(segs.corrupt(), &[1 << 32]);
-        assert!(refs.iter().all(|r| segs.chunk(*r).is_ok()));
+        assert!(refs.iter().all(|r| segs.chunk(*r, &mut buf).is_ok()));
     }
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use memmap2::Mmap;
 use metricsd_model::{Label, Labels};
 use roaring::RoaringBitmap;
 
@@ -231,7 +230,9 @@ struct LabelEntry {
     offsets_pos: usize,
 }
 
-/// A block's index, memory-mapped. Implements [`IndexReader`].
+/// A block's index, read into memory at open (not mapped: a file truncated underneath
+/// cannot fault a read; the index is about 6% of a block's bytes). Implements
+/// [`IndexReader`].
 ///
 /// # Invariants
 /// - Series ids are `0..num_series()` in strictly increasing [`Labels`] order, so iterating a
@@ -241,7 +242,7 @@ struct LabelEntry {
 ///   return [`Error::Corruption`] rather than panic.
 pub struct BlockIndex {
     path: PathBuf,
-    mmap: Mmap,
+    data: Box<[u8]>,
     num_symbols: usize,
     /// Absolute offset of the `num_symbols + 1` u32 symbol offsets.
     sym_offsets_pos: usize,
@@ -276,15 +277,17 @@ fn le_u64(b: &[u8], pos: usize) -> Option<u64> {
 }
 
 impl BlockIndex {
-    /// Maps and verifies the index file at `path`: header, TOC, every section's crc32c, and
+    /// Reads and verifies the index file at `path`: header, TOC, every section's crc32c, and
     /// the structure `open` relies on. Loads only the postings offset table's per-name entries
     /// (O(label names)) and validates the rest in place; series are decoded lazily.
     pub fn open(path: &Path) -> Result<BlockIndex> {
-        let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        // SAFETY: block files are immutable once written (the block is renamed into place
-        // complete and never modified); nothing truncates them while mapped.
-        let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io("mmap", path, e))?;
-        let b: &[u8] = &mmap;
+        // Read, not mapped: every byte is read by the checks below anyway, and a mapping
+        // of a file truncated underneath would raise SIGBUS on access. A file that shrinks
+        // while being read fails the checks below.
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io("read", path, e))?
+            .into_boxed_slice();
+        let b: &[u8] = &bytes;
         let bad = |offset: usize, reason: String| corruption(path, offset as u64, reason);
         if b.len() < HEADER_LEN + TOC_LEN {
             return Err(bad(0, format!("index of {} bytes is too short", b.len())));
@@ -468,7 +471,7 @@ impl BlockIndex {
             postings_pos: p0,
             labels,
             sym_cache: (0..num_symbols).map(|_| std::sync::OnceLock::new()).collect(),
-            mmap,
+            data: bytes,
         })
     }
 
@@ -484,7 +487,7 @@ impl BlockIndex {
 
     /// Size of the index file in bytes.
     pub fn size_bytes(&self) -> u64 {
-        self.mmap.len() as u64
+        self.data.len() as u64
     }
 
     fn corrupt(&self, offset: usize, reason: impl Into<String>) -> Error {
@@ -493,7 +496,7 @@ impl BlockIndex {
 
     fn syms(&self) -> SymTab<'_> {
         SymTab {
-            b: &self.mmap,
+            b: &self.data,
             num_symbols: self.num_symbols,
             sym_offsets_pos: self.sym_offsets_pos,
             sym_data_pos: self.sym_data_pos,
@@ -534,12 +537,12 @@ impl BlockIndex {
             )));
         }
         let p = self.series_offsets_pos + 8 * id as usize;
-        let (a, z) = match (le_u64(&self.mmap, p), le_u64(&self.mmap, p + 8)) {
+        let (a, z) = match (le_u64(&self.data, p), le_u64(&self.data, p + 8)) {
             (Some(a), Some(z)) => (a as usize, z as usize),
             _ => return Err(self.corrupt(p, "series offset missing")),
         };
         let start = self.series_pos + a;
-        match self.mmap.get(start..self.series_pos + z) {
+        match self.data.get(start..self.series_pos + z) {
             Some(rec) => Ok((rec, start)),
             None => Err(self.corrupt(p, format!("series {id} record out of bounds"))),
         }
@@ -627,7 +630,7 @@ impl BlockIndex {
     /// Decodes the postings list at `[a, z)` of the postings payload.
     fn decode_postings(&self, a: u64, z: u64) -> Result<RoaringBitmap> {
         let start = self.postings_pos + a as usize;
-        let Some(buf) = self.mmap.get(start..self.postings_pos + z as usize) else {
+        let Some(buf) = self.data.get(start..self.postings_pos + z as usize) else {
             return Err(self.corrupt(start, "postings list out of bounds"));
         };
         let Some((&kind, rest)) = buf.split_first() else {
@@ -660,12 +663,12 @@ impl BlockIndex {
     }
 
     fn value_ref(&self, e: &LabelEntry, i: usize) -> Result<u32> {
-        le_u32(&self.mmap, e.values_pos + 4 * i)
+        le_u32(&self.data, e.values_pos + 4 * i)
             .ok_or_else(|| self.corrupt(e.values_pos, "value ref missing"))
     }
 }
 
-/// A view of the symbol table in the mapped file.
+/// A view of the symbol table in the index bytes.
 struct SymTab<'a> {
     b: &'a [u8],
     num_symbols: usize,
@@ -696,7 +699,7 @@ impl IndexReader for BlockIndex {
         Ok(self.labels.iter().map(|e| e.name.clone()).collect())
     }
 
-    /// Values are borrowed from the mapping: no allocation per value.
+    /// Values are borrowed from the index bytes: no allocation per value.
     fn for_each_label_value(&self, name: &str, f: &mut dyn FnMut(&str)) -> Result<()> {
         let Some(e) = self.label(name) else { return Ok(()) };
         for i in 0..e.count {
@@ -722,7 +725,7 @@ impl IndexReader for BlockIndex {
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => {
                     let p = e.offsets_pos + 8 * mid;
-                    let (a, z) = match (le_u64(&self.mmap, p), le_u64(&self.mmap, p + 8)) {
+                    let (a, z) = match (le_u64(&self.data, p), le_u64(&self.data, p + 8)) {
                         (Some(a), Some(z)) => (a, z),
                         _ => return Err(self.corrupt(p, "postings offset missing")),
                     };
