@@ -788,7 +788,9 @@ impl<'a> Ev<'a> {
 fn decode(s: &Series, drop_stale: bool, buf: &mut Vec<Sample>) -> Option<String> {
     buf.clear();
     let mut it = s.iter();
-    let w = it.drain_into(buf).map(|e| format!("{}: {e}", s.labels()));
+    let w = it
+        .drain_into(buf)
+        .map(|e| format!("{}: {}", s.labels(), e.without_paths()));
     if drop_stale {
         buf.retain(|x| !is_stale_nan(x.v));
     }

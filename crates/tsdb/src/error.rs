@@ -126,6 +126,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error as a client may see it: a file is named by its last two components
+    /// (`chunks/000001`), never by the data directory's path.
+    pub fn without_paths(&self) -> String {
+        fn short(p: &std::path::Path) -> String {
+            let n: Vec<_> = p.iter().rev().take(2).collect();
+            n.iter()
+                .rev()
+                .map(|c| c.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+        match self {
+            Error::Io { op, path, source } => format!("{op} {}: {source}", short(path)),
+            Error::Corruption { path, offset, reason } => {
+                format!("corruption in {} at offset {offset}: {reason}", short(path))
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Who is at fault.
     pub fn status(&self) -> Status {
         match self {
