@@ -183,9 +183,19 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 let st = state.clone();
-                let n = tokio::task::spawn_blocking(move || st.collector.evict_idle(collector::now_ms()))
-                    .await
-                    .unwrap_or(0);
+                let n = tokio::task::spawn_blocking(move || {
+                    // remote_write metadata goes with its tenant when the store closes it.
+                    let open: std::collections::HashSet<String> = st
+                        .storage
+                        .open_tenants()
+                        .iter()
+                        .map(|db| db.tenant().to_owned())
+                        .collect();
+                    st.rw_meta.retain(|t| open.contains(t));
+                    st.collector.evict_idle(collector::now_ms())
+                })
+                .await
+                .unwrap_or(0);
                 if n > 0 {
                     tracing::debug!(evicted = n, "idle series evicted from the collector");
                 }

@@ -85,6 +85,16 @@ impl RemoteMetadata {
         dropped
     }
 
+    /// Forgets the metadata of tenants for which `keep` is false: the eviction pass keeps
+    /// only the open tenants', so a tenant closed for idleness releases it too (a sender
+    /// resends its metadata every minute while it writes).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut m = self.tenants.lock();
+        let before = m.len();
+        m.retain(|t, _| keep(t));
+        before - m.len()
+    }
+
     /// The families of `tenant`.
     pub fn of(&self, tenant: &str) -> HashMap<String, Entry> {
         self.tenants.lock().get(tenant).cloned().unwrap_or_default()
@@ -128,6 +138,16 @@ mod tests {
             help: help.into(),
             unit: String::new(),
         }
+    }
+
+    #[test]
+    fn retain_forgets_closed_tenants() {
+        let m = RemoteMetadata::default();
+        m.record("a", &[md("x_total", 1, "")]);
+        m.record("b", &[md("y_total", 1, "")]);
+        assert_eq!(m.retain(|t| t == "a"), 1);
+        assert_eq!(m.of("a").len(), 1);
+        assert!(m.of("b").is_empty());
     }
 
     #[test]

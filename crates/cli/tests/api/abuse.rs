@@ -1,6 +1,25 @@
 //! Issue 11's hostile inputs against the real binary, each bounded in count and time, on
 //! loopback: every one is answered with a clear error, and afterwards the process is alive,
 //! `/health` answers and nothing acknowledged is lost.
+//!
+//! Where each row of the issue's table is run:
+//!
+//! | input | test |
+//! |---|---|
+//! | `abs(abs(…))` 1,500 deep | here: `deep_nesting_is_a_400_not_a_stack_overflow` |
+//! | `quantile_over_time(0.5, x[30d:1ms])`, `vector(1)[100y:1ms]`, `sum(count_over_time(x[1d:1ms]))` with `timeout=5s` | here: `huge_query_grids_are_refused_before_allocation` |
+//! | a timeout not honoured inside a long series | here: `a_query_timeout_ends_work_in_the_step_loop` |
+//! | a sample at `i64::MAX`, a gauge stamped 2999, `i64::MIN` | `clock.rs`: `far_future_and_ancient_samples_are_refused_on_every_path`, `a_stored_far_future_sample_deletes_nothing_and_blocks_nothing` |
+//! | 300 new tenants; `/api/v1/metadata` and other reads with new tenant ids | `tenants.rs`: `three_hundred_tenants_cost_no_thread_each`, `max_tenants_and_reads_that_create_nothing`, `idle_tenants_are_closed_and_reopened_on_use` |
+//! | 260 POSTs trickling their bodies | here: `trickling_uploads_hold_no_slot_and_are_cut_off`; `protect.rs`: `a_stalled_upload_holds_no_slot_and_is_cut_off` |
+//! | a 6-byte snappy body declaring 80 MiB | here: `a_snappy_header_cannot_size_the_buffer` |
+//! | remote_write 2.0 | here: `remote_write_2_is_refused_with_415` |
+//! | methods `XMETHOD1`, `XMETHOD2`, … | here: `invented_methods_create_no_self_metric_series` |
+//! | a block's files truncated while open | `durability.rs`: `block_files_truncated_underneath_cost_samples_not_the_process` |
+//! | global figures, paths and the working directory shown to any tenant | `tenants.rs`: `max_tenants_and_reads_that_create_nothing`; `durability.rs` (warnings) |
+//!
+//! The engine-level versions of the query rows are in `crates/promql/tests/limits.rs`, the
+//! in-flight cap and deadlines in `crates/server/src/protect.rs`'s unit tests.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

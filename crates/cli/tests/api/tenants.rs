@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::{
+    Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request, metric_metadata,
+};
 use serde_json::json;
 
 use crate::util::Server;
@@ -17,8 +19,12 @@ fn now_ms() -> i64 {
 }
 
 fn body(name: &str, n: usize) -> Vec<u8> {
+    encode_write_request(&request(name, n))
+}
+
+fn request(name: &str, n: usize) -> WriteRequest {
     let t = now_ms();
-    encode_write_request(&WriteRequest {
+    WriteRequest {
         timeseries: (0..n)
             .map(|i| TimeSeries {
                 labels: vec![
@@ -40,7 +46,7 @@ fn body(name: &str, n: usize) -> Vec<u8> {
             })
             .collect(),
         metadata: vec![],
-    })
+    }
 }
 
 fn write(s: &Server, tenant: &str, b: Vec<u8>) -> (u16, String) {
@@ -228,6 +234,8 @@ fn idle_tenants_are_closed_and_reopened_on_use() {
     let env = [
         ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "1"),
         ("ACCESS_COMPACTION_INTERVAL_SECONDS", "1"),
+        // The collector's eviction pass, which also drops closed tenants' metadata, every 1 s.
+        ("ACCESS_SERIES_IDLE_TIMEOUT_SECONDS", "4"),
     ];
     let s = Server::start_with(dir.path(), &env, &[]);
     let pid = s.pid();
@@ -235,6 +243,17 @@ fn idle_tenants_are_closed_and_reopened_on_use() {
     for i in 0..50 {
         assert_eq!(write(&s, &format!("t{i}"), body("m", 2)).0, 204);
     }
+    // remote_write metadata is kept while the tenant is open.
+    let mut with_meta = request("m", 1);
+    with_meta.metadata = vec![MetricMetadata {
+        r#type: metric_metadata::MetricType::Gauge as i32,
+        metric_family_name: "m".into(),
+        help: "h".into(),
+        unit: String::new(),
+    }];
+    assert_eq!(write(&s, "t0", encode_write_request(&with_meta)).0, 204);
+    let (_, b) = get_as(&s, "t0", "/api/v1/metadata");
+    assert!(b.contains("\"m\""), "{b}");
     let open = fds(pid);
     assert!(open >= before + 50, "{before} -> {open}");
     // Within a few maintenance passes every tenant is idle and closed.
@@ -254,6 +273,12 @@ fn idle_tenants_are_closed_and_reopened_on_use() {
             .iter()
             .any(|l| l.contains("closing idle tenant"))
     );
+    // ... and released with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_as(&s, "t0", "/api/v1/metadata").1.contains("\"m\"") {
+        assert!(Instant::now() < deadline, "metadata of a closed tenant kept");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Reads and writes reopen them, with everything acknowledged.
     let (st, b) = get_as(&s, "t7", "/api/v1/query?query=count(m)");
     assert_eq!(st, 200, "{b}");
