@@ -251,6 +251,12 @@ impl Collector {
                 st.series.shrink_to_fit();
             }
         }
+        // A tenant whose series were all evicted gives its state back: its metadata is in its
+        // file, reloaded on next use. Only if no request holds it (holding it, or its lock,
+        // takes a clone of the Arc, and cloning takes the map's lock, held here).
+        self.tenants
+            .lock()
+            .retain(|_, s| Arc::strong_count(s) > 1 || !s.lock().series.is_empty());
         self.metrics.collector_evictions.add(evicted as u64);
         self.metrics
             .collector_series
@@ -1208,6 +1214,8 @@ mod tests {
         // Not idle yet: nothing evicted.
         assert_eq!(c.evict_idle(now_ms()), 0);
         assert_eq!(c.evict_idle(now_ms() + 2_000), 1);
+        // The tenant's state went with its last series.
+        assert!(c.tenants.lock().is_empty());
         assert_eq!(c.tenant_state("t1").lock().series.len(), 0);
         assert_eq!(metrics.collector_evictions.get(), 1);
         track(3.0);
