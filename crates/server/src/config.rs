@@ -184,6 +184,9 @@ pub struct Config {
     /// Most open client connections; further ones wait in the listen backlog until one
     /// closes, as Prometheus' `--web.max-connections` (`ACCESS_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Most open connections from one client address; a connection beyond it is closed at
+    /// once (`ACCESS_MAX_CONNECTIONS_PER_CLIENT`; 0 = no limit, e.g. behind a proxy).
+    pub max_connections_per_client: usize,
     /// The track-API collector forgets series not tracked for this many seconds; they are
     /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
     pub series_idle_timeout_seconds: u64,
@@ -297,6 +300,7 @@ impl Default for Config {
             body_read_timeout_seconds: 30,
             body_min_bytes_per_second: 1024,
             max_connections: 1024,
+            max_connections_per_client: 512,
             series_idle_timeout_seconds: 3600,
             aggregation_types: AggregationType::ALL.to_vec(),
             trend_hours: 24,
@@ -406,6 +410,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("ACCESS_BODY_READ_TIMEOUT_SECONDS", "body_read_timeout_seconds"),
     ("ACCESS_BODY_MIN_BYTES_PER_SECOND", "body_min_bytes_per_second"),
     ("ACCESS_MAX_CONNECTIONS", "max_connections"),
+    ("ACCESS_MAX_CONNECTIONS_PER_CLIENT", "max_connections_per_client"),
     (
         "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
         "series_idle_timeout_seconds",
@@ -648,6 +653,7 @@ impl Config {
             "ACCESS_BODY_READ_TIMEOUT_SECONDS" => self.body_read_timeout_seconds = num(var, v)?,
             "ACCESS_BODY_MIN_BYTES_PER_SECOND" => self.body_min_bytes_per_second = num(var, v)?,
             "ACCESS_MAX_CONNECTIONS" => self.max_connections = num(var, v)?,
+            "ACCESS_MAX_CONNECTIONS_PER_CLIENT" => self.max_connections_per_client = num(var, v)?,
             "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
             "ACCESS_AGGREGATION_TYPES" => {
                 self.aggregation_types = v

@@ -74,11 +74,47 @@ pub enum ServeError {
 /// the connections' in-flight requests. Our own loop rather than `axum::serve`, which sets
 /// no timer on hyper and so cannot apply a header read timeout: without one a client that
 /// trickles header bytes (slowloris) holds a connection and its memory forever.
+/// Open connections per client address. An entry exists only while its address has a
+/// connection open, so the table is bounded by `max_connections`.
+#[derive(Default)]
+struct PerClient(parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One open connection of a client; gives its place back when dropped.
+struct ClientConn(Arc<PerClient>, std::net::IpAddr);
+
+impl PerClient {
+    /// Takes a place for a connection from `ip`, unless it has `max` open already.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ClientConn> {
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ClientConn(self.clone(), ip))
+    }
+}
+
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     header_read_timeout: Duration,
-    max_connections: usize,
+    (max_connections, max_per_client): (usize, usize),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -92,12 +128,14 @@ async fn serve_http(
     // Each connection holds a permit; at the cap, accepting waits for one to close and new
     // clients wait in the kernel's backlog (as Prometheus' --web.max-connections).
     let conns = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    // And no client address holds more than its share: a client over it is closed at once.
+    let clients = Arc::new(PerClient::default());
     loop {
         let permit = tokio::select! {
             p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -109,6 +147,11 @@ async fn serve_http(
             },
             () = &mut shutdown => break,
         };
+        let Some(client) = clients.admit(peer.ip(), max_per_client) else {
+            tracing::info!(client = %peer.ip(), max_connections_per_client = max_per_client, "connection refused: the client has its share open");
+            drop(io);
+            continue;
+        };
         let svc = hyper_util::service::TowerToHyperService::new(
             app.clone()
                 .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
@@ -118,7 +161,7 @@ async fn serve_http(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, client));
         });
     }
     drop(listener);
@@ -211,7 +254,7 @@ pub async fn serve(
         listener,
         router(state),
         Duration::from_secs(cfg.header_read_timeout_seconds),
-        cfg.max_connections,
+        (cfg.max_connections, cfg.max_connections_per_client),
         shutdown,
     )
     .await;

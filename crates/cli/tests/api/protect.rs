@@ -235,3 +235,52 @@ fn connections_that_trickle_headers_are_closed() {
     let r = fresh.get(s.url("/health")).send().unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn one_client_holds_only_its_share_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &[("ACCESS_MAX_CONNECTIONS_PER_CLIENT", "4")], &[]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Idle connections, as a slowloris holds them; the test's own HTTP client may keep one
+    // more open, so connect until the server closes one at once.
+    let mut held = Vec::new();
+    let refused_at = loop {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(0) => break held.len(),
+            Ok(_) => panic!("the server sent something unasked"),
+            Err(_) => held.push(c), // still open
+        }
+        assert!(held.len() <= 4, "more than the client's share of 4 open");
+    };
+    assert!((3..=4).contains(&refused_at), "{refused_at}");
+    // One closed, one more fits again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut text = String::new();
+        let _ = c.read_to_string(&mut text);
+        if text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection admitted after one closed: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = s.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("max_connections_per_client"),
+        "the refusal is logged"
+    );
+}
