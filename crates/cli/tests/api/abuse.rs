@@ -11,7 +11,7 @@
 //! | a timeout not honoured inside a long series | here: `a_query_timeout_ends_work_in_the_step_loop` |
 //! | a sample at `i64::MAX`, a gauge stamped 2999, `i64::MIN` | `clock.rs`: `far_future_and_ancient_samples_are_refused_on_every_path`, `a_stored_far_future_sample_deletes_nothing_and_blocks_nothing` |
 //! | 300 new tenants; `/api/v1/metadata` and other reads with new tenant ids | `tenants.rs`: `three_hundred_tenants_cost_no_thread_each`, `max_tenants_and_reads_that_create_nothing`, `idle_tenants_are_closed_and_reopened_on_use` |
-//! | 260 POSTs trickling their bodies | here: `trickling_uploads_hold_no_slot_and_are_cut_off`; `protect.rs`: `a_stalled_upload_holds_no_slot_and_is_cut_off` |
+//! | 260 POSTs trickling their bodies | here: `trickling_uploads_hold_no_slot_and_are_cut_off`; `protect.rs`: `a_stalled_upload_holds_no_slot_and_is_cut_off`, `one_client_holds_only_its_share_of_connections` |
 //! | a 6-byte snappy body declaring 80 MiB | here: `a_snappy_header_cannot_size_the_buffer` |
 //! | remote_write 2.0 | here: `remote_write_2_is_refused_with_415` |
 //! | methods `XMETHOD1`, `XMETHOD2`, … | here: `invented_methods_create_no_self_metric_series` |
