@@ -176,7 +176,8 @@ pub struct Config {
     pub header_read_timeout_seconds: u64,
     /// A request body must arrive completely within this many seconds, else 408
     /// (`ACCESS_BODY_READ_TIMEOUT_SECONDS`). It is read before the request takes one of the
-    /// `max_concurrent_requests` slots.
+    /// `max_concurrent_requests` slots; bodies share a budget of `max_concurrent_requests ×
+    /// max_body_bytes` bytes (503 beyond).
     pub body_read_timeout_seconds: u64,
     /// After a 2 s grace, a body must arrive at least this fast on average, else 408
     /// (`ACCESS_BODY_MIN_BYTES_PER_SECOND`; 0 = no minimum).

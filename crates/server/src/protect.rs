@@ -12,6 +12,12 @@
 //! `body_timeout`, naming the setting. Before this, 260 uploads sending a byte every 4 s
 //! kept every route but `/health` answering 503 for as long as they trickled.
 //!
+//! Bodies being read and bodies in flight share one byte budget, `max_concurrent_requests ×
+//! max_body_bytes` (what the in-flight cap bounded before bodies were read first): a chunk
+//! that does not fit is a 503 `overloaded`, so many connections uploading at once cannot
+//! buffer more than that. A body's bytes are charged as they arrive and given back when its
+//! response is produced.
+//!
 //! # Why 503 + `Retry-After` when too many requests are in flight
 //! The cap is about the *server's* capacity, not one client's behaviour, which is what 503
 //! (Service Unavailable) says; 429 (Too Many Requests) tells one client to slow down, and
@@ -65,6 +71,8 @@ const BODY_GRACE: Duration = Duration::from_secs(2);
 /// State of the [`protect`] middleware.
 pub(crate) struct Protect {
     slots: Arc<Semaphore>,
+    /// Bytes of bodies read or being read (see the module docs).
+    body_bytes: Arc<Semaphore>,
     max: usize,
     timeout: Duration,
     query_timeout: Duration,
@@ -99,8 +107,10 @@ impl Protect {
         body: BodyRead,
         metrics: Arc<SelfMetrics>,
     ) -> Arc<Protect> {
+        let budget = max.saturating_mul(body.max_bytes).min(Semaphore::MAX_PERMITS);
         Arc::new(Protect {
             slots: Arc::new(Semaphore::new(max)),
+            body_bytes: Arc::new(Semaphore::new(budget)),
             max,
             timeout,
             query_timeout: timeout.max(query_timeout.saturating_add(Duration::from_secs(1))),
@@ -119,9 +129,25 @@ impl Protect {
     }
 }
 
-/// Reads `req`'s body into memory under `b`'s size, deadline and minimum rate.
-async fn read_body(req: Request, b: &BodyRead) -> Result<Request, Response> {
+/// 503 `overloaded` with `Retry-After`, counted as shed.
+fn shed(p: &Protect, message: String) -> Response {
+    p.metrics.requests_shed.inc();
+    LAST_SHED_MS.store(process_ms(), Ordering::Relaxed);
+    let mut resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Reads `req`'s body into memory under `p`'s size, deadline and minimum rate, charging its
+/// bytes to the body budget; the permit holds them until it is dropped.
+async fn read_body(
+    req: Request,
+    p: &Protect,
+) -> Result<(Request, Option<tokio::sync::OwnedSemaphorePermit>), Response> {
     use http_body_util::BodyExt;
+    let b = &p.body;
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let (parts, mut body) = req.into_parts();
     let start = Instant::now();
     let mut buf: Vec<u8> = Vec::new();
@@ -178,6 +204,19 @@ async fn read_body(req: Request, b: &BodyRead) -> Result<Request, Response> {
                 )
                 .into_response());
             }
+            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            match p.body_bytes.clone().try_acquire_many_owned(n) {
+                Ok(permit) => match &mut held {
+                    Some(h) => h.merge(permit),
+                    None => held = Some(permit),
+                },
+                Err(_) => {
+                    return Err(shed(
+                        p,
+                        "request bodies in memory are at their budget (max_concurrent_requests x max_body_bytes); retry later".into(),
+                    ));
+                }
+            }
             if buf.is_empty() {
                 // Sized from what arrived, never from a declared length.
                 buf.reserve(data.len());
@@ -185,17 +224,18 @@ async fn read_body(req: Request, b: &BodyRead) -> Result<Request, Response> {
             buf.extend_from_slice(&data);
         }
     }
-    Ok(Request::from_parts(parts, axum::body::Body::from(buf)))
+    Ok((Request::from_parts(parts, axum::body::Body::from(buf)), held))
 }
 
 /// Reads the body, then sheds requests beyond the in-flight cap, and answers those past
 /// the deadline.
 pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: Next) -> Response {
     use axum::body::HttpBody;
-    let req = if req.body().is_end_stream() {
-        req
+    // The body's bytes stay charged until the response is produced.
+    let (req, _body_bytes) = if req.body().is_end_stream() {
+        (req, None)
     } else {
-        match read_body(req, &p.body).await {
+        match read_body(req, &p).await {
             Ok(r) => r,
             Err(resp) => return resp,
         }
@@ -207,20 +247,13 @@ pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: N
         match p.slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                p.metrics.requests_shed.inc();
-                LAST_SHED_MS.store(process_ms(), Ordering::Relaxed);
-                let mut resp = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                return shed(
+                    &p,
                     format!(
                         "{} requests are in flight (max_concurrent_requests); retry later",
                         p.max
                     ),
-                )
-                .into_response();
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return resp;
+                );
             }
         }
     };
@@ -379,6 +412,36 @@ mod tests {
         assert_eq!(m.requests_shed.get(), 1);
         assert!(shedding());
         assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_share_one_byte_budget() {
+        // Two slots of 1000 bytes: a budget of 2000 bytes of bodies.
+        let (app, m) = app(2, Duration::from_millis(300), body_read(0));
+        let first = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, vec![b'x'; 1000].into()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A body being read still fits next to the first ...
+        let (mut tx, body) =
+            http_body_util::channel::Channel::<axum::body::Bytes, std::convert::Infallible>::new(1);
+        let second = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, axum::body::Body::new(body)).await }
+        });
+        tx.send_data(vec![b'y'; 900].into()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // ... a third does not: 1000 + 900 + 200 > 2000.
+        let (st, text) = call(&app, vec![b'z'; 200].into()).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("max_body_bytes"), "{text}");
+        assert_eq!(m.requests_shed.get(), 1);
+        drop(tx);
+        assert_eq!(first.await.unwrap().0, StatusCode::OK);
+        assert_eq!(second.await.unwrap().0, StatusCode::OK);
+        // Given back with the responses.
+        assert_eq!(call(&app, vec![b'z'; 1000].into()).await.0, StatusCode::OK);
     }
 
     #[tokio::test(start_paused = true)]
