@@ -73,7 +73,7 @@ struct Args {
     #[command(flatten)]
     bins: Bins,
     /// Extra argument for `metricsd serve` (repeatable), e.g. to raise its series limit:
-    /// `--metricsd-arg=--max-series-per-tenant=1000000` (the flag name is metricsd's).
+    /// `--metricsd-arg=--max-metric-series=0` (the flag name is metricsd's).
     #[arg(long, allow_hyphen_values = true)]
     metricsd_arg: Vec<String>,
     /// First loopback port to use (targets use the next free ones).

@@ -670,7 +670,9 @@ impl Config {
             "ACCESS_COMPACTION_INTERVAL_SECONDS" => self.compaction_interval_seconds = num(var, v)?,
             "ACCESS_MAX_TENANTS" => self.max_tenants = num(var, v)?,
             "ACCESS_TENANT_IDLE_CLOSE_SECONDS" => self.tenant_idle_close_seconds = num(var, v)?,
-            _ => {}
+            // A variable of ENV_VARS without an arm here would be ignored silently; the test
+            // `every_environment_variable_sets_its_setting` catches it before this can run.
+            _ => return Err(bad(var, "is not a setting of this server")),
         }
         Ok(())
     }
@@ -863,6 +865,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_environment_variable_sets_its_setting() {
+        // For each variable, the first of these values it accepts must change its setting.
+        const VALUES: &[&str] = &[
+            "17",
+            "true",
+            "debug",
+            "127.0.0.1:9",
+            "http://example.invalid:1",
+            "enforce",
+            "never",
+            "7m",
+            "avg,sum",
+            "production",
+            "/tmp/elsewhere",
+        ];
+        let base = serde_json::to_value(Config::default()).unwrap();
+        for (var, setting) in ENV_VARS {
+            assert!(
+                base.get(setting).is_some(),
+                "{var}: no setting {setting} in Config"
+            );
+            let changed = VALUES.iter().any(|v| {
+                let mut c = Config::default();
+                c.set_from_env(var, v).is_ok() && serde_json::to_value(&c).unwrap()[setting] != base[setting]
+            });
+            assert!(changed, "{var} does not set {setting}");
+        }
+    }
 
     fn load(yaml: Option<&str>, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

@@ -101,9 +101,10 @@ pub enum Error {
         /// The rejected value.
         new: f64,
     },
-    /// The tenant has as many series as it may have.
+    /// The tenant has as many series as it may have. The message names `max_metric_series`,
+    /// the service setting that sets [`crate::DbOptions::max_series`].
     #[error(
-        "series limit of {limit} reached for tenant {tenant:?} (max_series_per_tenant); new series {series} rejected"
+        "series limit of {limit} reached for tenant {tenant:?} (max_metric_series); new series {series} rejected"
     )]
     TooManySeries {
         /// The tenant.

@@ -141,7 +141,7 @@ fn limits_are_typed_errors() {
     assert_eq!(r.accepted, 2);
     let msgs: Vec<String> = r.rejected.iter().map(|(_, e)| e.to_string()).collect();
     assert!(
-        msgs[0].contains("max_series_per_tenant") && msgs[0].contains("t1"),
+        msgs[0].contains("max_metric_series") && msgs[0].contains("t1"),
         "{msgs:?}"
     );
     assert!(msgs[1].contains("max_label_names_per_series"), "{msgs:?}");
