@@ -351,17 +351,9 @@ async fn ingest_work<T: Send + 'static>(
     }
 }
 
+/// [`crate::blocking`] with the JSON API's error.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("worker failed: {e}"),
-            )
-        })
+    crate::blocking(f).await
 }
 
 async fn track_one(

@@ -105,6 +105,17 @@ impl IntoResponse for ApiError {
 
 /// The track decoders' errors keep their code and field: `too_many_items` is a 413, the
 /// rest 400.
+/// A task of the blocking pool that panicked or was cancelled ([`crate::blocking`]).
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("worker failed: {e}"),
+        )
+    }
+}
+
 impl From<metricsd_ingest::TrackError> for ApiError {
     fn from(e: metricsd_ingest::TrackError) -> Self {
         let status = match e.status() {

@@ -28,6 +28,15 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Runs `f` on the blocking pool inside the caller's span; a task that panicked becomes the
+/// route's error type (the JSON API's or Prometheus').
+pub(crate) async fn blocking<T: Send + 'static, E: From<tokio::task::JoinError>>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, E> {
+    let span = tracing::Span::current();
+    Ok(tokio::task::spawn_blocking(move || span.in_scope(f)).await?)
+}
+
 pub mod aggregate;
 mod api;
 pub mod collector;

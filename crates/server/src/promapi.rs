@@ -189,11 +189,9 @@ impl Querier for EmptyQuerier {
 }
 
 /// Runs `f` on the blocking pool.
+/// [`crate::blocking`] with Prometheus' error.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PromError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| PromError::internal(format!("worker failed: {e}")))
+    crate::blocking(f).await
 }
 
 /// Runs a query against `tenant`'s store on the blocking pool, cancelled when the calling

@@ -109,6 +109,13 @@ impl PromError {
     }
 }
 
+/// A task of the blocking pool that panicked or was cancelled ([`crate::blocking`]).
+impl From<tokio::task::JoinError> for PromError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PromError::internal(format!("worker failed: {e}"))
+    }
+}
+
 impl IntoResponse for PromError {
     fn into_response(self) -> Response {
         let body = self.body();
