@@ -28,14 +28,7 @@ use std::time::{Duration, Instant};
 use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 use serde_json::Value;
 
-use crate::util::{Server, form};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use crate::util::{Server, form, now_ms};
 
 /// Writes `series` series of `x` with a sample a minute over the last `minutes`.
 fn write_x(s: &Server, series: usize, minutes: i64) {
@@ -70,22 +63,7 @@ fn write_x(s: &Server, series: usize, minutes: i64) {
 }
 
 fn post_rw(s: &Server, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut r = s
-        .client
-        .post(s.url("/api/v1/write"))
-        .header("content-encoding", "snappy")
-        .body(body);
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        r = r.header("content-type", "application/x-protobuf");
-    }
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    let r = r.send().unwrap();
-    (r.status().as_u16(), r.text().unwrap_or_default())
+    s.remote_write(body, headers)
 }
 
 /// GETs a PromQL instant query; (status, JSON body).

@@ -7,16 +7,9 @@ use std::time::{Duration, Instant};
 use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 use serde_json::{Value, json};
 
-use crate::util::Server;
+use crate::util::{Server, now_ms};
 
 const H: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn ts(name: &str, samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
@@ -41,15 +34,7 @@ fn remote_write(s: &Server, series: Vec<TimeSeries>) -> (u16, String) {
         timeseries: series,
         metadata: vec![],
     });
-    let r = s
-        .client
-        .post(s.url("/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .body(body)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap_or_default())
+    s.remote_write(body, &[])
 }
 
 /// Samples of `name` stored in `[from, to]` (ms).

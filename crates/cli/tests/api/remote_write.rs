@@ -4,7 +4,7 @@ use metricsd_ingest::{
     Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request, metric_metadata,
 };
 
-use crate::util::Server;
+use crate::util::{Server, now_ms};
 
 fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
@@ -30,27 +30,10 @@ fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// POSTs a remote_write body; (status, body text).
 fn send(s: &Server, body: Vec<u8>, tenant: Option<&str>) -> (u16, String) {
-    let mut r = s
-        .client
-        .post(s.url("/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body);
-    if let Some(t) = tenant {
-        r = r.header("X-Scope-OrgID", t);
-    }
-    let r = r.send().unwrap();
-    (r.status().as_u16(), r.text().unwrap_or_default())
+    let h: Vec<(&str, &str)> = tenant.map(|t| ("X-Scope-OrgID", t)).into_iter().collect();
+    s.remote_write(body, &h)
 }
 
 #[test]

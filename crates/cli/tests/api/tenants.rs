@@ -9,14 +9,7 @@ use metricsd_ingest::{
 };
 use serde_json::json;
 
-use crate::util::Server;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use crate::util::{Server, now_ms};
 
 fn body(name: &str, n: usize) -> Vec<u8> {
     encode_write_request(&request(name, n))
@@ -50,16 +43,7 @@ fn request(name: &str, n: usize) -> WriteRequest {
 }
 
 fn write(s: &Server, tenant: &str, b: Vec<u8>) -> (u16, String) {
-    let r = s
-        .client
-        .post(s.url("/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .header("X-Scope-OrgID", tenant)
-        .body(b)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap_or_default())
+    s.remote_write(b, &[("X-Scope-OrgID", tenant)])
 }
 
 fn get_as(s: &Server, tenant: &str, path: &str) -> (u16, String) {

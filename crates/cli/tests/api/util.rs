@@ -76,6 +76,28 @@ impl Server {
         Server::start_with(dir, &[], &[])
     }
 
+    /// POSTs a remote_write 1.0 body (snappy protobuf) with extra `headers` (a
+    /// `Content-Type` among them replaces the default); (status, body text).
+    pub fn remote_write(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut r = self
+            .client
+            .post(self.url("/api/v1/write"))
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body);
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            r = r.header("content-type", "application/x-protobuf");
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.send().expect("POST /api/v1/write");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+
     /// The server process' id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -221,4 +243,12 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
