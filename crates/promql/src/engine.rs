@@ -1,7 +1,7 @@
 //! The engine: options, the per-query context, and the query entry points.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use metricsd_tsdb::querier::Queryable;
@@ -62,10 +62,6 @@ impl QueryContext {
             cancel: Some(flag),
             deadline: None,
         }
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }
 

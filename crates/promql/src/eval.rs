@@ -262,13 +262,7 @@ impl<'a> Ev<'a> {
 
     /// Fails when the query is cancelled or past its deadline.
     pub fn check(&self, what: &'static str) -> Result<()> {
-        if self.ctx.is_cancelled() {
-            return Err(QueryError::Canceled(what));
-        }
-        if Instant::now() > self.deadline {
-            return Err(QueryError::Timeout(what));
-        }
-        Ok(())
+        self.stop().check(what)
     }
 
     /// Accounts for `points` more points held at once; fails over `max_samples`.
@@ -570,16 +564,8 @@ impl<'a> Ev<'a> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let nchunks = series.len().div_ceil(CHUNK);
-        let (ctx, deadline) = (self.ctx, self.deadline);
-        let check = |what| -> Result<()> {
-            if ctx.is_cancelled() {
-                return Err(QueryError::Canceled(what));
-            }
-            if Instant::now() > deadline {
-                return Err(QueryError::Timeout(what));
-            }
-            Ok(())
-        };
+        let query_stop = self.stop();
+        let check = |what| query_stop.check(what);
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(threads * 4);
             for _ in 0..threads {
