@@ -34,7 +34,7 @@ use metricsd_bench::compat::queries::Params;
 use metricsd_bench::datagen::{self, GenConfig, Rng, mix};
 use metricsd_bench::rwload::{self, LoadConfig};
 use metricsd_bench::servers::{
-    Bins, Kind, Server, Spec, free_port, loadavg, metricsd_usable, reset_hwm, status_kb,
+    Bins, Kind, Server, Spec, disk_bytes, free_port, loadavg, metricsd_usable, reset_hwm, status_kb,
 };
 use metricsd_ingest::Label as PbLabel;
 use metricsd_model::Sample;
@@ -205,6 +205,8 @@ struct Target {
     _dir: tempfile::TempDir,
     load_s: f64,
     rss_before_mb: f64,
+    /// Bytes of its data directory on disk after the load and the settling pause.
+    disk_bytes: u64,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -375,6 +377,7 @@ fn main() -> Result<()> {
             _dir: dir,
             load_s,
             rss_before_mb: 0.0,
+            disk_bytes: 0,
         });
     }
     ensure!(!targets.is_empty(), "no target to query");
@@ -388,6 +391,7 @@ fn main() -> Result<()> {
     let mut hwm_reset = BTreeMap::new();
     for t in &mut targets {
         t.rss_before_mb = status_kb(t.server.pid(), "VmRSS")? as f64 / 1024.0;
+        t.disk_bytes = disk_bytes(t._dir.path())?;
         hwm_reset.insert(t.kind, reset_hwm(t.server.pid()).is_ok());
     }
     println!("load average before the queries: {}", loadavg());
@@ -509,9 +513,19 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "\n{:<16} {:>10} {:>14} {:>14} {:>14}",
-        "server", "load s", "RSS before MB", "peak HWM MB", "peak RSS MB"
+        "\n{:<16} {:>10} {:>14} {:>14} {:>14} {:>12} {:>8} {:>8} {:>8}",
+        "server",
+        "load s",
+        "RSS before MB",
+        "peak HWM MB",
+        "peak RSS MB",
+        "disk B/smpl",
+        "×RSS",
+        "×peak",
+        "×disk"
     );
+    let vm = targets.iter().find(|t| t.kind == Kind::VictoriaMetrics);
+    let vm_peak = vm.and_then(|t| peak_sampled.get(&t.kind).copied());
     let mut mem = Vec::new();
     for t in &targets {
         let hwm = if hwm_reset.get(&t.kind).copied().unwrap_or(false) {
@@ -522,13 +536,26 @@ fn main() -> Result<()> {
             f64::NAN
         };
         let sampled = peak_sampled.get(&t.kind).copied().unwrap_or(f64::NAN);
+        let per_sample = t.disk_bytes as f64 / total as f64;
+        let (x_rss, x_peak, x_disk) = match vm {
+            Some(v) => (
+                t.rss_before_mb / v.rss_before_mb,
+                sampled / vm_peak.unwrap_or(f64::NAN),
+                t.disk_bytes as f64 / v.disk_bytes as f64,
+            ),
+            None => (f64::NAN, f64::NAN, f64::NAN),
+        };
         println!(
-            "{:<16} {:>10.1} {:>14.0} {:>14.0} {:>14.0}",
+            "{:<16} {:>10.1} {:>14.0} {:>14.0} {:>14.0} {:>12.2} {:>8.2} {:>8.2} {:>8.2}",
             t.kind.name(),
             t.load_s,
             t.rss_before_mb,
             hwm,
-            sampled
+            sampled,
+            per_sample,
+            x_rss,
+            x_peak,
+            x_disk
         );
         mem.push(json!({
             "server": t.kind.name(),
@@ -536,9 +563,14 @@ fn main() -> Result<()> {
             "rss_before_queries_mb": t.rss_before_mb,
             "peak_hwm_during_queries_mb": hwm,
             "peak_rss_sampled_mb": sampled,
+            "disk_bytes_after_load": t.disk_bytes,
+            "disk_bytes_per_sample": per_sample,
         }));
     }
-    println!("(peak HWM: VmHWM after resetting it before the queries; peak RSS: VmRSS sampled every 50 ms)");
+    println!(
+        "(peak HWM: VmHWM after resetting it before the queries; peak RSS: VmRSS sampled every 50 ms; disk: \
+         allocated bytes of the data directory 5 s after the load, per sample loaded; × columns: against VictoriaMetrics)"
+    );
     if mismatched.is_empty() {
         println!("answer sizes: equal on every server ✓");
     } else {

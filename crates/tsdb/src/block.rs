@@ -508,32 +508,27 @@ impl<'a> Dec<'a> {
 
     pub(crate) fn uvarint(&mut self) -> Result<u64, DecErr> {
         let start = self.pos;
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&byte) = self.b.get(self.pos) else {
-                return Err(DecErr {
-                    pos: start,
-                    what: "truncated varint",
-                });
-            };
-            self.pos += 1;
-            if shift == 63 && byte > 1 {
-                break;
+        let mut rest = self.b.get(start..).unwrap_or(&[]);
+        let before = rest.len();
+        match crate::encoding::get_uvarint(&mut rest) {
+            Some(v) => {
+                self.pos += before - rest.len();
+                Ok(v)
             }
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Ok(v);
-            }
+            None => Err(DecErr {
+                pos: start,
+                // Ten bytes read and still no end: too long for 64 bits.
+                what: if before - rest.len() >= 10 {
+                    "varint overflows 64 bits"
+                } else {
+                    "truncated varint"
+                },
+            }),
         }
-        Err(DecErr {
-            pos: start,
-            what: "varint overflows 64 bits",
-        })
     }
 
     pub(crate) fn varint(&mut self) -> Result<i64, DecErr> {
-        let u = self.uvarint()?;
-        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
+        self.uvarint().map(crate::encoding::unzigzag)
     }
 }
 

@@ -15,7 +15,7 @@
 //! - `chunkenc/xor.rs`: the XOR chunk.
 //! - `chunkenc/pco.rs`: the Pco block encoding.
 
-mod bstream;
+pub(crate) mod bstream;
 mod pco;
 mod xor;
 

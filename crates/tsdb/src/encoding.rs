@@ -24,6 +24,25 @@ pub(crate) fn uvarint_len(x: u64) -> u64 {
     u64::from(64 - (x | 1).leading_zeros()).div_ceil(7)
 }
 
+/// Reads a LEB128 uvarint from the front of `src`, advancing it. `None` when `src` ends
+/// inside it or it overflows 64 bits (Go's `binary.Uvarint` rules: at most 10 bytes, the
+/// 10th at most 1).
+pub(crate) fn get_uvarint(src: &mut &[u8]) -> Option<u64> {
+    let mut x = 0u64;
+    for i in 0..10 {
+        let (&b, rest) = src.split_first()?;
+        *src = rest;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        x |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some(x);
+        }
+    }
+    None
+}
+
 /// Zig-zag encoding: small magnitudes become small unsigned ints.
 #[inline]
 pub(crate) fn zigzag(x: i64) -> u64 {

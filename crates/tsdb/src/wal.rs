@@ -28,6 +28,7 @@
 //! ```
 
 mod checkpoint;
+pub mod codec;
 pub mod record;
 mod segment;
 
@@ -182,8 +183,16 @@ struct Shared {
 struct State {
     /// The segment being written; `None` only after [`Wal::close`].
     active: Option<Active>,
-    /// Framed records of `log_buffered` not yet written.
-    pending: Vec<u8>,
+    /// Records of `log_buffered` not yet written. They are kept as records, not bytes: a
+    /// record's encoding depends on the segment it lands in (see [`codec`]).
+    pending: Vec<Record>,
+    /// The encoding state of the active segment.
+    enc: codec::Encoder,
+    /// The bytes of the write being prepared.
+    buf: Vec<u8>,
+    /// A write failed after its records were encoded: the next write starts a new segment
+    /// (with a fresh state), as the encoder's state holds records that never reached this one.
+    must_cut: bool,
     /// Data was written since the last fsync.
     dirty: bool,
     /// Set by close: refuse writes.
@@ -205,8 +214,8 @@ struct Active {
     size: u64,
 }
 
-/// The pending buffer is shrunk back to this after a write that grew it beyond 16 MiB.
-const PENDING_KEEP_CAPACITY: usize = 1 << 20;
+/// The write buffer is shrunk back to this after a write that grew it beyond 16 MiB.
+const BUF_KEEP_CAPACITY: usize = 1 << 20;
 
 impl Wal {
     /// Opens (creating) the WAL in `dir`, repairs damage (see [`RepairReport`] and the type
@@ -309,6 +318,9 @@ impl Wal {
                     size: segment::SEGMENT_HEADER_LEN,
                 }),
                 pending: Vec::new(),
+                enc: codec::Encoder::new(),
+                buf: Vec::new(),
+                must_cut: false,
                 dirty: false,
                 closed: false,
                 stop: false,
@@ -364,8 +376,9 @@ impl Wal {
             stats.checkpoint = Some(*idx);
             'files: for (_, path) in segment::list_segments(cp_dir)? {
                 let mut r = SegmentReader::open(&path, None)?;
+                let mut dec = codec::Decoder::new();
                 loop {
-                    let (_, rec) = match read_record(&mut r, &path)? {
+                    let (_, rec) = match read_record(&mut r, &path, &mut dec)? {
                         Ok(None) => break,
                         Ok(Some(x)) => x,
                         Err(e) => {
@@ -389,8 +402,9 @@ impl Wal {
             }
             let limit = (index == active_index).then_some(active_size);
             let mut r = SegmentReader::open(&path, limit)?;
+            let mut dec = codec::Decoder::new();
             stats.segments += 1;
-            while let Some((_, rec)) = read_record(&mut r, &path)?? {
+            while let Some((_, rec)) = read_record(&mut r, &path, &mut dec)?? {
                 stats.records += 1;
                 f(rec)?;
             }
@@ -409,10 +423,10 @@ impl Wal {
     /// [`Error::InvalidArgument`].
     pub fn log_buffered(&self, rec: &Record) {
         let mut st = self.shared.state.lock();
-        if let Err(e) = segment::append_framed(&mut st.pending, rec.as_ref(), MAX_RECORD_LEN)
-            && st.deferred.is_none()
-        {
-            st.deferred = Some(e);
+        match check_items(rec) {
+            Ok(()) => st.pending.push(rec.clone()),
+            Err(e) if st.deferred.is_none() => st.deferred = Some(e),
+            Err(_) => {}
         }
     }
 
@@ -428,14 +442,10 @@ impl Wal {
     pub fn log(&self, recs: &[Record]) -> Result<()> {
         let mut st = self.shared.state.lock();
         st.usable(&self.shared.dir)?;
-        let start = st.pending.len();
         for r in recs {
-            if let Err(e) = segment::append_framed(&mut st.pending, r.as_ref(), MAX_RECORD_LEN) {
-                st.pending.truncate(start);
-                return Err(e);
-            }
+            check_items(r)?;
         }
-        self.write_pending(&mut st, start)
+        self.write_pending(&mut st, recs)
     }
 
     /// Writes the pending buffer.
@@ -445,8 +455,7 @@ impl Wal {
     pub fn flush(&self) -> Result<()> {
         let mut st = self.shared.state.lock();
         st.usable(&self.shared.dir)?;
-        let len = st.pending.len();
-        self.write_pending(&mut st, len)
+        self.write_pending(&mut st, &[])
     }
 
     /// Writes the pending buffer and fsyncs the current segment.
@@ -456,8 +465,7 @@ impl Wal {
     pub fn sync(&self) -> Result<()> {
         let mut st = self.shared.state.lock();
         st.usable(&self.shared.dir)?;
-        let len = st.pending.len();
-        self.write_pending(&mut st, len)?;
+        self.write_pending(&mut st, &[])?;
         st.fsync_active()
     }
 
@@ -469,8 +477,7 @@ impl Wal {
     pub fn cut_segment(&self) -> Result<u64> {
         let mut st = self.shared.state.lock();
         st.usable(&self.shared.dir)?;
-        let len = st.pending.len();
-        self.write_pending(&mut st, len)?;
+        self.write_pending(&mut st, &[])?;
         st.cut(&self.shared.dir)
     }
 
@@ -518,8 +525,7 @@ impl Wal {
                 )));
             }
             if through == active {
-                let len = st.pending.len();
-                self.write_pending(&mut st, len)?;
+                self.write_pending(&mut st, &[])?;
                 st.cut(dir)?;
             }
         }
@@ -547,8 +553,9 @@ impl Wal {
             if let Some((_, cp_dir)) = &prev {
                 'files: for (_, path) in segment::list_segments(cp_dir)? {
                     let mut r = SegmentReader::open(&path, None)?;
+                    let mut dec = codec::Decoder::new();
                     loop {
-                        match read_record(&mut r, &path)? {
+                        match read_record(&mut r, &path, &mut dec)? {
                             Ok(None) => break,
                             Ok(Some((_, rec))) => {
                                 stats.records_read += 1;
@@ -570,8 +577,9 @@ impl Wal {
             }
             for (_, path) in &segs {
                 let mut r = SegmentReader::open(path, None)?;
+                let mut dec = codec::Decoder::new();
                 stats.segments_read += 1;
-                while let Some((_, rec)) = read_record(&mut r, path)?? {
+                while let Some((_, rec)) = read_record(&mut r, path, &mut dec)?? {
                     stats.records_read += 1;
                     if let Some(k) = keep(rec) {
                         stats.records_kept += 1;
@@ -644,10 +652,7 @@ impl Wal {
                 Ok(())
             } else {
                 let r = match st.usable(&self.shared.dir) {
-                    Ok(()) => {
-                        let len = st.pending.len();
-                        self.write_pending(&mut st, len).and_then(|()| st.fsync_active())
-                    }
+                    Ok(()) => self.write_pending(&mut st, &[]).and_then(|()| st.fsync_active()),
                     Err(e) => Err(e),
                 };
                 st.closed = true;
@@ -662,48 +667,67 @@ impl Wal {
         res
     }
 
-    /// Writes `st.pending` (whose first `keep` bytes are `log_buffered` records and the rest
-    /// the current call's) as one write; on failure undoes the partial write and drops the
-    /// current call's bytes.
-    fn write_pending(&self, st: &mut MutexGuard<'_, State>, keep: usize) -> Result<()> {
-        if st.pending.is_empty() {
+    /// Encodes and writes `st.pending` plus `recs` as one write, cutting a new segment first
+    /// when they would overflow this one (then encoding them again against the new segment's
+    /// fresh state). On failure the partial write is undone, `recs` are dropped, the pending
+    /// records kept, and the next write starts a new segment.
+    fn write_pending(&self, st: &mut MutexGuard<'_, State>, recs: &[Record]) -> Result<()> {
+        if st.pending.is_empty() && recs.is_empty() {
             return Ok(());
         }
         let opts = &self.shared.opts;
+        let dir = &self.shared.dir;
+        if std::mem::take(&mut st.must_cut) {
+            st.enc.reset();
+            if st
+                .active
+                .as_ref()
+                .is_some_and(|a| a.size > segment::SEGMENT_HEADER_LEN)
+                && let Err(e) = st.cut(dir)
+            {
+                st.must_cut = true;
+                return Err(e);
+            }
+        }
+        st.encode(recs);
         let size = st.active.as_ref().map_or(0, |a| a.size);
         // Cut unless the segment holds no records yet (a write too big for any segment gets
         // one of its own).
-        if size > segment::SEGMENT_HEADER_LEN
-            && size + st.pending.len() as u64 > opts.segment_size
-            && let Err(e) = st.cut(&self.shared.dir)
-        {
-            st.pending.truncate(keep);
-            return Err(e);
+        if size > segment::SEGMENT_HEADER_LEN && size + st.buf.len() as u64 > opts.segment_size {
+            st.enc.reset();
+            if let Err(e) = st.cut(dir) {
+                st.must_cut = true;
+                return Err(e);
+            }
+            st.encode(recs);
         }
-        let State { active, pending, .. } = &mut **st;
+        let State { active, buf, .. } = &mut **st;
         let Some(a) = active else {
             return Err(Error::Unavailable("WAL is closed".into()));
         };
-        if let Err(e) = (&*a.file).write_all(pending) {
+        if let Err(e) = (&*a.file).write_all(buf) {
             // The file is in append mode: cutting the partial record off puts the next
             // write right after the last whole record.
             let undo = a.file.set_len(a.size);
-            let path = a.path.clone();
-            st.pending.truncate(keep);
+            let (path, size) = (a.path.clone(), a.size);
+            st.must_cut = true;
             if let Err(u) = undo {
                 st.fail(format!(
-                    "write to {} failed ({e}) and truncating it back to {} bytes failed too ({u})",
+                    "write to {} failed ({e}) and truncating it back to {size} bytes failed too ({u})",
                     path.display(),
-                    size
                 ));
             }
             return Err(Error::io("write", path, e));
         }
-        a.size += pending.len() as u64;
-        if pending.capacity() > 16 << 20 {
-            *pending = Vec::with_capacity(PENDING_KEEP_CAPACITY);
+        a.size += buf.len() as u64;
+        if buf.capacity() > 16 << 20 {
+            *buf = Vec::with_capacity(BUF_KEEP_CAPACITY);
         } else {
-            pending.clear();
+            buf.clear();
+        }
+        st.pending.clear();
+        if st.pending.capacity() > 4096 {
+            st.pending = Vec::new();
         }
         st.dirty = true;
         if opts.fsync == FsyncPolicy::Always {
@@ -739,6 +763,19 @@ impl State {
         }
     }
 
+    /// Encodes the pending records and then `recs` into `buf` (cleared first) with the
+    /// active segment's state. The items were checked ([`check_items`]): this cannot fail.
+    fn encode(&mut self, recs: &[Record]) {
+        let State {
+            pending, enc, buf, ..
+        } = self;
+        buf.clear();
+        for r in pending.iter().chain(recs) {
+            // Checked before: a record whose item could overflow a frame never gets here.
+            let _ = segment::append_framed(buf, r.as_ref(), MAX_RECORD_LEN, enc);
+        }
+    }
+
     fn active_index(&self) -> u64 {
         self.active.as_ref().map_or(0, |a| a.index)
     }
@@ -763,12 +800,13 @@ impl State {
         Ok(())
     }
 
-    /// fsyncs the active segment and starts the next one.
+    /// fsyncs the active segment and starts the next one. The caller resets the encoder.
     fn cut(&mut self, dir: &Path) -> Result<u64> {
         self.fsync_active()?;
         let next = self.active_index() + 1;
         let prev_size = self.active.as_ref().map_or(0, |a| a.size);
         let (file, path) = segment::create_segment(dir, next, prev_size)?;
+        self.enc.reset();
         self.active = Some(Active {
             index: next,
             file: Arc::new(file),
@@ -782,7 +820,11 @@ impl State {
 /// Reads the next record: `Ok(Ok(None))` at the end, `Ok(Err(corruption))` for a bad frame
 /// or an undecodable payload (naming the file and the frame's offset), `Err` for I/O errors.
 #[allow(clippy::type_complexity)]
-fn read_record(r: &mut SegmentReader, path: &Path) -> Result<Result<Option<(u64, Record)>>> {
+fn read_record(
+    r: &mut SegmentReader,
+    path: &Path,
+    dec: &mut codec::Decoder,
+) -> Result<Result<Option<(u64, Record)>>> {
     match r.next()? {
         Frame::End => Ok(Ok(None)),
         Frame::Bad { offset, reason } => Ok(Err(Error::Corruption {
@@ -790,7 +832,7 @@ fn read_record(r: &mut SegmentReader, path: &Path) -> Result<Result<Option<(u64,
             offset,
             reason,
         })),
-        Frame::Record { offset } => match Record::decode(r.payload()) {
+        Frame::Record { offset } => match Record::decode_in(r.payload(), dec) {
             Ok(rec) => Ok(Ok(Some((offset, rec)))),
             Err(e) => Ok(Err(Error::Corruption {
                 path: path.to_path_buf(),
@@ -844,6 +886,16 @@ fn remove_files(files: &[(u64, PathBuf)], report: &mut RepairReport) -> Result<(
         report.bytes_dropped += len;
     }
     Ok(())
+}
+
+/// Checks that no single item of `rec` could overflow a frame, before anything is encoded.
+fn check_items(rec: &Record) -> Result<()> {
+    match rec.as_ref().largest_item_len() {
+        Some(len) if len > MAX_RECORD_LEN => Err(Error::InvalidArgument(format!(
+            "a single WAL item encodes to up to {len} bytes, more than the record limit of {MAX_RECORD_LEN} bytes"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// One thread that fsyncs every WAL registered with it, each at its own
@@ -1248,7 +1300,7 @@ mod tests {
     fn tail_cut_at_a_frame_boundary_removes_later_segments() {
         for keep_frames in [None, Some(0), Some(1)] {
             let dir = tempfile::tempdir().unwrap();
-            let recs = workload(60);
+            let recs = workload(200);
             {
                 let (wal, _) = Wal::open(dir.path(), opts(1024, FsyncPolicy::Never)).unwrap();
                 for pair in recs.chunks(2) {
@@ -1310,8 +1362,9 @@ mod tests {
         let recs = workload(6);
         for (i, pair) in recs.chunks(2).enumerate() {
             let mut buf = Vec::new();
+            let mut enc = codec::Encoder::new();
             for r in pair {
-                segment::append_framed(&mut buf, r.as_ref(), MAX_RECORD_LEN).unwrap();
+                segment::append_framed(&mut buf, r.as_ref(), MAX_RECORD_LEN, &mut enc).unwrap();
             }
             fs::write(dir.path().join(segment::segment_name(i as u64)), &buf).unwrap();
         }

@@ -7,6 +7,8 @@
 //! never rewritten: a format change adds a version directory, it does not touch the old ones.
 //!
 //! - `v1`: uncompressed records (types 1–3), written by commit `3de0379`.
+//! - `v2`: series (type 5) and samples (type 4) compressed against the segment's earlier
+//!   records, tombstones as in v1 (issue 12).
 
 use std::path::{Path, PathBuf};
 
@@ -159,7 +161,7 @@ fn golden_wals_replay() {
         );
         write(&dir);
     }
-    for v in ["v1"] {
+    for v in ["v1", "v2"] {
         check(v);
     }
 }
@@ -178,4 +180,38 @@ fn current_format_round_trips() {
     })
     .unwrap();
     assert_eq!(n, 6);
+}
+
+/// A v1 WAL opened by today's code keeps its records and appends in today's format after
+/// them: an upgrade in place replays both.
+#[test]
+fn v1_wal_upgrades_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&golden_dir("v1"), tmp.path());
+    let (before, after) = workload();
+    let more = after.clone();
+    {
+        let (wal, report) = Wal::open(tmp.path(), opts()).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        wal.log(&more).unwrap();
+        wal.checkpoint(wal.segment_range().unwrap().1, Some).unwrap();
+        wal.log(&more).unwrap();
+    }
+    let (wal, _) = Wal::open(tmp.path(), opts()).unwrap();
+    let mut got = Vec::new();
+    wal.replay(|r| {
+        got.push(r);
+        Ok(())
+    })
+    .unwrap();
+    let want: Vec<Record> = before
+        .into_iter()
+        .chain(after)
+        .chain(more.clone())
+        .chain(more)
+        .collect();
+    assert_eq!(
+        got.iter().map(bits).collect::<Vec<_>>(),
+        want.iter().map(bits).collect::<Vec<_>>()
+    );
 }

@@ -62,26 +62,7 @@ pub(crate) fn write_varint_bits(buf: &mut Vec<u8>, free: &mut u8, x: i64) {
     write_uvarint_bits(buf, free, zigzag(x));
 }
 
-pub(crate) use crate::encoding::{put_uvarint, unzigzag, zigzag};
-
-/// Reads a LEB128 uvarint from the front of `src`, advancing it. `None` when `src` ends
-/// inside it or it overflows 64 bits (Go's `binary.Uvarint` rules: at most 10 bytes, the
-/// 10th at most 1).
-pub(crate) fn get_uvarint(src: &mut &[u8]) -> Option<u64> {
-    let mut x = 0u64;
-    for i in 0..10 {
-        let (&b, rest) = src.split_first()?;
-        *src = rest;
-        if i == 9 && b > 1 {
-            return None;
-        }
-        x |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            return Some(x);
-        }
-    }
-    None
-}
+pub(crate) use crate::encoding::{get_uvarint, put_uvarint, unzigzag, zigzag};
 
 /// Reads bits MSB-first from a byte slice; every read is bounds-checked.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::codec::Encoder;
 use super::record::Record;
 use super::segment::{self, MAX_RECORD_LEN};
 use crate::{Error, Result};
@@ -93,6 +94,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     scratch: Vec<u8>,
     bytes: u64,
+    /// The state of the file being written (see [`super::codec`]).
+    enc: Encoder,
 }
 
 impl Writer {
@@ -115,15 +118,21 @@ impl Writer {
             buf: Vec::new(),
             scratch: Vec::new(),
             bytes: segment::SEGMENT_HEADER_LEN,
+            enc: Encoder::new(),
         })
     }
 
     /// Appends one record (split if oversized); starts a new file when this one is full.
     pub(crate) fn add(&mut self, rec: &Record) -> Result<()> {
         self.scratch.clear();
-        segment::append_framed(&mut self.scratch, rec.as_ref(), MAX_RECORD_LEN)?;
-        let n = self.scratch.len() as u64;
+        segment::append_framed(&mut self.scratch, rec.as_ref(), MAX_RECORD_LEN, &mut self.enc)?;
+        let mut n = self.scratch.len() as u64;
         if self.file_size > segment::SEGMENT_HEADER_LEN && self.file_size + n > self.segment_size {
+            // The record goes to a new file, whose state starts empty: encode it again.
+            self.enc.reset();
+            self.scratch.clear();
+            segment::append_framed(&mut self.scratch, rec.as_ref(), MAX_RECORD_LEN, &mut self.enc)?;
+            n = self.scratch.len() as u64;
             self.write_buf()?;
             self.file
                 .sync_all()

@@ -95,6 +95,35 @@ impl<'a> RecordRef<'a> {
         }
     }
 
+    /// The most bytes the record can encode to, in either version: what
+    /// [`super::segment::append_framed`] splits by, before encoding anything.
+    pub(crate) fn worst_len(&self) -> usize {
+        const HEAD: usize = 1 + 10;
+        match self {
+            RecordRef::Series(s) => HEAD + s.iter().map(series_worst_len).sum::<usize>(),
+            RecordRef::Samples(s) => HEAD + (s.len() * super::codec::MAX_SAMPLE_BITS).div_ceil(8),
+            RecordRef::Tombstones(t) => HEAD + 20 + t.len() * 30,
+        }
+    }
+
+    /// The worst encoded length of the record's largest single item (as a record of its
+    /// own), if the record has items. Only series can be large: their labels are.
+    pub(crate) fn largest_item_len(&self) -> Option<usize> {
+        match self {
+            RecordRef::Series(s) => s.iter().map(|x| 11 + series_worst_len(x)).max(),
+            _ if self.len() == 0 => None,
+            _ => Some(
+                RecordRef::Samples(&[RefSample {
+                    series_ref: 0,
+                    t: 0,
+                    v: 0.0,
+                }])
+                .worst_len()
+                .max(61),
+            ),
+        }
+    }
+
     /// The two halves (the first holds `len / 2` items).
     pub(crate) fn split(&self) -> (RecordRef<'a>, RecordRef<'a>) {
         match *self {
@@ -170,8 +199,17 @@ impl Record {
     /// [`Error::Corruption`] with an empty `path` and `offset` = the byte offset in `src`
     /// where decoding failed; the WAL replaces both with the segment and the record's offset.
     pub fn decode(src: &[u8]) -> Result<Record> {
+        Record::decode_in(src, &mut super::codec::Decoder::new())
+    }
+
+    /// Decodes one payload of a segment whose earlier records `state` has decoded (version 2
+    /// records depend on them; see [`super::codec`]).
+    ///
+    /// # Errors
+    /// As [`Record::decode`].
+    pub fn decode_in(src: &[u8], state: &mut super::codec::Decoder) -> Result<Record> {
         let mut d = Decoder { src, pos: 0 };
-        let rec = d.record().map_err(|reason| Error::Corruption {
+        let rec = d.record(state).map_err(|reason| Error::Corruption {
             path: PathBuf::new(),
             offset: d.pos as u64,
             reason,
@@ -221,6 +259,15 @@ impl Record {
 
 use crate::encoding::{put_uvarint, put_varint};
 
+/// A series item's most bytes: ref and count varints, and each label string written in full.
+fn series_worst_len(s: &RefSeries) -> usize {
+    20 + s
+        .labels
+        .iter()
+        .map(|l| 22 + l.name.len() + l.value.len())
+        .sum::<usize>()
+}
+
 fn put_bytes(dst: &mut Vec<u8>, b: &[u8]) {
     put_uvarint(dst, b.len() as u64);
     dst.extend_from_slice(b);
@@ -228,19 +275,48 @@ fn put_bytes(dst: &mut Vec<u8>, b: &[u8]) {
 
 /// A cursor over an untrusted payload; every read is bounds-checked and errors are messages
 /// (the caller attaches the offset).
-struct Decoder<'a> {
+pub(crate) struct Decoder<'a> {
     src: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Decoder<'a> {
-    fn left(&self) -> usize {
+    pub(crate) fn left(&self) -> usize {
         self.src.len() - self.pos
     }
 
-    fn record(&mut self) -> std::result::Result<Record, String> {
+    /// The unread bytes.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        let src: &'a [u8] = self.src;
+        &src[self.pos..]
+    }
+
+    /// Marks every byte read.
+    pub(crate) fn skip_rest(&mut self) {
+        self.pos = self.src.len();
+    }
+
+    /// Reads an item count and checks that `count` items of at least `min_bits` bits each
+    /// fit in what is left.
+    pub(crate) fn count_bits(&mut self, what: &str, min_bits: usize) -> std::result::Result<usize, String> {
+        let n = self.uvarint(what)?;
+        let left = self.left();
+        match usize::try_from(n) {
+            Ok(n)
+                if n.checked_mul(min_bits)
+                    .is_some_and(|need| need <= left.saturating_mul(8)) =>
+            {
+                Ok(n)
+            }
+            _ => Err(format!("cannot decode {n} {what} from {left} bytes")),
+        }
+    }
+
+    fn record(&mut self, state: &mut super::codec::Decoder) -> std::result::Result<Record, String> {
         let typ = self.byte("record type")?;
         match typ {
+            super::codec::TYPE_SAMPLES_V2 => state.samples_record(self).map(Record::Samples),
+            super::codec::TYPE_SERIES_V2 => state.series_record(self).map(Record::Series),
             TYPE_SERIES => self.series().map(Record::Series),
             TYPE_SAMPLES => self.samples().map(Record::Samples),
             TYPE_TOMBSTONES => self.tombstones().map(Record::Tombstones),
@@ -340,7 +416,7 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
-    fn byte(&mut self, what: &str) -> std::result::Result<u8, String> {
+    pub(crate) fn byte(&mut self, what: &str) -> std::result::Result<u8, String> {
         let b = *self
             .src
             .get(self.pos)
@@ -359,28 +435,27 @@ impl<'a> Decoder<'a> {
         Ok(b.try_into().unwrap_or([0; N]))
     }
 
-    fn uvarint(&mut self, what: &str) -> std::result::Result<u64, String> {
-        let mut x: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte(what)?;
-            // The 10th byte may only contribute the top bit.
-            if shift == 63 && b > 1 {
-                return Err(format!("cannot decode {what}: varint overflows 64 bits"));
+    pub(crate) fn uvarint(&mut self, what: &str) -> std::result::Result<u64, String> {
+        let mut rest = self.rest();
+        let before = rest.len();
+        match crate::encoding::get_uvarint(&mut rest) {
+            Some(x) => {
+                self.pos += before - rest.len();
+                Ok(x)
             }
-            x |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(x);
+            // Ten bytes read and still no end: too long for 64 bits.
+            None if before - rest.len() >= 10 => {
+                Err(format!("cannot decode {what}: varint overflows 64 bits"))
             }
+            None => Err(format!("cannot decode {what}: end of record")),
         }
-        Err(format!("cannot decode {what}: varint longer than 10 bytes"))
     }
 
     fn varint(&mut self, what: &str) -> std::result::Result<i64, String> {
-        let u = self.uvarint(what)?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.uvarint(what).map(crate::encoding::unzigzag)
     }
 
-    fn str(&mut self, what: &str) -> std::result::Result<&'a str, String> {
+    pub(crate) fn str(&mut self, what: &str) -> std::result::Result<&'a str, String> {
         let len = self.uvarint(what)?;
         let left = self.left();
         let len = match usize::try_from(len) {

@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::codec::Encoder;
 use super::record::RecordRef;
 use crate::{Error, Result};
 
@@ -162,39 +163,46 @@ pub(crate) fn create_segment(dir: &Path, index: u64, prev_size: u64) -> Result<(
     Ok((f, path))
 }
 
-/// Appends `rec` to `dst` as one or more frames of at most `max_payload` bytes each.
-///
-/// A record whose payload is too big is split in halves (its items are independent, so two
-/// smaller records mean the same) until each half fits.
+/// Appends `rec` as one or more framed records to `dst`, encoded by `enc` (the state of the
+/// segment `dst` goes to). A record whose encoding could exceed `max_payload` bytes is split
+/// in halves until each part fits. Every item is checked before anything is encoded, so on
+/// error neither `dst` nor `enc` has changed.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] if a single item encodes to more than `max_payload` bytes;
-/// `dst` is then left as it was.
-pub(crate) fn append_framed(dst: &mut Vec<u8>, rec: RecordRef<'_>, max_payload: usize) -> Result<()> {
+/// [`Error::InvalidArgument`] if a single item could encode to more than `max_payload`.
+pub(crate) fn append_framed(
+    dst: &mut Vec<u8>,
+    rec: RecordRef<'_>,
+    max_payload: usize,
+    enc: &mut Encoder,
+) -> Result<()> {
+    if let Some(len) = rec.largest_item_len()
+        && len > max_payload
+    {
+        return Err(Error::InvalidArgument(format!(
+            "a single WAL item encodes to up to {len} bytes, more than the record limit of {max_payload} bytes"
+        )));
+    }
+    frame_parts(dst, rec, max_payload, enc);
+    Ok(())
+}
+
+fn frame_parts(dst: &mut Vec<u8>, rec: RecordRef<'_>, max_payload: usize, enc: &mut Encoder) {
+    if rec.len() > 1 && rec.worst_len() > max_payload {
+        let (a, b) = rec.split();
+        frame_parts(dst, a, max_payload, enc);
+        frame_parts(dst, b, max_payload, enc);
+        return;
+    }
     let start = dst.len();
     dst.extend_from_slice(&[0; HEADER_LEN]);
-    rec.encode(dst);
+    enc.encode_ref(rec, dst);
     let len = dst.len() - start - HEADER_LEN;
-    if len > max_payload {
-        dst.truncate(start);
-        if rec.len() <= 1 {
-            return Err(Error::InvalidArgument(format!(
-                "a single WAL item encodes to {len} bytes, more than the record limit of {max_payload} bytes"
-            )));
-        }
-        let (a, b) = rec.split();
-        append_framed(dst, a, max_payload)?;
-        if let Err(e) = append_framed(dst, b, max_payload) {
-            dst.truncate(start);
-            return Err(e);
-        }
-        return Ok(());
-    }
+    debug_assert!(len <= rec.worst_len(), "{len} > worst case {}", rec.worst_len());
     let crc = crc32c::crc32c(&dst[start + HEADER_LEN..]);
     // len <= max_payload <= u32::MAX for any sane cap; MAX_RECORD_LEN is 64 MiB.
     dst[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     dst[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
 }
 
 /// What [`SegmentReader::next`] found.
@@ -453,7 +461,7 @@ mod tests {
             .collect();
         let rec = Record::Samples(samples.clone());
         let mut buf = Vec::new();
-        append_framed(&mut buf, rec.as_ref(), 200).unwrap();
+        append_framed(&mut buf, rec.as_ref(), 200, &mut Encoder::new()).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("00000000");
@@ -461,10 +469,11 @@ mod tests {
         let mut r = SegmentReader::open(&p, None).unwrap();
         let mut got = Vec::new();
         let mut frames = 0;
+        let mut dec = crate::wal::codec::Decoder::new();
         while let Frame::Record { .. } = r.next().unwrap() {
             assert!(r.payload().len() <= 200);
             frames += 1;
-            match Record::decode(r.payload()).unwrap() {
+            match Record::decode_in(r.payload(), &mut dec).unwrap() {
                 Record::Samples(s) => got.extend(s),
                 other => panic!("unexpected {other:?}"),
             }
@@ -473,11 +482,17 @@ mod tests {
         assert_eq!(got, samples);
 
         let mut buf = vec![1, 2, 3];
-        let err = append_framed(&mut buf, rec.as_ref(), 5).unwrap_err();
+        let series = Record::Series(vec![crate::wal::RefSeries {
+            series_ref: 1,
+            labels: metricsd_model::Labels::from_pairs([("a", "b")]),
+        }]);
+        let mut enc = Encoder::new();
+        let err = append_framed(&mut buf, series.as_ref(), 5, &mut enc).unwrap_err();
         assert!(
             err.to_string().contains("more than the record limit of 5 bytes"),
             "{err}"
         );
         assert_eq!(buf, [1, 2, 3]);
+        assert_eq!(enc.series(), 0);
     }
 }
