@@ -147,7 +147,7 @@ fn main() -> Result<()> {
     );
     // Re-encode closed head chunks (what the maintenance thread does every minute).
     let t = Instant::now();
-    let (nre, bre, are) = db.head().recompress();
+    let (nre, bre, are) = db.head().recompress(true);
     let recompress_s = t.elapsed().as_secs_f64();
     let head_bytes2 = db.head().mem_size();
     let rss2 = rss_bytes();

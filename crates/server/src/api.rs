@@ -677,8 +677,20 @@ async fn export(
         Vec::new()
     } else {
         let user: std::collections::HashSet<&str> = fams.iter().map(|f| f.name.as_str()).collect();
-        st.metrics
-            .families(tenant_series(&st.storage, &tenant), &|n| user.contains(n))
+        // One pass over the tenant's head series: off the async threads.
+        let st3 = st.clone();
+        let tenant3 = tenant.clone();
+        let tsdb = blocking(move || {
+            let g = st3.storage.existing_tenant(&tenant3).map(|db| db.gauges());
+            (g, st3.storage.open_tenants().len())
+        })
+        .await?;
+        st.metrics.families(
+            tenant_series(&st.storage, &tenant),
+            tsdb.0.as_ref(),
+            tsdb.1,
+            &|n| user.contains(n),
+        )
     };
     let mut all = exposition::to_metric_families(fams);
     all.extend(own);

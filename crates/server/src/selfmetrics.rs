@@ -182,7 +182,13 @@ impl SelfMetrics {
     /// The self-metrics as families for the one text writer (`metricsd_ingest`), so they are
     /// formatted and escaped exactly like tracked series. `series` is the number of series
     /// in the store; names in `skip` (tracked by users) are left out.
-    pub fn families(&self, series: u64, skip: &dyn Fn(&str) -> bool) -> Vec<MetricFamily> {
+    pub fn families(
+        &self,
+        series: u64,
+        tsdb: Option<&metricsd_tsdb::Gauges>,
+        open_tenants: usize,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Vec<MetricFamily> {
         let mut out = Vec::new();
         let mut fam = |name: &str, kind: FamilyKind, help: &str, samples: Vec<FamilySample>| {
             if !skip(name) {
@@ -306,6 +312,7 @@ impl SelfMetrics {
             "Series state dropped after series_idle_timeout_seconds without updates.",
             one(self.collector_evictions.get() as f64),
         );
+        tsdb_families(tsdb, open_tenants, &mut fam);
         let p = process_stats();
         if let Some(cpu) = p.cpu_seconds {
             fam(
@@ -333,6 +340,121 @@ impl SelfMetrics {
         }
         out
     }
+}
+
+/// The asking tenant's store figures (no tenant label, as `metrics_series_total`: one
+/// tenant's export names no other tenant), and how many tenants' stores are open. A tenant
+/// without a store yet has none of the `metricsd_tsdb_*` samples but the count.
+fn tsdb_families(
+    tsdb: Option<&metricsd_tsdb::Gauges>,
+    open_tenants: usize,
+    fam: &mut impl FnMut(&str, FamilyKind, &str, Vec<FamilySample>),
+) {
+    use metricsd_tsdb::Gauges;
+    type Get = fn(&Gauges) -> f64;
+    let rows: [(&str, FamilyKind, &str, Get); 15] = [
+        (
+            "metricsd_tsdb_head_series",
+            FamilyKind::Gauge,
+            "Series in the head.",
+            |g| g.head_series as f64,
+        ),
+        (
+            "metricsd_tsdb_head_chunks",
+            FamilyKind::Gauge,
+            "Chunks in the head (in memory and in chunks_head files).",
+            |g| g.head_chunks as f64,
+        ),
+        (
+            "metricsd_tsdb_head_memory_bytes",
+            FamilyKind::Gauge,
+            "Estimated bytes of memory the head holds.",
+            |g| g.head_bytes as f64,
+        ),
+        (
+            "metricsd_tsdb_head_chunk_file_bytes",
+            FamilyKind::Gauge,
+            "Bytes of closed head chunks moved to chunks_head files.",
+            |g| g.head_chunk_file_bytes as f64,
+        ),
+        (
+            "metricsd_tsdb_head_samples_appended_total",
+            FamilyKind::Counter,
+            "Samples appended to the head since the tenant's store opened.",
+            |g| g.head_samples_appended as f64,
+        ),
+        (
+            "metricsd_tsdb_out_of_order_samples_appended_total",
+            FamilyKind::Counter,
+            "Out-of-order samples appended since the store opened.",
+            |g| g.head_ooo_samples_appended as f64,
+        ),
+        (
+            "metricsd_tsdb_head_series_created_total",
+            FamilyKind::Counter,
+            "Head series created since the store opened.",
+            |g| g.head_series_created as f64,
+        ),
+        (
+            "metricsd_tsdb_head_series_removed_total",
+            FamilyKind::Counter,
+            "Head series garbage-collected since the store opened.",
+            |g| g.head_series_removed as f64,
+        ),
+        (
+            "metricsd_tsdb_samples_rejected_total",
+            FamilyKind::Counter,
+            "Samples the store rejected since it opened.",
+            |g| g.samples_rejected as f64,
+        ),
+        (
+            "metricsd_tsdb_wal_bytes",
+            FamilyKind::Gauge,
+            "Bytes of the WAL (segments and checkpoint) on disk.",
+            |g| g.wal_bytes as f64,
+        ),
+        (
+            "metricsd_tsdb_wal_fsyncs_total",
+            FamilyKind::Counter,
+            "WAL fsyncs since the store opened.",
+            |g| g.wal_fsyncs as f64,
+        ),
+        (
+            "metricsd_tsdb_wal_fsync_duration_seconds_total",
+            FamilyKind::Counter,
+            "Time spent in WAL fsyncs since the store opened.",
+            |g| g.wal_fsync_seconds,
+        ),
+        (
+            "metricsd_tsdb_compactions_total",
+            FamilyKind::Counter,
+            "Compactions that cut the head, merged or deleted blocks, since the store opened.",
+            |g| g.compactions as f64,
+        ),
+        (
+            "metricsd_tsdb_blocks",
+            FamilyKind::Gauge,
+            "Persisted blocks.",
+            |g| g.blocks as f64,
+        ),
+        (
+            "metricsd_tsdb_block_bytes",
+            FamilyKind::Gauge,
+            "Bytes of persisted blocks on disk.",
+            |g| g.block_bytes as f64,
+        ),
+    ];
+    if let Some(g) = tsdb {
+        for (name, kind, help, get) in rows {
+            fam(name, kind, help, vec![sample("", Labels::empty(), get(g))]);
+        }
+    }
+    fam(
+        "metricsd_tsdb_open_tenants",
+        FamilyKind::Gauge,
+        "Tenants whose store is open (idle ones are closed), all tenants.",
+        vec![sample("", Labels::empty(), open_tenants as f64)],
+    );
 }
 
 /// Process figures from `/proc/self` (None where unavailable).

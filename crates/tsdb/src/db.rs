@@ -151,6 +151,8 @@ pub struct Stats {
     pub head_ooo_samples_appended: u64,
     /// Approximate bytes of memory the head holds.
     pub head_bytes: usize,
+    /// Closed head chunks moved to `chunks_head/` files: (files, bytes on disk).
+    pub head_chunk_files: (usize, u64),
     /// Oldest head sample (ms), if any.
     pub head_min_time: Option<i64>,
     /// Newest head sample (ms), if any.
@@ -181,7 +183,69 @@ pub struct Stats {
     pub top_label_pairs: Vec<(String, u64)>,
 }
 
+/// A store's figures that are cheap to read (no cardinality lists): what the server exports
+/// as `metricsd_tsdb_*` self-metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Series in the head.
+    pub head_series: usize,
+    /// Chunks in the head (in memory and in `chunks_head/`).
+    pub head_chunks: usize,
+    /// Approximate bytes of memory the head holds.
+    pub head_bytes: usize,
+    /// Bytes of closed head chunks in `chunks_head/` files.
+    pub head_chunk_file_bytes: u64,
+    /// Samples appended since open (in order and out of order).
+    pub head_samples_appended: u64,
+    /// Out-of-order samples appended since open.
+    pub head_ooo_samples_appended: u64,
+    /// Series created since open.
+    pub head_series_created: u64,
+    /// Series removed (garbage-collected) since open.
+    pub head_series_removed: u64,
+    /// Samples rejected since open.
+    pub samples_rejected: u64,
+    /// Bytes of the WAL on disk.
+    pub wal_bytes: u64,
+    /// WAL fsyncs since open.
+    pub wal_fsyncs: u64,
+    /// Total duration of those fsyncs, seconds.
+    pub wal_fsync_seconds: f64,
+    /// Compactions that changed something, since open.
+    pub compactions: u64,
+    /// Persisted blocks.
+    pub blocks: usize,
+    /// Bytes of persisted blocks on disk.
+    pub block_bytes: u64,
+}
+
 impl Db {
+    /// Cheap figures for self-metrics: one pass over the head's series (for memory), no
+    /// cardinality lists.
+    pub fn gauges(&self) -> Gauges {
+        let head = &self.head;
+        let (head_chunks, head_bytes) = head.mem_stats();
+        let (wal_fsyncs, wal_fsync_seconds) = self.wal.fsync_stats();
+        let blocks = self.blocks();
+        Gauges {
+            head_series: head.num_series(),
+            head_chunks,
+            head_bytes,
+            head_chunk_file_bytes: head.chunk_file_stats().1,
+            head_samples_appended: head.samples_appended.load(Ordering::Relaxed),
+            head_ooo_samples_appended: head.ooo_appended.load(Ordering::Relaxed),
+            head_series_created: head.series_created.load(Ordering::Relaxed),
+            head_series_removed: head.series_removed.load(Ordering::Relaxed),
+            samples_rejected: self.counters.samples_rejected.load(Ordering::Relaxed),
+            wal_bytes: self.wal.size_bytes().unwrap_or(0),
+            wal_fsyncs,
+            wal_fsync_seconds,
+            compactions: self.counters.compactions.load(Ordering::Relaxed),
+            blocks: blocks.len(),
+            block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
+        }
+    }
+
     /// The tenant this store belongs to.
     pub fn tenant(&self) -> &str {
         &self.tenant
@@ -316,6 +380,7 @@ impl Db {
             ..Stats::default()
         };
         (s.head_chunks, s.head_bytes) = head.mem_stats();
+        s.head_chunk_files = head.chunk_file_stats();
         let blocks = self.blocks();
         s.blocks = blocks.len();
         for b in blocks.iter() {

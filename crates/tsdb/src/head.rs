@@ -17,6 +17,7 @@
 //! locks are taken alone too.
 
 pub(crate) mod append;
+pub(crate) mod chunk_file;
 mod postings;
 mod read;
 mod symbols;
@@ -98,7 +99,63 @@ pub(crate) struct HeadChunk {
     pub enc: Encoding,
     /// Whether [`Head::recompress`] has chosen this chunk's final encoding.
     pub settled: bool,
-    pub data: Arc<[u8]>,
+    pub data: ChunkBytes,
+}
+
+/// Where a closed head chunk's bytes are.
+#[derive(Clone)]
+pub(crate) enum ChunkBytes {
+    /// In memory: just cut, or the head has no chunk files.
+    Mem(Arc<[u8]>),
+    /// In a `chunks_head` file (see [`chunk_file`]), read with `pread` when needed.
+    File {
+        file: Arc<chunk_file::ChunkFile>,
+        chunk_ref: u64,
+    },
+}
+
+impl HeadChunk {
+    /// A chunk just cut, in memory.
+    pub(crate) fn mem(mint: i64, maxt: i64, enc: Encoding, data: Arc<[u8]>) -> HeadChunk {
+        HeadChunk {
+            mint,
+            maxt,
+            enc,
+            settled: false,
+            data: ChunkBytes::Mem(data),
+        }
+    }
+
+    /// The chunk's encoding and bytes; a chunk on disk is read into `raw`.
+    pub(crate) fn load<'a>(&'a self, raw: &'a mut Vec<u8>) -> Result<(Encoding, &'a [u8])> {
+        match &self.data {
+            ChunkBytes::Mem(d) => Ok((self.enc, d)),
+            ChunkBytes::File { file, chunk_ref } => {
+                use crate::querier::ChunkReader;
+                file.read_chunk(*chunk_ref, raw)
+            }
+        }
+    }
+
+    /// Decodes the chunk's samples into `dst`.
+    pub(crate) fn decode_into(&self, dst: &mut Vec<Sample>) -> Result<()> {
+        let mut raw = Vec::new();
+        let (enc, bytes) = self.load(&mut raw)?;
+        crate::chunkenc::decode(enc, bytes, dst)
+    }
+
+    /// Bytes of memory the chunk's data holds.
+    pub(crate) fn mem_bytes(&self) -> usize {
+        match &self.data {
+            ChunkBytes::Mem(d) => d.len() + 16,
+            ChunkBytes::File { .. } => 0,
+        }
+    }
+
+    /// Whether `self` still is the in-memory chunk `data` (not replaced meanwhile).
+    fn is_mem(&self, data: &Arc<[u8]>) -> bool {
+        matches!(&self.data, ChunkBytes::Mem(d) if Arc::ptr_eq(d, data))
+    }
 }
 
 /// The mutable state of a series, guarded by its mutex.
@@ -141,7 +198,7 @@ impl SeriesData {
     pub fn mem_size(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.closed.capacity() * std::mem::size_of::<HeadChunk>()
-            + self.closed.iter().map(|c| c.data.len() + 16).sum::<usize>()
+            + self.closed.iter().map(HeadChunk::mem_bytes).sum::<usize>()
             + self.open.as_ref().map_or(0, |o| o.chunk.mem_size())
             + (self.ooo.capacity() + self.ooo_compacting.capacity()) * 16
     }
@@ -279,6 +336,11 @@ pub struct Head {
     pub(crate) ooo_appended: AtomicU64,
     pub(crate) series_created: AtomicU64,
     pub(crate) series_removed: AtomicU64,
+    /// Where closed chunks go to leave memory; `None` keeps them in memory.
+    chunk_files: Option<chunk_file::ChunkFiles>,
+    /// Closed chunks cut since the last [`Head::recompress`] pass began (approximate: a
+    /// pass with nothing to do is skipped).
+    pub(crate) unsettled: AtomicUsize,
 }
 
 impl Head {
@@ -301,7 +363,29 @@ impl Head {
             ooo_appended: AtomicU64::new(0),
             series_created: AtomicU64::new(0),
             series_removed: AtomicU64::new(0),
+            chunk_files: None,
+            unsettled: AtomicUsize::new(0),
         }
+    }
+
+    /// Closed chunks will be moved to files in `dir` (`chunks_head/`) by
+    /// [`Head::recompress`]; what the directory held is deleted (see [`chunk_file`]).
+    ///
+    /// # Errors
+    /// I/O errors clearing or creating the directory.
+    pub fn with_chunk_dir(mut self, dir: &std::path::Path) -> Result<Head> {
+        self.chunk_files = Some(chunk_file::ChunkFiles::open(dir)?);
+        Ok(self)
+    }
+
+    /// Removes the chunk files that only hold chunks before `t` (after [`Head::truncate`]).
+    pub(crate) fn remove_chunk_files_before(&self, t: i64) -> usize {
+        self.chunk_files.as_ref().map_or(0, |f| f.remove_before(t))
+    }
+
+    /// (files, bytes) of closed chunks on disk.
+    pub fn chunk_file_stats(&self) -> (usize, u64) {
+        self.chunk_files.as_ref().map_or((0, 0), |f| f.stats())
     }
 
     /// Finds or creates the series `labels` **without logging it to a WAL**: for embedders
@@ -620,44 +704,80 @@ impl Head {
     }
 
     /// Re-encodes closed XOR chunks with the smaller of XOR and the block codec (Pco is
-    /// about 0.4× XOR on noisy data). Runs on the maintenance thread, never on the append
-    /// path: chunks are decoded and encoded outside the series lock and swapped in only if
-    /// unchanged. Returns (chunks re-encoded, bytes before, bytes after).
-    pub fn recompress(&self) -> (usize, usize, usize) {
-        let (mut n, mut before, mut after) = (0, 0, 0);
+    /// about 0.4× XOR on noisy data) and, if the head has chunk files, moves them there,
+    /// out of memory. Runs on the maintenance thread, never on the append path: chunks are
+    /// decoded, encoded and written outside the series lock and swapped in only if
+    /// unchanged. With `force` false, a pass is skipped when no chunk was cut since the
+    /// last one. Returns (chunks re-encoded, bytes before, bytes after).
+    pub fn recompress(&self, force: bool) -> (usize, usize, usize) {
+        if self.unsettled.swap(0, Ordering::AcqRel) == 0 && !force {
+            return (0, 0, 0);
+        }
+        let mut p = Pass::default();
         let mut buf = Vec::new();
         for s in self.all_series() {
-            let todo: Vec<HeadChunk> = s
+            let todo: Vec<(i64, i64, Encoding, Arc<[u8]>)> = s
                 .data
                 .lock()
                 .closed
                 .iter()
                 .filter(|c| !c.settled)
-                .cloned()
+                .filter_map(|c| match &c.data {
+                    ChunkBytes::Mem(d) => Some((c.mint, c.maxt, c.enc, d.clone())),
+                    ChunkBytes::File { .. } => None,
+                })
                 .collect();
-            for c in todo {
+            for (mint, maxt, enc0, old) in todo {
                 buf.clear();
-                if crate::chunkenc::decode(c.enc, &c.data, &mut buf).is_err() || buf.is_empty() {
+                if crate::chunkenc::decode(enc0, &old, &mut buf).is_err() || buf.is_empty() {
                     continue;
                 }
                 let (enc, data) = crate::chunkenc::encode_best(&buf);
-                let mut d = s.data.lock();
-                // Swap only if the chunk is still there (a delete may have rewritten it).
-                if let Some(slot) = d.closed.iter_mut().find(|x| Arc::ptr_eq(&x.data, &c.data)) {
-                    before += slot.data.len();
-                    after += data.len();
-                    n += 1;
-                    *slot = HeadChunk {
-                        mint: c.mint,
-                        maxt: c.maxt,
-                        enc,
-                        settled: true,
-                        data: Arc::from(data),
-                    };
+                let data: Arc<[u8]> = Arc::from(data);
+                p.before += old.len();
+                p.after += data.len();
+                if let Some(files) = &self.chunk_files
+                    && p.batch.push(enc, &data, maxt).is_some()
+                {
+                    p.queued.push((s.clone(), old, mint, maxt, enc, data));
+                    if p.batch.bytes() >= 1 << 20 {
+                        self.settle(files, &mut p);
+                    }
+                    continue;
                 }
+                settle_one(&s, &old, mint, maxt, enc, ChunkBytes::Mem(data));
+                p.n += 1;
             }
         }
-        (n, before, after)
+        if let Some(files) = &self.chunk_files {
+            self.settle(files, &mut p);
+        }
+        (p.n, p.before, p.after)
+    }
+
+    /// Writes the queued chunks to a chunk file and swaps them in; if the write fails they
+    /// stay in memory (re-encoded) and the failure is logged.
+    fn settle(&self, files: &chunk_file::ChunkFiles, p: &mut Pass) {
+        if p.batch.len() == 0 {
+            return;
+        }
+        let written = files.write(&p.batch);
+        if let Err(e) = &written {
+            tracing::warn!(tenant = %self.opts.tenant, error = %e, "cannot write head chunks to disk; they stay in memory");
+        }
+        for (i, (s, old, mint, maxt, enc, data)) in p.queued.drain(..).enumerate() {
+            let bytes = match &written {
+                Ok((file, refs)) => ChunkBytes::File {
+                    file: file.clone(),
+                    chunk_ref: refs[i],
+                },
+                Err(_) => ChunkBytes::Mem(data),
+            };
+            if settle_one(&s, &old, mint, maxt, enc, bytes) {
+                p.n += 1;
+            }
+        }
+        p.batch.clear();
     }
 
     /// Approximate bytes of memory held by series data, index and symbols.
@@ -685,6 +805,44 @@ impl Head {
             chunks,
             bytes + self.postings.read().mem_size() + sym_bytes + keyed,
         )
+    }
+}
+
+/// State of one [`Head::recompress`] pass.
+#[derive(Default)]
+struct Pass {
+    n: usize,
+    before: usize,
+    after: usize,
+    batch: chunk_file::Batch,
+    /// Chunks in `batch`: series, old bytes, mint, maxt, new encoding and bytes.
+    #[allow(clippy::type_complexity)]
+    queued: Vec<(Arc<MemSeries>, Arc<[u8]>, i64, i64, Encoding, Arc<[u8]>)>,
+}
+
+/// Replaces the in-memory chunk `old` of `s` by `bytes` (settled), if it is still there (a
+/// delete may have rewritten it). Returns whether it was.
+fn settle_one(
+    s: &MemSeries,
+    old: &Arc<[u8]>,
+    mint: i64,
+    maxt: i64,
+    enc: Encoding,
+    bytes: ChunkBytes,
+) -> bool {
+    let mut d = s.data.lock();
+    match d.closed.iter_mut().find(|x| x.is_mem(old)) {
+        Some(slot) => {
+            *slot = HeadChunk {
+                mint,
+                maxt,
+                enc,
+                settled: true,
+                data: bytes,
+            };
+            true
+        }
+        None => false,
     }
 }
 

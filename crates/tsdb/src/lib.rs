@@ -65,7 +65,7 @@ pub mod tombstones;
 pub mod wal;
 
 pub use clock::{Clock, MIN_TIMESTAMP};
-pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, OpenReport, Stats};
+pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, Gauges, OpenReport, Stats};
 pub use error::{Error, Result, Status};
 pub use head::{KeyedSeries, SeriesRef};
 pub use querier::{Querier, Queryable, SampleIter, Series};

@@ -321,6 +321,12 @@ impl Storage {
         }
     }
 
+    /// Moves every open tenant's newly closed head chunks out of memory
+    /// ([`Db::settle_head_chunks`]); returns the chunks moved.
+    pub fn settle_all(&self) -> usize {
+        self.open_tenants().iter().map(|db| db.settle_head_chunks()).sum()
+    }
+
     /// Fsyncs every open tenant's WAL (closed ones were fsynced when they closed).
     pub fn sync_all(&self) -> Result<()> {
         for db in self.open_tenants() {
@@ -329,8 +335,10 @@ impl Storage {
         Ok(())
     }
 
-    /// Starts the maintenance thread: [`Storage::compact_all`] every `every`. It stops when
-    /// the returned handle is dropped or [`Maintenance::stop`] is called.
+    /// Starts the maintenance thread: [`Storage::compact_all`] every `every`, and
+    /// [`Storage::settle_all`] every [`SETTLE_EVERY`] in between (closed head chunks leave
+    /// memory within seconds, not at the next compaction). It stops when the returned
+    /// handle is dropped or [`Maintenance::stop`] is called.
     pub fn start_maintenance(self: &Arc<Self>, every: Duration) -> Maintenance {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(self);
@@ -340,20 +348,27 @@ impl Storage {
         let handle = std::thread::Builder::new()
             .name("tsdb-maintenance".into())
             .spawn(move || {
+                let tick = every.min(SETTLE_EVERY);
+                let mut last_compaction = std::time::Instant::now();
                 loop {
                     {
                         let (m, cv) = &*stop2;
                         let mut stopped = m.lock();
                         if !*stopped {
-                            cv.wait_for(&mut stopped, every);
+                            cv.wait_for(&mut stopped, tick);
                         }
                         if *stopped {
                             break;
                         }
                     }
                     let Some(s) = weak.upgrade() else { break };
-                    s.compact_all();
-                    s.close_idle();
+                    if last_compaction.elapsed() + Duration::from_millis(50) >= every {
+                        last_compaction = std::time::Instant::now();
+                        s.compact_all();
+                        s.close_idle();
+                    } else {
+                        s.settle_all();
+                    }
                 }
                 running2.store(false, Ordering::Release);
             })
@@ -365,6 +380,9 @@ impl Storage {
         }
     }
 }
+
+/// How often the maintenance thread moves newly closed head chunks out of memory.
+pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
 
 /// The running maintenance thread; stops it on drop.
 pub struct Maintenance {

@@ -190,6 +190,9 @@ struct State {
     enc: codec::Encoder,
     /// The bytes of the write being prepared.
     buf: Vec<u8>,
+    /// fsyncs done and the time they took (ns), for self-metrics.
+    fsyncs: u64,
+    fsync_nanos: u64,
     /// A write failed after its records were encoded: the next write starts a new segment
     /// (with a fresh state), as the encoder's state holds records that never reached this one.
     must_cut: bool,
@@ -321,6 +324,8 @@ impl Wal {
                 enc: codec::Encoder::new(),
                 buf: Vec::new(),
                 must_cut: false,
+                fsyncs: 0,
+                fsync_nanos: 0,
                 dirty: false,
                 closed: false,
                 stop: false,
@@ -616,6 +621,12 @@ impl Wal {
         Ok(stats)
     }
 
+    /// fsyncs done since open and the seconds they took in total.
+    pub fn fsync_stats(&self) -> (u64, f64) {
+        let st = self.shared.state.lock();
+        (st.fsyncs, st.fsync_nanos as f64 / 1e9)
+    }
+
     /// Bytes of all segments and the checkpoint on disk.
     ///
     /// # Errors
@@ -791,7 +802,11 @@ impl State {
         if !self.dirty {
             return Ok(());
         }
-        if let Err(e) = a.file.sync_data() {
+        let t = Instant::now();
+        let res = a.file.sync_data();
+        self.fsyncs += 1;
+        self.fsync_nanos += t.elapsed().as_nanos() as u64;
+        if let Err(e) = res {
             let path = a.path.clone();
             self.fail(format!("fsync of {} failed: {e}", path.display()));
             return Err(Error::io("fsync", path, e));
@@ -1050,7 +1065,10 @@ fn fsync_once(shared: &Shared) -> bool {
     let (file, path) = (Arc::clone(&a.file), a.path.clone());
     // Cleared before the fsync: a write during it sets it again for the next round.
     st.dirty = false;
+    let t = Instant::now();
     let res = MutexGuard::unlocked(&mut st, || file.sync_data());
+    st.fsyncs += 1;
+    st.fsync_nanos += t.elapsed().as_nanos() as u64;
     if let Err(e) = res {
         st.fail(format!("background fsync of {} failed: {e}", path.display()));
     }

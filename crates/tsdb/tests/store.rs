@@ -604,12 +604,22 @@ fn recompressed_head_chunks_read_back_identically_and_shrink() {
     a.append(labels("r", 1), 5, f64::from_bits(metricsd_model::STALE_NAN));
     a.commit().unwrap();
     let before = db.head().mem_size();
-    let (n, b, after) = db.head().recompress();
+    let (n, b, after) = db.head().recompress(true);
     assert!(n >= 8, "{n} chunks re-encoded");
     assert!(after < b, "re-encoding grew the chunks: {b} → {after}");
-    assert!(db.head().mem_size() < before);
+    // The closed chunks left memory for `chunks_head/`.
+    let (files, bytes) = db.head().chunk_file_stats();
+    assert!(
+        files == 1 && bytes as usize >= after,
+        "{files} files, {bytes} bytes"
+    );
+    assert!(
+        db.head().mem_size() + after <= before,
+        "{} + {after} > {before}",
+        db.head().mem_size()
+    );
     assert_eq!(
-        db.head().recompress().0,
+        db.head().recompress(true).0,
         0,
         "settled chunks are not re-encoded again"
     );
@@ -625,7 +635,40 @@ fn recompressed_head_chunks_read_back_identically_and_shrink() {
     );
     db.delete(&[Matcher::equal("i", "0")], want[0].0, want[99].0)
         .unwrap();
-    assert_eq!(read_all(&db)[&labels("r", 0)].len(), 2000 - 100 + 1);
+    let kept = read_all(&db)[&labels("r", 0)].clone();
+    assert_eq!(kept.len(), 2000 - 100 + 1);
+    // The chunk files are not a recovery source: reopening replays the WAL alone, and
+    // deletes what the files held.
+    drop(db);
+    assert!(
+        dir.path()
+            .join("chunks_head")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    let (db, _) = Db::open(dir.path(), "default", DbOptions::default()).unwrap();
+    assert!(
+        dir.path()
+            .join("chunks_head")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert_eq!(read_all(&db)[&labels("r", 0)], kept);
+    assert_eq!(db.head().chunk_file_stats().0, 0);
+    assert!(
+        db.head().recompress(false).0 >= 8,
+        "chunks cut during replay are moved out again"
+    );
+    assert_eq!(db.head().chunk_file_stats().0, 1);
+    assert_eq!(read_all(&db)[&labels("r", 0)], kept);
+    // Cutting the head into blocks removes the files whose chunks all went.
+    db.flush_head_before(i64::MAX).unwrap();
+    assert_eq!(db.head().chunk_file_stats().0, 0);
+    assert_eq!(read_all(&db)[&labels("r", 0)], kept);
 }
 
 /// A series ref stays usable when its series leaves the head (compaction, gc) and when the

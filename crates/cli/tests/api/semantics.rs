@@ -276,3 +276,36 @@ fn counter_continues_after_idle_eviction() {
     let (_, text) = s.get("/metrics");
     assert_eq!(sample(&text, "evicted_total{q=\"a\"}"), Some(10.0), "{text}");
 }
+
+/// The store's figures are self-metrics (`metricsd_tsdb_*`) of the asking tenant, with no
+/// tenant label; another tenant's export shows its own store, or none.
+#[test]
+fn store_figures_are_self_metrics_of_the_asking_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    for v in [1.0, 2.0] {
+        let (st, b) = s.track(&json!({"name": "stored_total", "value": v, "type": "counter"}));
+        assert_eq!(st, 200, "{b}");
+    }
+    let (_, text) = s.get("/metrics");
+    assert!(sample(&text, "metricsd_tsdb_head_series") >= Some(1.0), "{text}");
+    assert!(
+        sample(&text, "metricsd_tsdb_head_samples_appended_total") >= Some(2.0),
+        "{text}"
+    );
+    assert!(sample(&text, "metricsd_tsdb_wal_bytes") > Some(0.0), "{text}");
+    assert!(
+        sample(&text, "metricsd_tsdb_head_memory_bytes") > Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "metricsd_tsdb_blocks"), Some(0.0), "{text}");
+    assert!(sample(&text, "metricsd_tsdb_open_tenants") >= Some(1.0), "{text}");
+    assert!(!text.contains("tenant=\""), "no tenant label: {text}");
+    // A tenant without a store: the count, none of its figures.
+    let (_, other) = s.get_with_headers("/metrics", &[("X-Scope-OrgID", "nobody-yet")]);
+    assert_eq!(sample(&other, "metricsd_tsdb_head_series"), None, "{other}");
+    assert!(
+        sample(&other, "metricsd_tsdb_open_tenants") >= Some(1.0),
+        "{other}"
+    );
+}

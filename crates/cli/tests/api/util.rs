@@ -145,6 +145,16 @@ impl Server {
         (r.status().as_u16(), r.text().unwrap_or_default())
     }
 
+    /// GET with extra headers (a tenant's `X-Scope-OrgID`, say).
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut rq = self.client.get(self.url(path));
+        for (k, v) in headers {
+            rq = rq.header(*k, *v);
+        }
+        let r = rq.send().expect("GET");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+
     pub fn get_json(&self, path: &str) -> Value {
         let (s, t) = self.get(path);
         assert_eq!(s, 200, "GET {path}: {t}");

@@ -30,6 +30,8 @@ pub struct CompactReport {
     pub wal_checkpoint: Option<u64>,
     /// Closed head chunks re-encoded with the block codec.
     pub head_chunks_recompressed: usize,
+    /// `chunks_head` files removed after the head was truncated.
+    pub head_chunk_files_removed: usize,
     /// Head bytes that re-encoding saved.
     pub head_bytes_saved: usize,
 }
@@ -45,6 +47,17 @@ impl CompactReport {
 }
 
 impl Db {
+    /// Moves the head's closed chunks out of memory (re-encoded, into `chunks_head/`) if
+    /// any were cut since the last pass; skipped while a compaction runs (it does the
+    /// same). Cheap when there is nothing to do: the maintenance thread calls it every few
+    /// seconds. Returns the chunks moved.
+    pub fn settle_head_chunks(&self) -> usize {
+        let Some(_c) = self.compact_lock.try_lock() else {
+            return 0;
+        };
+        self.head.recompress(false).0
+    }
+
     /// Runs every due maintenance step: cuts the head while it spans more than 1.5 block
     /// ranges, merges overlapping blocks and full ranges of smaller blocks, rewrites blocks
     /// with tombstones, applies time and size retention. Call it periodically (the
@@ -69,7 +82,7 @@ impl Db {
             let end = min.div_euclid(range).saturating_add(1).saturating_mul(range);
             self.cut_head(end, &mut rep)?;
         }
-        let (n, before, after) = self.head.recompress();
+        let (n, before, after) = self.head.recompress(true);
         rep.head_chunks_recompressed = n;
         rep.head_bytes_saved = before.saturating_sub(after);
         self.compact_blocks(&mut rep)?;
@@ -124,6 +137,7 @@ impl Db {
             }
         }
         self.head.truncate(end);
+        rep.head_chunk_files_removed += self.head.remove_chunk_files_before(end);
         {
             let _g = self.gate.write();
             rep.series_removed += self.head.gc();

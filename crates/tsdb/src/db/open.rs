@@ -75,7 +75,7 @@ impl Db {
         let blocks = load_blocks(dir, &mut report)?;
         report.blocks = blocks.len();
 
-        let head = Arc::new(Head::new(head_options(&opts, tenant)));
+        let head = Arc::new(Head::new(head_options(&opts, tenant)).with_chunk_dir(&dir.join("chunks_head"))?);
         // In-order data before the end of the newest block is already persisted. Never
         // later than the clock: a block cut in the future by a version that let the head's
         // newest sample decide must not make the present too old. (Data written below such

@@ -135,13 +135,13 @@ impl Head {
             }
         };
         if cut && let Some(o) = d.open.take() {
-            d.closed.push(HeadChunk {
-                mint: o.mint,
-                maxt: o.maxt,
-                enc: Encoding::Xor,
-                settled: false,
-                data: Arc::from(o.chunk.into_bytes()),
-            });
+            d.closed.push(HeadChunk::mem(
+                o.mint,
+                o.maxt,
+                Encoding::Xor,
+                Arc::from(o.chunk.into_bytes()),
+            ));
+            self.unsettled.fetch_add(1, Ordering::Relaxed);
         }
         let o = d.open.get_or_insert_with(|| OpenChunk {
             chunk: XorChunk::new(),
@@ -160,25 +160,18 @@ impl Head {
 #[inline(never)]
 fn in_order_value_at(d: &SeriesData, t: i64) -> Option<u64> {
     let mut buf = Vec::new();
-    let open = d
-        .open
-        .as_ref()
-        .map(|o| (o.mint, o.maxt, Encoding::Xor, o.chunk.bytes()));
-    let closed = d.closed.iter().map(|c| (c.mint, c.maxt, c.enc, &c.data[..]));
-    for (mint, maxt, enc, bytes) in closed.chain(open) {
-        if t < mint || t > maxt {
-            continue;
-        }
-        buf.clear();
-        if crate::chunkenc::decode(enc, bytes, &mut buf).is_err() {
-            return None;
-        }
-        return buf
-            .binary_search_by_key(&t, |x| x.t)
-            .ok()
-            .map(|i| buf[i].v.to_bits());
-    }
-    None
+    let open = d.open.as_ref().filter(|o| o.mint <= t && t <= o.maxt);
+    let closed = d.closed.iter().find(|c| c.mint <= t && t <= c.maxt);
+    // A chunk that cannot be read (a failing disk) is taken as not holding `t`.
+    let decoded = match (closed, open) {
+        (Some(c), _) => c.decode_into(&mut buf),
+        (None, Some(o)) => crate::chunkenc::decode(Encoding::Xor, o.chunk.bytes(), &mut buf),
+        (None, None) => return None,
+    };
+    decoded.ok()?;
+    buf.binary_search_by_key(&t, |x| x.t)
+        .ok()
+        .map(|i| buf[i].v.to_bits())
 }
 
 impl Head {
@@ -197,7 +190,7 @@ impl Head {
                 continue;
             }
             buf.clear();
-            if crate::chunkenc::decode(c.enc, &c.data, &mut buf).is_err() {
+            if c.decode_into(&mut buf).is_err() {
                 closed.push(c);
                 continue;
             }
@@ -236,14 +229,14 @@ impl Head {
         d.ooo_compacting.retain(|x| x.t < mint || x.t > maxt);
         hit |= d.ooo.len() + d.ooo_compacting.len() != before;
         // The newest remaining in-order sample decides duplicates from now on.
-        let last = d
-            .open
-            .as_ref()
-            .map(|o| (Encoding::Xor, o.chunk.bytes()))
-            .or_else(|| d.closed.last().map(|c| (c.enc, &c.data[..])));
-        if let Some((enc, bytes)) = last {
-            buf.clear();
-            if crate::chunkenc::decode(enc, bytes, &mut buf).is_ok()
+        buf.clear();
+        let last = match (&d.open, d.closed.last()) {
+            (Some(o), _) => Some(crate::chunkenc::decode(Encoding::Xor, o.chunk.bytes(), &mut buf)),
+            (None, Some(c)) => Some(c.decode_into(&mut buf)),
+            (None, None) => None,
+        };
+        if let Some(decoded) = last {
+            if decoded.is_ok()
                 && let Some(x) = buf.last()
             {
                 d.last_t = x.t;
@@ -262,11 +255,10 @@ fn encode_xor(samples: &[Sample]) -> Option<HeadChunk> {
     for x in samples {
         c.append(x.t, x.v);
     }
-    Some(HeadChunk {
-        enc: Encoding::Xor,
-        settled: false,
-        mint: first.t,
-        maxt: last.t,
-        data: Arc::from(c.into_bytes()),
-    })
+    Some(HeadChunk::mem(
+        first.t,
+        last.t,
+        Encoding::Xor,
+        Arc::from(c.into_bytes()),
+    ))
 }

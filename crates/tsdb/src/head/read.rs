@@ -5,7 +5,7 @@ use std::sync::Arc;
 use metricsd_model::{Labels, Matcher, Sample};
 use roaring::RoaringBitmap;
 
-use super::{Head, MemSeries};
+use super::{ChunkBytes, Head, MemSeries};
 use crate::Result;
 use crate::chunkenc::Encoding;
 use crate::index::{IndexReader, postings_for_matchers};
@@ -67,9 +67,15 @@ impl Head {
                     maxt: c.maxt,
                     prio: PRIO_HEAD,
                     tombstones: None,
-                    data: ChunkData::Bytes {
-                        enc: c.enc,
-                        data: c.data.clone(),
+                    data: match &c.data {
+                        ChunkBytes::Mem(data) => ChunkData::Bytes {
+                            enc: c.enc,
+                            data: data.clone(),
+                        },
+                        ChunkBytes::File { file, chunk_ref } => ChunkData::Block {
+                            reader: file.clone(),
+                            chunk_ref: *chunk_ref,
+                        },
                     },
                 });
             }
