@@ -91,6 +91,10 @@ struct Args {
     /// Per-query timeout, s.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
+    /// Seconds to wait after the last load before measuring memory and disk (background
+    /// work after a load: head chunk moves, part merges).
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
     /// Where the temporary data directories go.
     #[arg(long, default_value = "/tmp")]
     work_dir: PathBuf,
@@ -386,12 +390,34 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|d| a.only.as_deref().is_none_or(|o| d.name.contains(o)))
         .collect();
-    // Let background work after the load (head compaction, merges) settle a little.
-    std::thread::sleep(Duration::from_secs(5));
+    // Let background work after the load (head chunk moves, merges) settle a little.
+    std::thread::sleep(Duration::from_secs(a.settle_secs));
     let mut hwm_reset = BTreeMap::new();
     for t in &mut targets {
         t.rss_before_mb = status_kb(t.server.pid(), "VmRSS")? as f64 / 1024.0;
         t.disk_bytes = disk_bytes(t._dir.path())?;
+        if t.kind == Kind::Metricsd {
+            // metricsd's own view of its head, for the memory breakdown.
+            let text = metricsd_bench::http_agent(Duration::from_secs(30))
+                .get(t.server.url("/metrics"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .unwrap_or_default();
+            let figure = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "metricsd: RSS {:.0} MB, head estimate {:.0} MB ({:.0} B/series), head chunks on disk {:.0} MB, WAL {:.0} MB",
+                t.rss_before_mb,
+                figure("metricsd_tsdb_head_memory_bytes") / 1048576.0,
+                figure("metricsd_tsdb_head_memory_bytes") / figure("metricsd_tsdb_head_series"),
+                figure("metricsd_tsdb_head_chunk_file_bytes") / 1048576.0,
+                figure("metricsd_tsdb_wal_bytes") / 1048576.0,
+            );
+        }
         hwm_reset.insert(t.kind, reset_hwm(t.server.pid()).is_ok());
     }
     println!("load average before the queries: {}", loadavg());

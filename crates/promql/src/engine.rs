@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use metricsd_tsdb::querier::Queryable;
+use metricsd_storage::Queryable;
 use promql_parser::parser::Expr;
 
 use crate::error::QueryError;
@@ -175,5 +175,104 @@ pub(crate) fn type_name(t: promql_parser::parser::value::ValueType) -> &'static 
         ValueType::String => "string",
         ValueType::Vector => "instant vector",
         ValueType::Matrix => "range vector",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine over the storage seam's in-memory store: no store crate needed.
+
+    use metricsd_model::{Labels, Matcher};
+    use metricsd_storage::mem::MemStore;
+    use metricsd_storage::{
+        Error, ErrorKind, Querier, Queryable, Result, SampleIterator, Series, SeriesData,
+    };
+
+    use super::*;
+    use crate::Value;
+
+    fn counter(store: &MemStore, job: &str, per_step: f64) {
+        let l = Labels::from_pairs([("__name__", "requests_total"), ("job", job)]);
+        store.add(l, (0..=20).map(|k| (k * 15_000, k as f64 * per_step)));
+    }
+
+    #[test]
+    fn rate_and_sum_over_an_in_memory_store() {
+        let store = MemStore::new();
+        counter(&store, "a", 15.0);
+        counter(&store, "b", 30.0);
+        let r = Engine::default()
+            .instant_query(
+                &store,
+                "sum(rate(requests_total[1m]))",
+                300_000,
+                &QueryContext::default(),
+            )
+            .unwrap();
+        let Value::Vector(v) = r.value else {
+            panic!("{:?}", r.value)
+        };
+        assert_eq!(v.len(), 1);
+        assert!((v[0].v - 3.0).abs() < 1e-9, "{}", v[0].v);
+    }
+
+    /// A store whose every series fails to read: the query answers, with a warning that
+    /// names the series.
+    struct Failing;
+    struct FailingQuerier;
+    struct FailingData;
+    struct FailingIter;
+
+    impl Queryable for Failing {
+        fn querier(&self, _: i64, _: i64) -> Result<Box<dyn Querier + '_>> {
+            Ok(Box::new(FailingQuerier))
+        }
+    }
+    impl Querier for FailingQuerier {
+        fn select(&self, _: &[Matcher]) -> Result<Vec<Series>> {
+            Ok(vec![Series::new(
+                Labels::from_pairs([("__name__", "x")]),
+                std::sync::Arc::new(FailingData),
+            )])
+        }
+        fn label_names(&self, _: &[Matcher]) -> Result<Vec<std::sync::Arc<str>>> {
+            Ok(Vec::new())
+        }
+        fn label_values(&self, _: &str, _: &[Matcher]) -> Result<Vec<std::sync::Arc<str>>> {
+            Ok(Vec::new())
+        }
+        fn range(&self) -> (i64, i64) {
+            (0, 0)
+        }
+    }
+    impl SeriesData for FailingData {
+        fn iter(&self) -> Box<dyn SampleIterator + '_> {
+            Box::new(FailingIter)
+        }
+    }
+    impl Iterator for FailingIter {
+        type Item = metricsd_model::Sample;
+        fn next(&mut self) -> Option<Self::Item> {
+            None
+        }
+    }
+    impl SampleIterator for FailingIter {
+        fn err(&self) -> Option<Error> {
+            Some(Error::new(ErrorKind::Internal, "chunk 7 is unreadable"))
+        }
+    }
+
+    #[test]
+    fn unreadable_series_become_warnings() {
+        let r = Engine::default()
+            .instant_query(&Failing, "x", 1000, &QueryContext::default())
+            .unwrap();
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("chunk 7 is unreadable") && w.contains("x")),
+            "{:?}",
+            r.warnings
+        );
     }
 }

@@ -48,8 +48,11 @@ impl QueryError {
     }
 }
 
-impl From<metricsd_tsdb::Error> for QueryError {
-    fn from(e: metricsd_tsdb::Error) -> Self {
-        QueryError::Storage(e.to_string())
+impl From<metricsd_storage::Error> for QueryError {
+    fn from(e: metricsd_storage::Error) -> Self {
+        match e.kind() {
+            metricsd_storage::ErrorKind::InvalidInput => QueryError::BadParam(e.to_string()),
+            _ => QueryError::Storage(e.to_string()),
+        }
     }
 }

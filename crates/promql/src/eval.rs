@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metricsd_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
-use metricsd_tsdb::querier::{Queryable, Series};
+use metricsd_storage::{Queryable, Series};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
 
@@ -774,9 +774,7 @@ impl<'a> Ev<'a> {
 fn decode(s: &Series, drop_stale: bool, buf: &mut Vec<Sample>) -> Option<String> {
     buf.clear();
     let mut it = s.iter();
-    let w = it
-        .drain_into(buf)
-        .map(|e| format!("{}: {}", s.labels(), e.without_paths()));
+    let w = it.drain_into(buf).map(|e| format!("{}: {e}", s.labels()));
     if drop_stale {
         buf.retain(|x| !is_stale_nan(x.v));
     }

@@ -1,12 +1,12 @@
 //! A PromQL evaluator over the metricsd-tsdb read API.
 //!
 //! Expressions are parsed with `promql-parser` and evaluated by our own engine over a
-//! [`metricsd_tsdb::querier::Queryable`]. The semantics are those of Prometheus 2.x for float
+//! [`metricsd_storage::Queryable`]. The semantics are those of Prometheus 2.x for float
 //! samples (checked against Prometheus 2.42 by the conformance harness); see
 //! `docs/promql.md` for the deliberate differences.
 //!
 //! ```no_run
-//! # fn demo(store: &dyn metricsd_tsdb::querier::Queryable) {
+//! # fn demo(store: &dyn metricsd_storage::Queryable) {
 //! use metricsd_promql::{Engine, EngineOptions, QueryContext};
 //! let engine = Engine::new(EngineOptions::default());
 //! let res = engine

@@ -777,8 +777,8 @@ async fn series(
             return Ok((0, Vec::new()));
         };
         let meta = st2.collector.metadata(&tenant2);
-        let q = db.querier(start, end).map_err(|e| ApiError::from_store(&e))?;
-        let sel = q.select(&matchers).map_err(|e| ApiError::from_store(&e))?;
+        let q = db.querier(start, end).map_err(|e| ApiError::from_read(&e))?;
+        let sel = q.select(&matchers).map_err(|e| ApiError::from_read(&e))?;
         let total = sel.len();
         let mut out = Vec::new();
         for s in sel.iter() {

@@ -65,6 +65,25 @@ impl ApiError {
         }
     }
 
+    /// The answer to a read that failed through the storage seam (a query's store).
+    pub fn from_read(e: &metricsd_storage::Error) -> Self {
+        use metricsd_storage::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidInput => ApiError::new(StatusCode::BAD_REQUEST, "rejected", e.to_string()),
+            ErrorKind::LimitExceeded => {
+                ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string())
+            }
+            ErrorKind::Internal => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    STORAGE_ERROR_MESSAGE,
+                )
+            }
+        }
+    }
+
     /// Prefixes the field with a batch index: `[3].value`.
     pub fn at_index(mut self, i: usize) -> Self {
         self.field = Some(match self.field {

@@ -168,19 +168,19 @@ struct EmptyStore;
 struct EmptyQuerier(i64, i64);
 
 impl Queryable for EmptyStore {
-    fn querier(&self, mint: i64, maxt: i64) -> metricsd_tsdb::Result<Box<dyn Querier + '_>> {
+    fn querier(&self, mint: i64, maxt: i64) -> metricsd_storage::Result<Box<dyn Querier + '_>> {
         Ok(Box::new(EmptyQuerier(mint, maxt)))
     }
 }
 
 impl Querier for EmptyQuerier {
-    fn select(&self, _: &[Matcher]) -> metricsd_tsdb::Result<Vec<Series>> {
+    fn select(&self, _: &[Matcher]) -> metricsd_storage::Result<Vec<Series>> {
         Ok(Vec::new())
     }
-    fn label_names(&self, _: &[Matcher]) -> metricsd_tsdb::Result<Vec<Arc<str>>> {
+    fn label_names(&self, _: &[Matcher]) -> metricsd_storage::Result<Vec<Arc<str>>> {
         Ok(Vec::new())
     }
-    fn label_values(&self, _: &str, _: &[Matcher]) -> metricsd_tsdb::Result<Vec<Arc<str>>> {
+    fn label_values(&self, _: &str, _: &[Matcher]) -> metricsd_storage::Result<Vec<Arc<str>>> {
         Ok(Vec::new())
     }
     fn range(&self) -> (i64, i64) {
@@ -396,10 +396,10 @@ async fn series(State(st): St, req: Req) -> Result<Response, PromError> {
         let Some(db) = st2.storage.existing_tenant(&tenant) else {
             return Ok(Vec::new());
         };
-        let q = db.querier(start, end).map_err(|e| PromError::from_store(&e))?;
+        let q = db.querier(start, end).map_err(|e| PromError::from_read(&e))?;
         let mut all: Vec<Labels> = Vec::new();
         for set in &sets {
-            let sel = q.select(set).map_err(|e| PromError::from_store(&e))?;
+            let sel = q.select(set).map_err(|e| PromError::from_read(&e))?;
             all.extend(sel.iter().map(|s| s.labels().clone()));
         }
         // Each select is sorted; several overlap: merge them as Prometheus' merge set does.
@@ -443,13 +443,13 @@ async fn label_names(st: &Arc<AppState>, tenant: String, form: &Form) -> Result<
         let Some(db) = st2.storage.existing_tenant(&tenant) else {
             return Ok(Vec::new());
         };
-        let q = db.querier(start, end).map_err(|e| PromError::from_store(&e))?;
+        let q = db.querier(start, end).map_err(|e| PromError::from_read(&e))?;
         if sets.is_empty() {
-            return q.label_names(&[]).map_err(|e| PromError::from_store(&e));
+            return q.label_names(&[]).map_err(|e| PromError::from_read(&e));
         }
         let mut all = Vec::new();
         for set in &sets {
-            all.extend(q.label_names(set).map_err(|e| PromError::from_store(&e))?);
+            all.extend(q.label_names(set).map_err(|e| PromError::from_read(&e))?);
         }
         all.sort();
         all.dedup();
@@ -471,16 +471,13 @@ async fn label_values(State(st): St, Path(name): Path<String>, req: Req) -> Resu
         let Some(db) = st2.storage.existing_tenant(&tenant) else {
             return Ok(Vec::new());
         };
-        let q = db.querier(start, end).map_err(|e| PromError::from_store(&e))?;
+        let q = db.querier(start, end).map_err(|e| PromError::from_read(&e))?;
         if sets.is_empty() {
-            return q.label_values(&name, &[]).map_err(|e| PromError::from_store(&e));
+            return q.label_values(&name, &[]).map_err(|e| PromError::from_read(&e));
         }
         let mut all = Vec::new();
         for set in &sets {
-            all.extend(
-                q.label_values(&name, set)
-                    .map_err(|e| PromError::from_store(&e))?,
-            );
+            all.extend(q.label_values(&name, set).map_err(|e| PromError::from_read(&e))?);
         }
         all.sort();
         all.dedup();
@@ -761,10 +758,10 @@ async fn federate_text(st: &Arc<AppState>, req: &Req) -> Result<String, PromErro
         let Some(db) = st2.storage.existing_tenant(&tenant) else {
             return Ok(Vec::new());
         };
-        let q = db.querier(mint, maxt).map_err(|e| PromError::from_store(&e))?;
+        let q = db.querier(mint, maxt).map_err(|e| PromError::from_read(&e))?;
         let mut out = Vec::new();
         for set in &sets {
-            for s in q.select(set).map_err(|e| PromError::from_store(&e))? {
+            for s in q.select(set).map_err(|e| PromError::from_read(&e))? {
                 if let Some(p) = s.iter().last()
                     && !metricsd_model::is_stale_nan(p.v)
                 {

@@ -30,7 +30,7 @@ use crate::block::Block;
 use crate::head::{Head, HeadOptions};
 use crate::index::{IndexReader, label_names_matching, label_values_matching, postings_for_matchers};
 use crate::querier::{
-    ChunkData, ChunkReader, ChunkSource, Querier, Queryable, Series, SeriesEntry, merge_entries,
+    ChunkData, ChunkReader, ChunkSeries, ChunkSource, Querier, Queryable, Series, SeriesEntry, merge_entries,
 };
 use crate::tombstones::Interval;
 use crate::wal::{Record, RefTombstone, Wal, WalOptions};
@@ -59,7 +59,7 @@ pub struct DbOptions {
     pub limits: Limits,
     /// WAL segment size and fsync policy.
     pub wal: WalOptions,
-    /// Samples per head chunk.
+    /// Samples per head chunk. Default [`crate::head::DEFAULT_CHUNK_MAX_SAMPLES`].
     pub chunk_max_samples: usize,
     /// Largest compacted block span in ms (default 31d, capped at a tenth of retention).
     pub max_block_range_ms: i64,
@@ -84,7 +84,7 @@ impl Default for DbOptions {
             max_series: 0,
             limits: Limits::default(),
             wal: WalOptions::default(),
-            chunk_max_samples: 240,
+            chunk_max_samples: crate::head::DEFAULT_CHUNK_MAX_SAMPLES,
             max_block_range_ms: 31 * 24 * 3600 * 1000,
             max_future_ms: 10 * 60 * 1000,
             clock: crate::Clock::system(),
@@ -514,7 +514,7 @@ struct DbQuerier {
     maxt: i64,
 }
 
-impl Querier for DbQuerier {
+impl DbQuerier {
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>> {
         if matchers.is_empty() {
             return Ok(Vec::new());
@@ -526,7 +526,7 @@ impl Querier for DbQuerier {
         lists.push(self.head.select(matchers, self.mint, self.maxt)?);
         Ok(merge_entries(lists)
             .into_iter()
-            .map(|e| Series::new(e, self.mint, self.maxt))
+            .map(|e| ChunkSeries::series(e, self.mint, self.maxt))
             .collect())
     }
 
@@ -549,6 +549,20 @@ impl Querier for DbQuerier {
         all.dedup();
         Ok(all)
     }
+}
+
+impl Querier for DbQuerier {
+    fn select(&self, matchers: &[Matcher]) -> metricsd_storage::Result<Vec<Series>> {
+        DbQuerier::select(self, matchers).map_err(Into::into)
+    }
+
+    fn label_names(&self, matchers: &[Matcher]) -> metricsd_storage::Result<Vec<Arc<str>>> {
+        DbQuerier::label_names(self, matchers).map_err(Into::into)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> metricsd_storage::Result<Vec<Arc<str>>> {
+        DbQuerier::label_values(self, name, matchers).map_err(Into::into)
+    }
 
     fn range(&self) -> (i64, i64) {
         (self.mint, self.maxt)
@@ -556,7 +570,15 @@ impl Querier for DbQuerier {
 }
 
 impl Queryable for Db {
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>> {
+    fn querier(&self, mint: i64, maxt: i64) -> metricsd_storage::Result<Box<dyn Querier + '_>> {
+        self.db_querier(mint, maxt)
+            .map(|q| Box::new(q) as Box<dyn Querier + '_>)
+            .map_err(Into::into)
+    }
+}
+
+impl Db {
+    fn db_querier(&self, mint: i64, maxt: i64) -> Result<DbQuerier> {
         if mint > maxt {
             return Err(Error::InvalidArgument(format!(
                 "query range start {mint} is after its end {maxt}"
@@ -570,12 +592,12 @@ impl Queryable for Db {
             .collect();
         let prio = prio_by_creation(&blocks);
         let blocks = prio.into_iter().zip(blocks).collect();
-        Ok(Box::new(DbQuerier {
+        Ok(DbQuerier {
             head: self.head.clone(),
             blocks,
             mint,
             maxt,
-        }))
+        })
     }
 }
 

@@ -124,6 +124,9 @@ pub enum Error {
     /// The store is closed or failed in a way that makes it refuse writes.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A read through the storage seam failed (what a [`crate::Series`] reports).
+    #[error(transparent)]
+    Read(#[from] metricsd_storage::Error),
 }
 
 impl Error {
@@ -153,6 +156,11 @@ impl Error {
             Error::Io { .. } | Error::Corruption { .. } | Error::InvalidChunk(_) | Error::Unavailable(_) => {
                 Status::Internal
             }
+            Error::Read(e) => match e.kind() {
+                metricsd_storage::ErrorKind::InvalidInput => Status::InvalidInput,
+                metricsd_storage::ErrorKind::LimitExceeded => Status::LimitExceeded,
+                metricsd_storage::ErrorKind::Internal => Status::Internal,
+            },
             Error::Model(e) => match e.kind() {
                 metricsd_model::ErrorKind::LimitExceeded => Status::LimitExceeded,
                 metricsd_model::ErrorKind::InvalidInput => Status::InvalidInput,
@@ -174,5 +182,24 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// The storage seam's error for a store error: its status as the kind, its message without
+/// file paths (the seam's errors may reach clients; the store logs paths itself).
+impl From<&Error> for metricsd_storage::Error {
+    fn from(e: &Error) -> Self {
+        let kind = match e.status() {
+            Status::InvalidInput => metricsd_storage::ErrorKind::InvalidInput,
+            Status::LimitExceeded => metricsd_storage::ErrorKind::LimitExceeded,
+            Status::Internal => metricsd_storage::ErrorKind::Internal,
+        };
+        metricsd_storage::Error::new(kind, e.without_paths())
+    }
+}
+
+impl From<Error> for metricsd_storage::Error {
+    fn from(e: Error) -> Self {
+        metricsd_storage::Error::from(&e)
     }
 }

@@ -42,13 +42,21 @@ const SHARDS: usize = 64;
 /// twice the series, over [`SHARDS`]).
 const KEYED_SLACK: usize = 64 * 1024;
 
+/// Samples per head chunk by default: 120, as Prometheus. The open chunk of every series
+/// is in memory, so its size is most of a series' memory while data arrives; closed chunks
+/// go to `chunks_head/` and blocks re-chunk up to [`crate::block::MAX_SAMPLES_PER_CHUNK`]
+/// samples, so a smaller head chunk costs no block size. (240 was the default before issue
+/// 12: at 100k series × 2 h of noisy data, 120 saves ≈ 0.45 KB of RSS per series;
+/// `docs/benchmarks.md`.)
+pub const DEFAULT_CHUNK_MAX_SAMPLES: usize = 120;
+
 /// Options of the head.
 #[derive(Debug, Clone)]
 pub struct HeadOptions {
     /// Block range in ms: chunks never span a multiple of it, so blocks cut cleanly.
     pub block_range_ms: i64,
-    /// Samples per chunk before a new one is started. Default 240: twice Prometheus' 120,
-    /// which halves per-chunk overhead for the same compression ratio.
+    /// Samples per chunk before a new one is started. Default
+    /// [`DEFAULT_CHUNK_MAX_SAMPLES`].
     pub chunk_max_samples: usize,
     /// How far behind the newest sample an out-of-order sample may be (ms); 0 rejects them.
     pub ooo_window_ms: i64,
@@ -67,7 +75,7 @@ impl Default for HeadOptions {
     fn default() -> Self {
         HeadOptions {
             block_range_ms: 2 * 3600 * 1000,
-            chunk_max_samples: 240,
+            chunk_max_samples: DEFAULT_CHUNK_MAX_SAMPLES,
             ooo_window_ms: 3600 * 1000,
             max_series: 0,
             limits: Limits::default(),

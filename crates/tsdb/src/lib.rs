@@ -68,6 +68,6 @@ pub use clock::{Clock, MIN_TIMESTAMP};
 pub use db::{Appender, CommitReport, CompactReport, Db, DbOptions, Gauges, OpenReport, Stats};
 pub use error::{Error, Result, Status};
 pub use head::{KeyedSeries, SeriesRef};
-pub use querier::{Querier, Queryable, SampleIter, Series};
+pub use metricsd_storage::{Querier, Queryable, SampleIterator, Series};
 pub use storage::{DEFAULT_TENANT, Maintenance, Storage, StorageOptions, is_valid_tenant};
 pub use wal::{FsyncPolicy, FsyncScheduler, WalOptions};

@@ -1,34 +1,17 @@
-//! The read API: [`Queryable`] opens a [`Querier`] over a time range; [`Querier::select`]
-//! returns the matching series, whose samples are decoded lazily, chunk by chunk, merged
-//! across the head, the out-of-order buffer and blocks, deduplicated and clipped.
+//! The read side: the store implements the storage seam's [`Queryable`] (`metricsd-storage`);
+//! [`Querier::select`] returns series whose samples a [`ChunkSeries`] decodes lazily, chunk
+//! by chunk, merged across the head, the out-of-order buffer and blocks, deduplicated and
+//! clipped.
 
 use std::sync::Arc;
 
-use metricsd_model::{Labels, Matcher, Sample};
+use metricsd_model::{Labels, Sample};
 
 use crate::chunkenc::{self, Encoding};
 use crate::tombstones::Intervals;
 use crate::{Error, Result};
 
-/// Something that can be queried over a time range: a tenant's store.
-pub trait Queryable: Send + Sync {
-    /// A querier over `[mint, maxt]` (inclusive, ms). It sees a consistent set of blocks;
-    /// head data appended after this call may or may not be visible.
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier + '_>>;
-}
-
-/// Selects series and label metadata within the querier's time range.
-pub trait Querier: Send + Sync {
-    /// Series matching all `matchers` with at least one chunk in range, sorted by labels.
-    /// An empty matcher list selects nothing.
-    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>>;
-    /// Label names of the series matching `matchers` (all series when empty), sorted.
-    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<Arc<str>>>;
-    /// Values of label `name` among series matching `matchers` (all when empty), sorted.
-    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<Arc<str>>>;
-    /// The range `[mint, maxt]` this querier reads.
-    fn range(&self) -> (i64, i64);
-}
+pub use metricsd_storage::{Querier, Queryable, SampleIterator, Series, SeriesData};
 
 /// Random access to the chunks of a persisted block.
 pub(crate) trait ChunkReader: Send + Sync {
@@ -106,49 +89,32 @@ pub(crate) fn merge_entries(lists: Vec<Vec<SeriesEntry>>) -> Vec<SeriesEntry> {
     out
 }
 
-/// A selected series: its labels and lazily decoded samples in the querier's range.
-#[derive(Clone)]
-pub struct Series {
-    labels: Labels,
-    chunks: Arc<[ChunkSource]>,
+/// The samples of a selected series: its chunks in the querier's range, decoded lazily.
+pub(crate) struct ChunkSeries {
+    chunks: Box<[ChunkSource]>,
     mint: i64,
     maxt: i64,
 }
 
-impl std::fmt::Debug for Series {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Series")
-            .field("labels", &self.labels)
-            .field("chunks", &self.chunks.len())
-            .finish()
-    }
-}
-
-impl Series {
-    pub(crate) fn new(e: SeriesEntry, mint: i64, maxt: i64) -> Series {
-        let mut chunks = e.chunks;
+impl ChunkSeries {
+    /// The samples of `chunks` in `[mint, maxt]`.
+    pub(crate) fn new(mut chunks: Vec<ChunkSource>, mint: i64, maxt: i64) -> ChunkSeries {
         chunks.sort_by_key(|c| (c.mint, c.maxt));
-        Series {
-            labels: e.labels,
+        ChunkSeries {
             chunks: chunks.into(),
             mint,
             maxt,
         }
     }
 
-    /// The series' labels.
-    pub fn labels(&self) -> &Labels {
-        &self.labels
+    /// The storage seam's series for `e`, clipped to `[mint, maxt]`.
+    pub(crate) fn series(e: SeriesEntry, mint: i64, maxt: i64) -> Series {
+        Series::new(e.labels, Arc::new(ChunkSeries::new(e.chunks, mint, maxt)))
     }
 
-    /// Number of chunks the samples come from (before merging).
-    pub fn num_chunks(&self) -> usize {
-        self.chunks.len()
-    }
-
-    /// A lazy iterator over the samples in range, in time order, without duplicates.
-    pub fn iter(&self) -> SampleIter<'_> {
-        SampleIter {
+    /// Every readable sample, and the first error (with its file path, for logs).
+    pub(crate) fn read_all(&self) -> (Vec<Sample>, Option<Error>) {
+        let mut it = SampleIter {
             series: self,
             next_chunk: 0,
             buf: Vec::new(),
@@ -156,25 +122,35 @@ impl Series {
             scratch: Vec::new(),
             raw: Vec::new(),
             err: None,
-        }
-    }
-
-    /// All samples in range (convenience over [`Series::iter`]); fails on a corrupt chunk.
-    pub fn samples(&self) -> Result<Vec<Sample>> {
-        let mut it = self.iter();
+        };
         let v: Vec<Sample> = it.by_ref().collect();
-        match it.err.take() {
-            Some(e) => Err(e),
-            None => Ok(v),
-        }
+        (v, it.err.take())
     }
 }
 
-/// Iterates a [`Series`]' samples. Decodes one group of overlapping chunks at a time into a
+impl SeriesData for ChunkSeries {
+    fn iter(&self) -> Box<dyn SampleIterator + '_> {
+        Box::new(SampleIter {
+            series: self,
+            next_chunk: 0,
+            buf: Vec::new(),
+            pos: 0,
+            scratch: Vec::new(),
+            raw: Vec::new(),
+            err: None,
+        })
+    }
+
+    fn num_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Iterates a [`ChunkSeries`]' samples. Decodes one group of overlapping chunks at a time into a
 /// reused buffer. A chunk that fails to decode is skipped and its error kept in
 /// [`SampleIter::err`], so one corrupt chunk costs its samples, not the query.
-pub struct SampleIter<'a> {
-    series: &'a Series,
+pub(crate) struct SampleIter<'a> {
+    series: &'a ChunkSeries,
     next_chunk: usize,
     buf: Vec<Sample>,
     pos: usize,
@@ -185,11 +161,6 @@ pub struct SampleIter<'a> {
 }
 
 impl SampleIter<'_> {
-    /// The first decode error met, if any.
-    pub fn err(&self) -> Option<&Error> {
-        self.err.as_ref()
-    }
-
     /// Decodes the next group of overlapping chunks into `buf`. Returns false at the end.
     fn fill(&mut self) -> bool {
         let chunks = &self.series.chunks;
@@ -257,17 +228,20 @@ fn retain_range(buf: &mut Vec<Sample>, mint: i64, maxt: i64, tomb: Option<&Inter
     }
 }
 
-impl SampleIter<'_> {
-    /// Appends every remaining sample to `out`, a chunk group at a time (a copy per group
-    /// instead of one call per sample). Returns the first decode error, if any.
-    pub fn drain_into(&mut self, out: &mut Vec<Sample>) -> Option<&Error> {
+impl SampleIterator for SampleIter<'_> {
+    fn err(&self) -> Option<metricsd_storage::Error> {
+        self.err.as_ref().map(metricsd_storage::Error::from)
+    }
+
+    /// A chunk group at a time (a copy per group instead of one call per sample).
+    fn drain_into(&mut self, out: &mut Vec<Sample>) -> Option<metricsd_storage::Error> {
         loop {
             if self.pos < self.buf.len() {
                 out.extend_from_slice(&self.buf[self.pos..]);
                 self.pos = self.buf.len();
             }
             if !self.fill() {
-                return self.err.as_ref();
+                return self.err();
             }
         }
     }
@@ -312,7 +286,7 @@ mod tests {
                 src(&[(10, 10.0), (11, 11.0)], 1),
             ],
         };
-        let s = Series::new(e, 2, 10);
+        let s = ChunkSeries::series(e, 2, 10);
         let want: Vec<Sample> = s.iter().collect();
         let mut it = s.iter();
         it.next();
@@ -333,7 +307,7 @@ mod tests {
                 src(&[(9, 9.0)], 1),
             ],
         };
-        let s = Series::new(e, 2, 9);
+        let s = ChunkSeries::series(e, 2, 9);
         let got: Vec<(i64, f64)> = s.iter().map(|x| (x.t, x.v)).collect();
         assert_eq!(got, [(2, 2.0), (3, 30.0), (5, 5.0), (9, 9.0)]);
     }
@@ -348,7 +322,7 @@ mod tests {
             labels: Labels::from_pairs([("__name__", "x")]),
             chunks: vec![a, src(&[(3, 7.0)], 2)],
         };
-        let got: Vec<(i64, f64)> = Series::new(e, i64::MIN, i64::MAX)
+        let got: Vec<(i64, f64)> = ChunkSeries::series(e, i64::MIN, i64::MAX)
             .iter()
             .map(|x| (x.t, x.v))
             .collect();

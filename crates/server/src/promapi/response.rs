@@ -77,6 +77,17 @@ impl PromError {
         }
     }
 
+    /// The answer to a read that failed through the storage seam.
+    pub fn from_read(e: &metricsd_storage::Error) -> Self {
+        match e.kind() {
+            metricsd_storage::ErrorKind::InvalidInput => PromError::bad_data(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "storage error");
+                PromError::internal(crate::error::STORAGE_ERROR_MESSAGE)
+            }
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         let code = match self.error_type {

@@ -320,3 +320,30 @@ fn clone_error(e: &Error) -> Error {
         other => Error::Unavailable(other.to_string()),
     }
 }
+
+/// The store's appender through the storage seam (what rules and importers write with).
+struct SeamAppender<'a>(Appender<'a>);
+
+impl metricsd_storage::Appender for SeamAppender<'_> {
+    fn append(&mut self, labels: &Labels, t: i64, v: f64) {
+        self.0.append(labels.clone(), t, v);
+    }
+
+    fn commit(self: Box<Self>) -> metricsd_storage::Result<metricsd_storage::AppendReport> {
+        let r = self.0.commit()?;
+        Ok(metricsd_storage::AppendReport {
+            appended: r.accepted + r.duplicates,
+            rejected: r
+                .rejected
+                .into_iter()
+                .map(|(i, e)| (i, e.without_paths()))
+                .collect(),
+        })
+    }
+}
+
+impl metricsd_storage::Appendable for Db {
+    fn appender(&self) -> Box<dyn metricsd_storage::Appender + '_> {
+        Box::new(SeamAppender(Db::appender(self)))
+    }
+}

@@ -9,7 +9,7 @@ use metricsd_model::{Labels, Sample};
 
 use super::{Db, block_select, prio_by_creation};
 use crate::block::{self, Block, CompactionMeta};
-use crate::querier::{Series, SeriesEntry, merge_entries};
+use crate::querier::{ChunkSeries, SeriesEntry, merge_entries};
 use crate::wal::Record;
 use crate::{Error, Result};
 
@@ -164,10 +164,8 @@ impl Db {
             if !e.chunks.iter().any(|c| c.maxt >= wmin && c.mint < wmax) {
                 return None;
             }
-            let s = Series::new(SeriesEntry { labels: e.labels.clone(), chunks: e.chunks.clone() }, wmin, wmax - 1);
-            let mut it = s.iter();
-            let samples: Vec<Sample> = it.by_ref().collect();
-            if let Some(err) = it.err() {
+            let (samples, err) = ChunkSeries::new(e.chunks.clone(), wmin, wmax - 1).read_all();
+            if let Some(err) = err {
                 tracing::error!(series = %e.labels, error = %err, "dropping unreadable chunk while compacting");
                 failed.get_or_insert(Error::InvalidChunk(err.to_string()));
             }
