@@ -413,14 +413,9 @@ struct Outcome {
     failed_items: u64,
 }
 
+/// Server text quoted in a report, cut to 300 bytes.
 fn abbreviate(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() <= 300 {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(300).collect();
-    t.push('…');
-    t
+    metricsd_model::abbreviate_to(s.trim(), 300)
 }
 
 /// Sends `reqs` to `cfg.url` (see the module docs for the ordering); blocks until done.
@@ -456,10 +451,14 @@ pub fn run_load(reqs: &[EncodedRequest], cfg: &LoadConfig) -> LoadReport {
                         }
                         if i >= per_step {
                             // The same series' previous step must be answered first.
-                            let mut g = gate.0.lock().unwrap();
+                            let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
                             while !done[i - per_step].load(Ordering::Acquire) && !stop.load(Ordering::Relaxed)
                             {
-                                g = gate.1.wait_timeout(g, Duration::from_millis(5)).unwrap().0;
+                                g = gate
+                                    .1
+                                    .wait_timeout(g, Duration::from_millis(5))
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .0;
                             }
                         }
                         let r = &reqs[i];
@@ -494,7 +493,7 @@ pub fn run_load(reqs: &[EncodedRequest], cfg: &LoadConfig) -> LoadReport {
                         // waiting for it would stall the run.
                         done[i].store(true, Ordering::Release);
                         {
-                            let _g = gate.0.lock().unwrap();
+                            let _g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
                             gate.1.notify_all();
                         }
                         mine.push(Outcome {

@@ -114,11 +114,9 @@ pub fn parse_answer(status: u16, body: &str) -> Answer {
     }
 }
 
+/// Server text quoted in a report, cut to 300 bytes.
 fn abbreviate(s: &str) -> String {
-    if s.chars().count() <= 300 {
-        return s.to_string();
-    }
-    s.chars().take(300).collect::<String>() + "…"
+    metricsd_model::abbreviate_to(s.trim(), 300)
 }
 
 fn parse_data(d: &Value) -> Result<QueryValue, String> {

@@ -228,19 +228,7 @@ impl TrackError {
     }
 }
 
-/// Abbreviates client text quoted back in an error, so a 1 MB label value does not make a
-/// 1 MB error message. Cuts at a char boundary and marks the cut with `…`.
-pub(crate) fn abbreviate(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", s.get(..end).unwrap_or(""))
-}
+pub(crate) use metricsd_model::abbreviate;
 
 #[cfg(test)]
 mod tests {

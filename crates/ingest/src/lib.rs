@@ -36,6 +36,7 @@
 //!     .unwrap_err();
 //! assert_eq!((e.code(), e.field()), ("invalid_field", Some("value")));
 //! ```
+#![warn(clippy::unwrap_used, clippy::panic)]
 #![warn(missing_docs)]
 
 mod error;

@@ -26,6 +26,7 @@
 //! assert!(m.matches(l.get("job").unwrap_or("")));
 //! assert_eq!(l.to_string(), r#"up{job="node"}"#);
 //! ```
+#![warn(clippy::unwrap_used, clippy::panic)]
 #![warn(missing_docs)]
 
 mod error;
@@ -38,4 +39,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME, with_pair_bytes};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{STALE_NAN, Sample, go_float, is_stale_nan, write_go_float};
-pub use validate::{Limits, is_valid_label_name, is_valid_metric_name, validate_labels};
+pub use validate::{
+    Limits, abbreviate, abbreviate_to, is_valid_label_name, is_valid_metric_name, validate_labels,
+};

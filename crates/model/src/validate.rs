@@ -41,16 +41,22 @@ pub fn is_valid_label_name(s: &str) -> bool {
         && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-fn abbreviate(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
+/// Abbreviates client text quoted back in an error to 64 bytes, so a 1 MB label value does
+/// not make a 1 MB error message. Cuts at a char boundary and marks the cut with `…`.
+pub fn abbreviate(s: &str) -> String {
+    abbreviate_to(s, 64)
+}
+
+/// [`abbreviate`] to at most `max` bytes (plus the `…`).
+pub fn abbreviate_to(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_owned();
     }
-    let mut end = MAX;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    format!("{}…", s.get(..end).unwrap_or(""))
 }
 
 /// Checks a series' labels: a valid metric name, valid label names, and the limits.

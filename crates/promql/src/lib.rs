@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+#![warn(clippy::unwrap_used, clippy::panic)]
 mod aggregate;
 mod binary;
 mod engine;

@@ -270,39 +270,14 @@ fn remote_write_version(h: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The tenant of a request: `X-Scope-OrgID`, else `default`.
+/// The tenant named by `X-Scope-OrgID`, if any ([`crate::tenant`]).
 fn header_tenant(h: &HeaderMap) -> Result<Option<String>, ApiError> {
-    match h.get("x-scope-orgid") {
-        None => Ok(None),
-        Some(v) => {
-            let t = v.to_str().unwrap_or("");
-            if metricsd_tsdb::is_valid_tenant(t) {
-                Ok(Some(t.to_owned()))
-            } else {
-                Err(ApiError::field(
-                    "X-Scope-OrgID",
-                    "invalid tenant id: use 1 to 128 characters of [a-zA-Z0-9_.-]",
-                ))
-            }
-        }
-    }
+    crate::tenant::from_header(h).map_err(ApiError::from)
 }
 
 /// The tenant of a read: `tenant_id` query parameter or `X-Scope-OrgID`; both must agree.
 fn read_tenant(h: &HeaderMap, param: Option<&str>) -> Result<String, ApiError> {
-    let header = header_tenant(h)?;
-    match (param, header) {
-        (Some(p), _) if !metricsd_tsdb::is_valid_tenant(p) => {
-            Err(ApiError::field("tenant_id", "invalid tenant id"))
-        }
-        (Some(p), Some(hd)) if p != hd => Err(ApiError::field(
-            "tenant_id",
-            "tenant_id differs from the X-Scope-OrgID header",
-        )),
-        (Some(p), _) => Ok(p.to_owned()),
-        (None, Some(hd)) => Ok(hd),
-        (None, None) => Ok(metricsd_tsdb::DEFAULT_TENANT.to_owned()),
-    }
+    crate::tenant::of_read(h, param).map_err(ApiError::from)
 }
 
 fn resolve<'a>(
@@ -999,7 +974,7 @@ async fn write(
     content_encoding(&headers, &["snappy"])?;
     remote_write_version(&headers)?;
     let b = body(b)?;
-    let tenant = header_tenant(&headers)?.unwrap_or_else(|| metricsd_tsdb::DEFAULT_TENANT.to_owned());
+    let tenant = crate::tenant::of_request(&headers)?;
     let max = st.cfg.max_body_bytes.saturating_mul(8);
     let st2 = st.clone();
     // Decoding (snappy, protobuf, label validation) runs with the store work.

@@ -125,6 +125,12 @@ impl IntoResponse for ApiError {
 /// The track decoders' errors keep their code and field: `too_many_items` is a 413, the
 /// rest 400.
 /// A task of the blocking pool that panicked or was cancelled ([`crate::blocking`]).
+impl From<crate::tenant::TenantError> for ApiError {
+    fn from(e: crate::tenant::TenantError) -> Self {
+        ApiError::field(e.field(), e.message())
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::new(

@@ -26,6 +26,7 @@
 //! metricsd_server::serve(cfg, listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
+#![warn(clippy::unwrap_used, clippy::panic)]
 #![warn(missing_docs)]
 
 /// Runs `f` on the blocking pool inside the caller's span; a task that panicked becomes the
@@ -49,6 +50,7 @@ mod promapi;
 mod protect;
 pub mod rwmeta;
 pub mod selfmetrics;
+mod tenant;
 pub mod trends;
 
 use std::future::Future;

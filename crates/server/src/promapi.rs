@@ -120,36 +120,13 @@ impl<S: Send + Sync> FromRequest<S> for Req {
 
 /// The tenant of a Prometheus API request: `X-Scope-OrgID`, else `default`.
 fn api_tenant(h: &HeaderMap) -> Result<String, PromError> {
-    match h.get("x-scope-orgid") {
-        None => Ok(metricsd_tsdb::DEFAULT_TENANT.to_owned()),
-        Some(v) => {
-            let t = v.to_str().unwrap_or("");
-            if metricsd_tsdb::is_valid_tenant(t) {
-                Ok(t.to_owned())
-            } else {
-                Err(PromError::bad_data(
-                    "invalid X-Scope-OrgID: use 1 to 128 characters of [a-zA-Z0-9_.-]",
-                ))
-            }
-        }
-    }
+    crate::tenant::of_request(h).map_err(PromError::from)
 }
 
 /// The tenant of an alias request: like the service's other `/metrics/*` reads, the
 /// `tenant_id` parameter or `X-Scope-OrgID`; both must agree.
 fn alias_tenant(h: &HeaderMap, form: &Form) -> Result<String, PromError> {
-    let header = api_tenant(h)?;
-    match form.value("tenant_id") {
-        "" => Ok(header),
-        p if !metricsd_tsdb::is_valid_tenant(p) => {
-            Err(PromError::invalid_param("tenant_id", "invalid tenant id"))
-        }
-        p if h.contains_key("x-scope-orgid") && p != header => Err(PromError::invalid_param(
-            "tenant_id",
-            "tenant_id differs from the X-Scope-OrgID header",
-        )),
-        p => Ok(p.to_owned()),
-    }
+    crate::tenant::of_read(h, Some(form.value("tenant_id"))).map_err(PromError::from)
 }
 
 /// Sets its flag when dropped: held by a handler's future, it cancels the query that future

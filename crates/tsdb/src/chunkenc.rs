@@ -65,6 +65,10 @@ pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
 /// # Panics
 ///
 /// With more than [`PCO_MAX_SAMPLES`] samples (2^20): cut chunks long before that.
+#[allow(
+    clippy::panic,
+    reason = "documented contract: callers cut chunks to at most PCO_MAX_SAMPLES"
+)]
 pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
     let xor = encode_xor(samples).ok();
     let pco = encode_pco(samples).ok();

@@ -121,6 +121,17 @@ impl PromError {
 }
 
 /// A task of the blocking pool that panicked or was cancelled ([`crate::blocking`]).
+impl From<crate::tenant::TenantError> for PromError {
+    fn from(e: crate::tenant::TenantError) -> Self {
+        match e {
+            crate::tenant::TenantError::Header => {
+                PromError::bad_data(format!("invalid X-Scope-OrgID: {}", crate::tenant::RULE))
+            }
+            _ => PromError::invalid_param(e.field(), e.message()),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for PromError {
     fn from(e: tokio::task::JoinError) -> Self {
         PromError::internal(format!("worker failed: {e}"))

@@ -68,6 +68,7 @@ impl XorChunk {
     ///
     /// When the chunk already holds [`XOR_MAX_SAMPLES`] samples, as Prometheus does.
     #[inline]
+    #[allow(clippy::panic, reason = "documented contract, as Prometheus' XOR appender")]
     pub fn append(&mut self, t: i64, v: f64) {
         // Grow by a quarter (at least 32 bytes, more than a sample's worst case of 23)
         // instead of doubling: every series' open chunk lives in memory, and doubling
