@@ -22,10 +22,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::collector::{Collector, Meta, Resolved, now_ms};
+use crate::collector::{Collector, Meta, Resolved};
 use crate::config::Config;
 use crate::error::ApiError;
+pub use crate::json::num;
 use crate::selfmetrics::SelfMetrics;
+pub use crate::time::{now_ms, rfc3339};
 use crate::{exposition, trends};
 use metricsd_ingest as track;
 use metricsd_ingest::{KeyedBatch, RemoteWriteDecoder, SERVICE_LABEL, SeriesId};
@@ -92,25 +94,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
-}
-
-/// A sample value as JSON: integral values as integers (`1`, not `1.0`), non-finite ones
-/// as the strings `NaN`, `+Inf`, `-Inf`.
-pub fn num(v: f64) -> serde_json::Value {
-    if !v.is_finite() {
-        json!(metricsd_model::go_float(v))
-    } else if v.fract() == 0.0 && v.abs() < 9e15 {
-        json!(v as i64)
-    } else {
-        json!(v)
-    }
-}
-
-/// RFC 3339 text of a Unix ms timestamp.
-pub fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 fn request_id(h: &HeaderMap) -> String {

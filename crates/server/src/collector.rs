@@ -993,12 +993,7 @@ fn check_naming(policy: NamingPolicy, item: &TrackItem<'_>, metrics: &SelfMetric
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::time::now_ms;
 
 #[cfg(test)]
 mod tests {

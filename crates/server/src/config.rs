@@ -74,7 +74,7 @@ impl PromDuration {
 impl std::str::FromStr for PromDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        crate::promapi::parse_duration_ms(s)
+        crate::time::parse_duration_ms(s)
             .filter(|ms| *ms > 0)
             .map(|ms| PromDuration(Duration::from_millis(ms as u64)))
             .ok_or_else(|| format!("{s:?} is not a positive duration like 5m, 1h30m or 90 (seconds)"))
@@ -83,7 +83,7 @@ impl std::str::FromStr for PromDuration {
 
 impl std::fmt::Display for PromDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::promapi::format_duration_ms(self.as_millis()))
+        f.write_str(&crate::time::format_duration_ms(self.as_millis()))
     }
 }
 

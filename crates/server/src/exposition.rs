@@ -178,8 +178,8 @@ pub fn to_json(fams: &[Family]) -> Vec<serde_json::Value> {
                 "type": f.kind,
                 "help": f.help,
                 "labels": labels,
-                "value": crate::api::num(*val),
-                "timestamp": crate::api::rfc3339(*t),
+                "value": crate::json::num(*val),
+                "timestamp": crate::time::rfc3339(*t),
             }));
         }
     }

@@ -44,6 +44,7 @@ pub mod collector;
 pub mod config;
 mod error;
 pub mod exposition;
+mod json;
 pub mod logging;
 pub mod otel;
 mod promapi;
@@ -51,6 +52,7 @@ mod protect;
 pub mod rwmeta;
 pub mod selfmetrics;
 mod tenant;
+pub mod time;
 pub mod trends;
 
 use std::future::Future;

@@ -35,10 +35,10 @@ use metricsd_tsdb::{Querier, Queryable, Series};
 use serde_json::json;
 
 use crate::api::AppState;
-use crate::collector::now_ms;
+use crate::time::now_ms;
 
+use crate::time::format_duration_ms;
 use params::{Form, MAX_TIME_MS, MIN_TIME_MS, match_param, parse_duration_ns, parse_time, time_param};
-pub use params::{format_duration_ms, parse_duration_ms};
 pub use response::PromError;
 use response::{success, success_raw, write_labels, write_query_data, write_str};
 
@@ -542,7 +542,7 @@ fn thread_count() -> u64 {
 
 async fn runtimeinfo(State(st): St) -> Response {
     let start_ms = now_ms() - st.started.elapsed().as_millis() as i64;
-    let start = crate::api::rfc3339(start_ms);
+    let start = crate::time::rfc3339(start_ms);
     success(json!({
         "startTime": start,
         "reloadConfigSuccess": true,
