@@ -73,20 +73,27 @@ pub fn run(args: &ClientArgs, path: &str, mut params: Vec<(&'static str, String)
     ExitCode::SUCCESS
 }
 
-fn post(url: &str, tenant: Option<&str>, params: &[(&str, String)]) -> Result<(u16, String), ureq::Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        // Error statuses carry the server's message: read them like any answer.
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut rq = agent.post(url);
+/// POSTs the form with the binary's one HTTP client (reqwest, which the OTLP exporter uses
+/// too); error statuses carry the server's message and are read like any answer.
+fn post(url: &str, tenant: Option<&str>, params: &[(&str, String)]) -> Result<(u16, String), reqwest::Error> {
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // A query may run for up to the server's query timeout; the server bounds it.
+        .timeout(None)
+        .build()?;
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut rq = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
     if let Some(t) = tenant {
         rq = rq.header("X-Scope-OrgID", t);
     }
-    let mut resp = rq.send_form(params.iter().map(|(k, v)| (*k, v.as_str())))?;
+    let resp = rq.send()?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string()?;
+    let body = resp.text()?;
     Ok((status, body))
 }
 
