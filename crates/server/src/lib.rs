@@ -248,7 +248,7 @@ pub async fn serve(
                         .map(|db| db.tenant().to_owned())
                         .collect();
                     st.rw_meta.retain(|t| open.contains(t));
-                    st.collector.evict_idle(collector::now_ms())
+                    st.collector.evict_idle(crate::time::now_ms())
                 })
                 .await
                 .unwrap_or(0);

@@ -62,7 +62,7 @@ fn gzip_and_deflate_bodies_are_accepted() {
             }],
             samples: vec![metricsd_ingest::Sample {
                 value: 4.0,
-                timestamp: metricsd_server::collector::now_ms(),
+                timestamp: metricsd_server::time::now_ms(),
             }],
             exemplars: vec![],
             histograms: vec![],
