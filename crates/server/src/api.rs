@@ -66,6 +66,14 @@ type St = State<Arc<AppState>>;
 /// The router with every route and layer.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.cfg.max_body_bytes;
+    let secs = std::time::Duration::from_secs;
+    let request_deadline =
+        crate::protect::Deadline::request(secs(state.cfg.request_timeout_seconds), state.metrics.clone());
+    let query_deadline = crate::protect::Deadline::query(
+        secs(state.cfg.request_timeout_seconds),
+        secs(state.cfg.query_timeout_seconds),
+        state.metrics.clone(),
+    );
     Router::new()
         .route("/metrics/track", post(track_one))
         .route("/metrics/track/batch", post(track_batch))
@@ -75,7 +83,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics/stats", get(stats))
         .route("/health", get(health))
         .route("/api/v1/write", post(write))
-        .merge(crate::promapi::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            request_deadline.clone(),
+            crate::protect::deadline,
+        ))
+        .merge(crate::promapi::routes(query_deadline, request_deadline))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
@@ -91,8 +103,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             crate::protect::Protect::new(
                 state.cfg.max_concurrent_requests,
-                std::time::Duration::from_secs(state.cfg.request_timeout_seconds),
-                std::time::Duration::from_secs(state.cfg.query_timeout_seconds),
                 crate::protect::BodyRead {
                     max_bytes: state.cfg.max_body_bytes,
                     timeout: std::time::Duration::from_secs(state.cfg.body_read_timeout_seconds),

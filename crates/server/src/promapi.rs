@@ -37,6 +37,7 @@ use serde_json::json;
 use crate::api::AppState;
 use crate::time::now_ms;
 
+use crate::protect::Deadline;
 use crate::time::format_duration_ms;
 use params::{Form, MAX_TIME_MS, MIN_TIME_MS, match_param, parse_duration_ns, parse_time, time_param};
 pub use response::PromError;
@@ -44,11 +45,21 @@ use response::{success, success_raw, write_labels, write_query_data, write_str};
 
 type St = State<Arc<AppState>>;
 
-/// The routes of this module, merged into the service's router.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+/// The routes of this module, merged into the service's router: those that evaluate PromQL
+/// under `for_queries`' deadline (see `protect`), the others under `for_others`'.
+pub(crate) fn routes(for_queries: Arc<Deadline>, for_others: Arc<Deadline>) -> Router<Arc<AppState>> {
+    let queries = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
+        // Seed 001's names. The seed gives no response shape, so they answer Prometheus'.
+        .route("/metrics/query", get(alias_query).post(alias_query))
+        .route("/metrics/instant", get(alias_query).post(alias_query))
+        .route("/metrics/range", get(alias_range).post(alias_range))
+        .route_layer(axum::middleware::from_fn_with_state(
+            for_queries,
+            crate::protect::deadline,
+        ));
+    Router::new()
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
@@ -64,23 +75,13 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             post(delete_series).put(delete_series),
         )
         .route("/federate", get(federate))
-        // Seed 001's names. The seed gives no response shape, so they answer Prometheus'.
-        // Every route that runs a PromQL query is in `QUERY_ROUTES` (its request deadline).
-        .route("/metrics/query", get(alias_query).post(alias_query))
-        .route("/metrics/instant", get(alias_query).post(alias_query))
-        .route("/metrics/range", get(alias_range).post(alias_range))
         .route("/metrics/labels", get(alias_labels).post(alias_labels))
+        .route_layer(axum::middleware::from_fn_with_state(
+            for_others,
+            crate::protect::deadline,
+        ))
+        .merge(queries)
 }
-
-/// The routes that evaluate PromQL: their request deadline follows
-/// `query_timeout_seconds` (see `protect`), so the engine's limit is the one that applies.
-pub(crate) const QUERY_ROUTES: &[&str] = &[
-    "/api/v1/query",
-    "/api/v1/query_range",
-    "/metrics/query",
-    "/metrics/instant",
-    "/metrics/range",
-];
 
 /// A request's form values (URL, plus a form-encoded body of POST and PUT) and headers.
 struct Req {

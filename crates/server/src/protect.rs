@@ -33,7 +33,7 @@
 //! A request that has no answer `request_timeout_seconds` after its body arrived (the
 //! body read has its own deadline, above) is answered 503 with code
 //! `timeout`. PromQL queries (`/api/v1/query`, `/api/v1/query_range` and seed 001's aliases,
-//! `promapi::QUERY_ROUTES`) have their own limit,
+//! the routes `promapi::routes` puts under the query [`Deadline`]) have their own limit,
 //! `query_timeout_seconds` (Prometheus' `--query.timeout`, 2 minutes by default): their
 //! deadline here is a second past it, or `request_timeout_seconds` if that is longer, so
 //! that a query which runs out of time ends with the engine's own `timeout` error in
@@ -74,8 +74,6 @@ pub(crate) struct Protect {
     /// Bytes of bodies read or being read (see the module docs).
     body_bytes: Arc<Semaphore>,
     max: usize,
-    timeout: Duration,
-    query_timeout: Duration,
     body: BodyRead,
     metrics: Arc<SelfMetrics>,
 }
@@ -99,32 +97,76 @@ pub(crate) fn shedding() -> bool {
 }
 
 impl Protect {
-    /// `timeout` is `request_timeout_seconds`, `query_timeout` the engine's limit.
-    pub(crate) fn new(
-        max: usize,
-        timeout: Duration,
-        query_timeout: Duration,
-        body: BodyRead,
-        metrics: Arc<SelfMetrics>,
-    ) -> Arc<Protect> {
+    /// `max` in-flight requests, bodies read as `body` says.
+    pub(crate) fn new(max: usize, body: BodyRead, metrics: Arc<SelfMetrics>) -> Arc<Protect> {
         let budget = max.saturating_mul(body.max_bytes).min(Semaphore::MAX_PERMITS);
         Arc::new(Protect {
             slots: Arc::new(Semaphore::new(max)),
             body_bytes: Arc::new(Semaphore::new(budget)),
             max,
-            timeout,
-            query_timeout: timeout.max(query_timeout.saturating_add(Duration::from_secs(1))),
             body,
             metrics,
         })
     }
+}
 
-    /// The deadline of a request to `path`, and the setting that sets it.
-    fn deadline(&self, path: &str) -> (Duration, &'static str) {
-        if crate::promapi::QUERY_ROUTES.contains(&path) && self.query_timeout > self.timeout {
-            (self.query_timeout, "query_timeout_seconds")
+/// A route's deadline (see the module docs): a `route_layer`, so each route family states
+/// its own ([`deadline`]).
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    timeout: Duration,
+    /// The setting that sets it, named in the answer.
+    setting: &'static str,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl Deadline {
+    /// The deadline of every route but PromQL queries: `request_timeout_seconds`.
+    pub(crate) fn request(timeout: Duration, metrics: Arc<SelfMetrics>) -> Arc<Deadline> {
+        Arc::new(Deadline {
+            timeout,
+            setting: "request_timeout_seconds",
+            metrics,
+        })
+    }
+
+    /// The deadline of PromQL queries: a second past `query_timeout_seconds`, so that the
+    /// engine's own timeout answers first, or `request_timeout_seconds` if that is longer.
+    pub(crate) fn query(request: Duration, query: Duration, metrics: Arc<SelfMetrics>) -> Arc<Deadline> {
+        let q = query.saturating_add(Duration::from_secs(1));
+        Arc::new(if q > request {
+            Deadline {
+                timeout: q,
+                setting: "query_timeout_seconds",
+                metrics,
+            }
         } else {
-            (self.timeout, "request_timeout_seconds")
+            Deadline {
+                timeout: request,
+                setting: "request_timeout_seconds",
+                metrics,
+            }
+        })
+    }
+}
+
+/// Answers 503 `timeout` when the route has no answer within its [`Deadline`].
+pub(crate) async fn deadline(State(d): State<Arc<Deadline>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    match tokio::time::timeout(d.timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            d.metrics.requests_timed_out.inc();
+            tracing::warn!(path = %path, timeout_seconds = d.timeout.as_secs(), "request timed out");
+            let mut resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("no answer within {} s ({})", d.timeout.as_secs(), d.setting),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
         }
     }
 }
@@ -227,8 +269,8 @@ async fn read_body(
     Ok((Request::from_parts(parts, axum::body::Body::from(buf)), held))
 }
 
-/// Reads the body, then sheds requests beyond the in-flight cap, and answers those past
-/// the deadline.
+/// Reads the body, then sheds requests beyond the in-flight cap (the routes' deadlines are
+/// [`deadline`] layers inside this one).
 pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: Next) -> Response {
     use axum::body::HttpBody;
     // The body's bytes stay charged until the response is produced.
@@ -257,24 +299,7 @@ pub(crate) async fn protect(State(p): State<Arc<Protect>>, req: Request, next: N
             }
         }
     };
-    let path = req.uri().path().to_owned();
-    let (timeout, setting) = p.deadline(&path);
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            p.metrics.requests_timed_out.inc();
-            tracing::warn!(path = %path, timeout_seconds = timeout.as_secs(), "request timed out");
-            let mut resp = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!("no answer within {} s ({setting})", timeout.as_secs()),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
-        }
-    }
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -285,38 +310,20 @@ mod tests {
     fn queries_get_the_query_timeout_and_everything_else_the_request_timeout() {
         let m = Arc::new(SelfMetrics::default());
         let s = Duration::from_secs;
-        let body = BodyRead {
-            max_bytes: 1 << 20,
-            timeout: s(30),
-            min_rate: 1024,
-        };
-        let p = Protect::new(8, s(60), s(120), body, m.clone());
-        assert_eq!(p.deadline("/api/v1/query"), (s(121), "query_timeout_seconds"));
-        assert_eq!(
-            p.deadline("/api/v1/query_range"),
-            (s(121), "query_timeout_seconds")
-        );
-        for alias in ["/metrics/query", "/metrics/instant", "/metrics/range"] {
-            assert_eq!(p.deadline(alias), (s(121), "query_timeout_seconds"), "{alias}");
-        }
-        assert_eq!(p.deadline("/metrics/labels"), (s(60), "request_timeout_seconds"));
-        assert_eq!(p.deadline("/api/v1/series"), (s(60), "request_timeout_seconds"));
-        assert_eq!(p.deadline("/api/v1/write"), (s(60), "request_timeout_seconds"));
+        let q = Deadline::query(s(60), s(120), m.clone());
+        assert_eq!((q.timeout, q.setting), (s(121), "query_timeout_seconds"));
+        let r = Deadline::request(s(60), m.clone());
+        assert_eq!((r.timeout, r.setting), (s(60), "request_timeout_seconds"));
         // A request timeout longer than the query's leaves queries under it.
-        let p = Protect::new(8, s(300), s(120), body, m);
-        assert_eq!(p.deadline("/api/v1/query"), (s(300), "request_timeout_seconds"));
+        let q = Deadline::query(s(300), s(120), m);
+        assert_eq!((q.timeout, q.setting), (s(300), "request_timeout_seconds"));
     }
 
     /// A router whose `/slow` answers after `/slow`'s body arrived and `hold` passed.
     fn app(max: usize, hold: Duration, body: BodyRead) -> (axum::Router, Arc<SelfMetrics>) {
         let m = Arc::new(SelfMetrics::default());
-        let p = Protect::new(
-            max,
-            Duration::from_millis(500),
-            Duration::from_secs(1),
-            body,
-            m.clone(),
-        );
+        let p = Protect::new(max, body, m.clone());
+        let d = Deadline::request(Duration::from_millis(500), m.clone());
         let r = axum::Router::new()
             .route(
                 "/slow",
@@ -325,6 +332,7 @@ mod tests {
                     b.len().to_string()
                 }),
             )
+            .route_layer(axum::middleware::from_fn_with_state(d, deadline))
             .layer(axum::middleware::from_fn_with_state(p, protect));
         (r, m)
     }
