@@ -27,7 +27,23 @@ pub enum FamilyKind {
     Unknown,
 }
 
+impl From<crate::MetricKind> for FamilyKind {
+    fn from(k: crate::MetricKind) -> Self {
+        match k {
+            crate::MetricKind::Counter => FamilyKind::Counter,
+            crate::MetricKind::Gauge => FamilyKind::Gauge,
+            crate::MetricKind::Histogram => FamilyKind::Histogram,
+            crate::MetricKind::Summary => FamilyKind::Summary,
+        }
+    }
+}
+
 impl FamilyKind {
+    /// The name in the Prometheus text format's `# TYPE` line (`untyped` for unknown).
+    pub fn name(self) -> &'static str {
+        self.prometheus()
+    }
+
     fn prometheus(self) -> &'static str {
         match self {
             FamilyKind::Counter => "counter",

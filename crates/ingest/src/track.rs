@@ -43,8 +43,10 @@ const END_MS: i64 = 32_535_216_000_000;
 /// Numbers below this are seconds, at or above it milliseconds (see [`parse_timestamp`]).
 const SECONDS_BELOW: f64 = 1e11;
 
-/// The four metric types of the track API (JSON field `"type"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The four metric types of the track API (JSON field `"type"`); serialized by their JSON
+/// names (`"counter"`, ...), as the collector's metadata file stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MetricKind {
     /// `value` is a non-negative increment of a cumulative counter.
     Counter,

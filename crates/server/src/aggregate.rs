@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 use metricsd_model::{Labels, METRIC_NAME, Sample};
 use serde::{Deserialize, Serialize};
 
+use metricsd_ingest::{FamilyKind, MetricKind};
+
 use crate::collector::Meta;
 use crate::exposition::Family;
 
@@ -97,10 +99,10 @@ impl Role {
 /// not aggregated (not tracked through the JSON API, histogram buckets, quantiles).
 pub fn role(name: &str, meta: &std::collections::HashMap<String, Meta>) -> Option<(String, Role)> {
     if let Some(m) = meta.get(name) {
-        return match m.kind.as_str() {
-            "counter" => Some((name.to_owned(), Role::Counter)),
-            "gauge" => Some((name.to_owned(), Role::Gauge)),
-            _ => None,
+        return match m.kind {
+            MetricKind::Counter => Some((name.to_owned(), Role::Counter)),
+            MetricKind::Gauge => Some((name.to_owned(), Role::Gauge)),
+            MetricKind::Histogram | MetricKind::Summary => None,
         };
     }
     [("_sum", Role::ObservationSum), ("_count", Role::ObservationCount)]
@@ -108,7 +110,7 @@ pub fn role(name: &str, meta: &std::collections::HashMap<String, Meta>) -> Optio
         .find_map(|(suffix, role)| {
             let base = name.strip_suffix(suffix)?;
             let m = meta.get(base)?;
-            (m.kind == "histogram" || m.kind == "summary").then(|| (base.to_owned(), role))
+            matches!(m.kind, MetricKind::Histogram | MetricKind::Summary).then(|| (base.to_owned(), role))
         })
 }
 
@@ -273,7 +275,7 @@ pub fn aggregate(
             out.entry(name.clone())
                 .or_insert_with(|| Family {
                     name,
-                    kind: "gauge".into(),
+                    kind: FamilyKind::Gauge,
                     help: Some(help(kind, *ty, &fam)),
                     samples: Vec::new(),
                 })
@@ -299,7 +301,7 @@ mod tests {
                     n.to_string(),
                     Meta {
                         name: n.to_string(),
-                        kind: k.to_string(),
+                        kind: MetricKind::parse(k).expect("a test kind"),
                         help: None,
                     },
                 )

@@ -61,7 +61,7 @@ pub struct Meta {
     pub name: String,
     /// Its type (`counter`, ...).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: MetricKind,
     /// Its help text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
@@ -429,7 +429,7 @@ impl Collector {
             {
                 let m = Meta {
                     name: item.name.to_string(),
-                    kind: item.kind.as_str().into(),
+                    kind: item.kind,
                     help: item.help.as_deref().map(str::to_owned),
                 };
                 staged_meta.insert(item.name.to_string(), m.clone());
@@ -488,6 +488,20 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metadata file keeps its format: kinds as the JSON API's names.
+    #[test]
+    fn metadata_kinds_serialize_as_their_json_names() {
+        let m = Meta {
+            name: "jobs_total".into(),
+            kind: MetricKind::Counter,
+            help: None,
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""type":"counter""#), "{text}");
+        let back: Meta = serde_json::from_str(r#"{"name":"h","type":"histogram","help":"x"}"#).unwrap();
+        assert_eq!(back.kind, MetricKind::Histogram);
+    }
 
     #[test]
     fn quantiles_nearest_rank() {

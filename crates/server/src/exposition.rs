@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily};
+use metricsd_ingest::{FamilyKind, FamilySample, MetricFamily, MetricKind};
 use metricsd_model::{Labels, METRIC_NAME};
 
 use crate::collector::Meta;
@@ -15,8 +15,8 @@ use crate::collector::Meta;
 pub struct Family {
     /// Family name (for counters in Prometheus text, the full `_total` name).
     pub name: String,
-    /// counter, gauge, histogram, summary or untyped.
-    pub kind: String,
+    /// Its type (`Unknown` for series not tracked through the JSON API).
+    pub kind: FamilyKind,
     /// `# HELP` text.
     pub help: Option<String>,
     /// Samples: full labels (`__name__` included) and value, in exposition order.
@@ -32,16 +32,17 @@ pub fn group(series: Vec<(Labels, f64, i64)>, meta: &HashMap<String, Meta>) -> V
             continue;
         };
         let (fam, kind, help) = match meta.get(name) {
-            Some(m) => (name.to_owned(), m.kind.clone(), m.help.clone()),
+            Some(m) => (name.to_owned(), FamilyKind::from(m.kind), m.help.clone()),
             None => {
                 let parent = ["_bucket", "_sum", "_count"].iter().find_map(|suf| {
                     let base = name.strip_suffix(suf)?;
                     let m = meta.get(base)?;
-                    (m.kind == "histogram" || (m.kind == "summary" && *suf != "_bucket")).then_some(m)
+                    (m.kind == MetricKind::Histogram || (m.kind == MetricKind::Summary && *suf != "_bucket"))
+                        .then_some(m)
                 });
                 match parent {
-                    Some(m) => (m.name.clone(), m.kind.clone(), m.help.clone()),
-                    None => (name.to_owned(), "untyped".to_owned(), None),
+                    Some(m) => (m.name.clone(), FamilyKind::from(m.kind), m.help.clone()),
+                    None => (name.to_owned(), FamilyKind::Unknown, None),
                 }
             }
         };
@@ -92,16 +93,6 @@ fn sort_key(l: &Labels, fam: &str) -> (Vec<(String, String)>, u8, f64) {
     (ident, rank, pos)
 }
 
-fn family_kind(kind: &str) -> FamilyKind {
-    match kind {
-        "counter" => FamilyKind::Counter,
-        "gauge" => FamilyKind::Gauge,
-        "histogram" => FamilyKind::Histogram,
-        "summary" => FamilyKind::Summary,
-        _ => FamilyKind::Unknown,
-    }
-}
-
 /// The `# HELP` text of a family tracked without one: `<name> (<type>)`, so that every
 /// family of the text exports has a `# HELP` line (seed 000's exports always show one).
 pub fn generated_help(name: &str, kind: &str) -> String {
@@ -149,9 +140,9 @@ pub fn to_metric_families(fams: Vec<Family>) -> Vec<MetricFamily> {
                 }),
             }
         }
-        let help = f.help.unwrap_or_else(|| generated_help(&f.name, &f.kind));
+        let help = f.help.unwrap_or_else(|| generated_help(&f.name, f.kind.name()));
         out.push(MetricFamily {
-            kind: family_kind(&f.kind),
+            kind: f.kind,
             name: f.name,
             help: Some(help),
             unit: None,
@@ -175,7 +166,7 @@ pub fn to_json(fams: &[Family]) -> Vec<serde_json::Value> {
             v.push(serde_json::json!({
                 "name": l.metric_name().unwrap_or_default(),
                 "family": f.name,
-                "type": f.kind,
+                "type": f.kind.name(),
                 "help": f.help,
                 "labels": labels,
                 "value": crate::json::num(*val),
@@ -197,7 +188,7 @@ mod tests {
             "rt_seconds".to_owned(),
             Meta {
                 name: "rt_seconds".into(),
-                kind: "histogram".into(),
+                kind: MetricKind::Histogram,
                 help: Some("Response \\ time\nx".into()),
             },
         );
@@ -233,7 +224,7 @@ rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"
     fn values_formatted_like_expfmt() {
         let fam = |kind: &str, name: &str, v: f64| Family {
             name: name.into(),
-            kind: kind.into(),
+            kind: MetricKind::parse(kind).map_or(FamilyKind::Unknown, FamilyKind::from),
             help: None,
             samples: vec![(Labels::from_pairs([("__name__", name)]), v, 0)],
         };

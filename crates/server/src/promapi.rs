@@ -483,7 +483,7 @@ async fn metadata(State(st): St, req: Req) -> Result<Response, PromError> {
         families
             .entry(name)
             .or_default()
-            .push(json!({ "type": m.kind, "help": m.help.as_deref().unwrap_or(""), "unit": "" }));
+            .push(json!({ "type": m.kind.as_str(), "help": m.help.as_deref().unwrap_or(""), "unit": "" }));
     }
     for (name, m) in st.rw_meta.of(&tenant) {
         let e = json!({ "type": m.kind, "help": m.help, "unit": m.unit });

@@ -25,11 +25,11 @@ pub(super) fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>, Ap
 
 pub(super) fn kind_of(name: &str, meta: &HashMap<String, Meta>) -> String {
     if let Some(m) = meta.get(name) {
-        return m.kind.clone();
+        return m.kind.as_str().to_owned();
     }
     for suf in ["_bucket", "_sum", "_count"] {
         if let Some(m) = name.strip_suffix(suf).and_then(|b| meta.get(b)) {
-            return m.kind.clone();
+            return m.kind.as_str().to_owned();
         }
     }
     "untyped".into()
