@@ -414,7 +414,7 @@ impl<H> KeyedBatch<H> {
     pub fn iter(&self) -> impl Iterator<Item = (&SeriesId<H>, &[ModelSample])> {
         let mut start = 0;
         self.series.iter().map(move |(id, end)| {
-            let s = &self.samples[start..*end];
+            let s = self.samples.get(start..*end).unwrap_or_default();
             start = *end;
             (id, s)
         })
@@ -425,7 +425,7 @@ impl<H> KeyedBatch<H> {
         let mut start = 0;
         let samples = &self.samples;
         self.series.drain(..).map(move |(id, end)| {
-            let s = &samples[start..end];
+            let s = samples.get(start..end).unwrap_or_default();
             start = end;
             (id, s)
         })
@@ -517,7 +517,7 @@ impl RemoteWriteDecoder {
         out: &mut KeyedBatch<H>,
         lookup: &mut impl FnMut(u128) -> Option<H>,
     ) -> Result<(), wire::WireError> {
-        let pb = &self.buf[..n];
+        let pb = self.buf.get(..n).unwrap_or_default();
         let limits = &self.limits;
         let seed = self.seed;
         let mut strings = Interner::default();
@@ -616,9 +616,11 @@ pub fn decode_write_request_with_prost(
 ) -> Result<WriteBatch, IngestError> {
     let mut d = RemoteWriteDecoder::new(max_decompressed, Limits::default());
     let n = d.decompress(body)?;
-    let req = WriteRequest::decode(&d.buf[..n]).map_err(|e| IngestError::InvalidProtobuf {
-        len: n,
-        reason: e.to_string(),
+    let req = WriteRequest::decode(d.buf.get(..n).unwrap_or_default()).map_err(|e| {
+        IngestError::InvalidProtobuf {
+            len: n,
+            reason: e.to_string(),
+        }
     })?;
     let mut out = WriteBatch::default();
     let mut strings = Interner::default();
@@ -701,10 +703,13 @@ fn labels_from_pairs<'r>(
     // Sorted once, on the stack: duplicate names are found next to each other (empty values
     // included, as Prometheus does), and the label set is built in order.
     pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+    if let Some((a, _)) = pairs.windows(2).find_map(|w| match w {
+        [a, b] if a.0 == b.0 => Some((a, b)),
+        _ => None,
+    }) {
         return Err(IngestError::InvalidLabels {
             field: field(),
-            source: ModelError::DuplicateLabelName(abbreviate(w[0].0)),
+            source: ModelError::DuplicateLabelName(abbreviate(a.0)),
         });
     }
     let v: Vec<ModelLabel> = pairs

@@ -561,7 +561,7 @@ fn build<'a>(f: Fields<'a, '_>) -> Result<TrackItem<'a>, TrackError> {
     labels.sort_by(|a, b| a.0.cmp(&b.0));
     let mut i = 0;
     while i + 1 < labels.len() {
-        if labels[i].0 == labels[i + 1].0 {
+        if labels.get(i).map(|l| &l.0) == labels.get(i + 1).map(|l| &l.0) {
             labels.remove(i);
         } else {
             i += 1;
@@ -620,8 +620,9 @@ fn build<'a>(f: Fields<'a, '_>) -> Result<TrackItem<'a>, TrackError> {
                     format!("give 1 to {MAX_BUCKETS} bucket bounds"),
                 ));
             }
-            for i in 1..b.len() {
-                if b[i] <= b[i - 1] {
+            for (i, w) in b.windows(2).enumerate() {
+                let i = i + 1;
+                if matches!(w, [prev, cur] if cur <= prev) {
                     return Err(TrackError::invalid(
                         format!("buckets[{i}]"),
                         "bucket bounds must be strictly increasing",

@@ -57,7 +57,7 @@ impl Labels {
     /// Checked in debug builds only; the store uses it on data it wrote itself.
     pub fn from_sorted(v: Vec<Label>) -> Self {
         debug_assert!(
-            v.windows(2).all(|w| w[0].name < w[1].name),
+            v.windows(2).all(|w| matches!(w, [a, b] if a.name < b.name)),
             "labels not sorted/unique"
         );
         debug_assert!(v.iter().all(|l| !l.value.is_empty()), "empty label value");
@@ -83,7 +83,8 @@ impl Labels {
         self.0
             .binary_search_by(|l| (*l.name).cmp(name))
             .ok()
-            .map(|i| &*self.0[i].value)
+            .and_then(|i| self.0.get(i))
+            .map(|l| &*l.value)
     }
 
     /// The metric name (`__name__`), if present.
@@ -220,6 +221,10 @@ impl LabelsBuilder {
 /// UTF-8 never contains, so `("a", "bc")` and `("ab", "c")` differ). Built on the stack for
 /// label sets up to 512 bytes: hashing it in one shot costs a fraction of streaming the
 /// pieces into a hasher, and gives the same value.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`buf` is sized to the sum of the parts written into it"
+)]
 pub fn with_pair_bytes<'a, R>(
     pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     f: impl FnOnce(&[u8]) -> R,

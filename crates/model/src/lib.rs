@@ -27,6 +27,9 @@
 //! assert_eq!(l.to_string(), r#"up{job="node"}"#);
 //! ```
 #![warn(clippy::unwrap_used, clippy::panic)]
+// Decoders of hostile input: every index is checked (`get`, patterns) or allowed where
+// the bound is established next to it, with the reason.
+#![warn(clippy::indexing_slicing)]
 #![warn(missing_docs)]
 
 mod error;

@@ -67,9 +67,9 @@ const RECURSION_LIMIT: u32 = 100;
 
 #[inline(always)]
 fn varint(b: &mut &[u8]) -> Result<u64> {
-    match b.first() {
-        Some(&x) if x < 0x80 => {
-            *b = &b[1..];
+    match b.split_first() {
+        Some((&x, rest)) if x < 0x80 => {
+            *b = rest;
             Ok(u64::from(x))
         }
         _ => varint_long(b),
@@ -87,7 +87,7 @@ fn varint_long(b: &mut &[u8]) -> Result<u64> {
             if i == 9 && byte >= 0x02 {
                 break;
             }
-            *b = &s[i + 1..];
+            *b = s.get(i + 1..).unwrap_or_default();
             return Ok(v);
         }
     }
@@ -236,6 +236,10 @@ impl<'b> SeriesFields<'b> {
     /// allows anyway. Real senders' encodings are not affected. Different encodings of
     /// one label set (another order, an unknown field) give different keys for the same
     /// series.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "the runs are ranges of `body` recorded while parsing it"
+    )]
     pub fn key(&self, seed: u64) -> u128 {
         match self.label_runs.as_slice() {
             [one] => xxhash_rust::xxh3::xxh3_128_with_seed(&self.body[one.clone()], seed),
@@ -252,6 +256,10 @@ impl<'b> SeriesFields<'b> {
 
     /// Parses the labels into `out` as (name, value) pairs in the order sent, a missing
     /// name or value being empty.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "the runs are ranges of `body` recorded while parsing it"
+    )]
     pub fn labels(&self, out: &mut SmallVec<[(&'b str, &'b str); 16]>) -> Result<()> {
         const DEPTH: u32 = RECURSION_LIMIT - 1; // where a TimeSeries' fields are
         for run in &self.label_runs {
@@ -286,9 +294,11 @@ impl<'b> SeriesFields<'b> {
 /// timestamp, both present), the general loop for anything else.
 #[inline(always)]
 fn sample(body: &[u8], depth: u32) -> Result<ModelSample> {
-    if body.len() >= 11 && body[0] == 0x09 && body[9] == 0x10 {
-        let v = f64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
-        let mut rest = &body[10..];
+    if let [0x09, a, b, c, d, e, f, g, h, 0x10, rest @ ..] = body
+        && !rest.is_empty()
+    {
+        let v = f64::from_le_bytes([*a, *b, *c, *d, *e, *f, *g, *h]);
+        let mut rest = rest;
         if let Ok(t) = varint(&mut rest)
             && rest.is_empty()
         {
