@@ -29,6 +29,7 @@ use hashbrown::HashMap;
 use metricsd_model::{Label, Labels, Limits, Sample};
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
+use thin_vec::ThinVec;
 
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::{Error, Result};
@@ -168,16 +169,17 @@ impl HeadChunk {
 
 /// The mutable state of a series, guarded by its mutex.
 pub(crate) struct SeriesData {
-    pub closed: Vec<HeadChunk>,
+    /// `ThinVec`s: a pointer each while empty (most series have no out-of-order samples).
+    pub closed: ThinVec<HeadChunk>,
     pub open: Option<OpenChunk>,
     /// Newest in-order sample; `i64::MIN` when the series has none.
     pub last_t: i64,
     pub last_v: u64,
     /// Out-of-order samples, sorted by time, unique timestamps.
-    pub ooo: Vec<Sample>,
+    pub ooo: ThinVec<Sample>,
     /// Out-of-order samples taken by a running compaction: still readable until its block
     /// is in place.
-    pub ooo_compacting: Vec<Sample>,
+    pub ooo_compacting: ThinVec<Sample>,
 }
 
 pub(crate) struct OpenChunk {
@@ -189,12 +191,12 @@ pub(crate) struct OpenChunk {
 impl SeriesData {
     fn new() -> Self {
         SeriesData {
-            closed: Vec::new(),
+            closed: ThinVec::new(),
             open: None,
             last_t: i64::MIN,
             last_v: 0,
-            ooo: Vec::new(),
-            ooo_compacting: Vec::new(),
+            ooo: ThinVec::new(),
+            ooo_compacting: ThinVec::new(),
         }
     }
 

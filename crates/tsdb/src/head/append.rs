@@ -183,7 +183,7 @@ impl Head {
         let mut d = s.data.lock();
         let mut hit = false;
         let mut buf = Vec::new();
-        let mut closed = Vec::with_capacity(d.closed.len());
+        let mut closed = thin_vec::ThinVec::with_capacity(d.closed.len());
         for c in std::mem::take(&mut d.closed) {
             if c.maxt < mint || c.mint > maxt {
                 closed.push(c);

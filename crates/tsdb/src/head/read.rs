@@ -150,7 +150,7 @@ impl Head {
             }
             d.ooo_compacting.retain(|x| x.t >= before);
             if d.ooo_compacting.is_empty() {
-                d.ooo_compacting = Vec::new();
+                d.ooo_compacting = thin_vec::ThinVec::new();
             }
             let first = [
                 d.closed.first().map(|c| c.mint),
