@@ -1204,3 +1204,108 @@ log_level: debug\n";
         assert!(back.enable_admin_api);
     }
 }
+
+#[cfg(test)]
+mod docs_table {
+    //! `docs/configuration.md`'s table is checked against the code: every setting has a
+    //! row, every row a setting, and the environment variable, flag and default a row names
+    //! are the ones the code has. (One table generating all of them is issue 12's next step;
+    //! this keeps the five places from diverging meanwhile.)
+
+    use super::*;
+
+    struct Row {
+        key: String,
+        env: Option<String>,
+        flag: Option<String>,
+        default: String,
+    }
+
+    fn rows() -> Vec<Row> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = |cell: &str| -> Option<String> {
+            let a = cell.find('`')?;
+            let b = cell[a + 1..].find('`')?;
+            Some(cell[a + 1..a + 1 + b].to_owned())
+        };
+        text.lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                Row {
+                    key: code(cells[1]).unwrap(),
+                    env: code(cells[2]),
+                    flag: code(cells[3]),
+                    default: code(cells[4]).unwrap_or_else(|| cells[4].to_owned()),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_table_matches_the_code() {
+        use clap::Args as _;
+        let rows = rows();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let fields: Vec<&String> = defaults.as_object().unwrap().keys().collect();
+        let mut problems = Vec::new();
+        for f in &fields {
+            if !rows.iter().any(|r| &&r.key == f) {
+                problems.push(format!("setting {f} has no row"));
+            }
+        }
+        let cmd = Overrides::augment_args(clap::Command::new("serve"));
+        let flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for r in &rows {
+            let Some(default) = defaults.get(&r.key) else {
+                problems.push(format!("row {} names no setting", r.key));
+                continue;
+            };
+            let env_of_key: Vec<&str> = ENV_VARS
+                .iter()
+                .filter(|(_, k)| *k == r.key)
+                .map(|(v, _)| *v)
+                .collect();
+            match &r.env {
+                Some(e) if !env_of_key.contains(&e.as_str()) => {
+                    problems.push(format!("row {}: {e} does not set it", r.key))
+                }
+                None if !env_of_key.is_empty() => {
+                    problems.push(format!("row {}: {env_of_key:?} undocumented", r.key))
+                }
+                _ => {}
+            }
+            let flag_of_key = format!("--{}", r.key.replace('_', "-"));
+            match &r.flag {
+                Some(f) if !flags.contains(f) => problems.push(format!("row {}: no flag {f}", r.key)),
+                None if flags.contains(&flag_of_key) => {
+                    problems.push(format!("row {}: {flag_of_key} undocumented", r.key))
+                }
+                _ => {}
+            }
+            let shown = match default {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            if let Some(shown) = shown
+                && shown != r.default
+            {
+                problems.push(format!(
+                    "row {}: default {:?} documented, {shown:?} in the code",
+                    r.key, r.default
+                ));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "docs/configuration.md and the code differ:\n{}",
+            problems.join("\n")
+        );
+    }
+}
