@@ -17,7 +17,7 @@
 
 pub(crate) mod bstream;
 mod pco;
-mod xor;
+pub(crate) mod xor;
 
 use metricsd_model::Sample;
 

@@ -112,9 +112,8 @@ impl ChunkSeries {
         Series::new(e.labels, Arc::new(ChunkSeries::new(e.chunks, mint, maxt)))
     }
 
-    /// Every readable sample, and the first error (with its file path, for logs).
-    pub(crate) fn read_all(&self) -> (Vec<Sample>, Option<Error>) {
-        let mut it = SampleIter {
+    fn samples_iter(&self) -> SampleIter<'_> {
+        SampleIter {
             series: self,
             next_chunk: 0,
             buf: Vec::new(),
@@ -122,7 +121,12 @@ impl ChunkSeries {
             scratch: Vec::new(),
             raw: Vec::new(),
             err: None,
-        };
+        }
+    }
+
+    /// Every readable sample, and the first error (with its file path, for logs).
+    pub(crate) fn read_all(&self) -> (Vec<Sample>, Option<Error>) {
+        let mut it = self.samples_iter();
         let v: Vec<Sample> = it.by_ref().collect();
         (v, it.err.take())
     }
@@ -130,15 +134,7 @@ impl ChunkSeries {
 
 impl SeriesData for ChunkSeries {
     fn iter(&self) -> Box<dyn SampleIterator + '_> {
-        Box::new(SampleIter {
-            series: self,
-            next_chunk: 0,
-            buf: Vec::new(),
-            pos: 0,
-            scratch: Vec::new(),
-            raw: Vec::new(),
-            err: None,
-        })
+        Box::new(self.samples_iter())
     }
 
     fn num_chunks(&self) -> usize {

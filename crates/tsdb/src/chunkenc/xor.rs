@@ -16,7 +16,7 @@ const INITIAL_CAPACITY: usize = 32;
 
 /// `leading` before the first XOR'd value: "no leading/trailing window yet", so the first
 /// changed value always writes a new window (control bits `11`).
-const NO_WINDOW: u8 = 0xff;
+pub(crate) const NO_WINDOW: u8 = 0xff;
 
 /// An appendable Prometheus XOR chunk.
 ///
@@ -114,61 +114,20 @@ impl XorChunk {
         u16::from_be_bytes([self.buf[0], self.buf[1]])
     }
 
-    /// Writes a delta-of-delta in Prometheus' buckets. A bucket of `n` bits holds
-    /// `-(2^(n-1) - 1) ..= 2^(n-1)` (Prometheus' `bitRange`), written as the low `n` bits of
-    /// the two's complement. Ranges are compared in i64, which cannot overflow.
     #[inline]
     fn write_dod(&mut self, dod: i64) {
-        let (code, nbits) = if dod == 0 {
-            (0, 1)
-        } else if (-8191..=8192).contains(&dod) {
-            (0b10 << 14 | (dod as u64 & 0x3fff), 16)
-        } else if (-65535..=65536).contains(&dod) {
-            (0b110 << 17 | (dod as u64 & 0x1_ffff), 20)
-        } else if (-524_287..=524_288).contains(&dod) {
-            (0b1110 << 20 | (dod as u64 & 0xf_ffff), 24)
-        } else {
-            write_bits(&mut self.buf, &mut self.free, 0b1111, 4);
-            (dod as u64, 64)
-        };
-        write_bits(&mut self.buf, &mut self.free, code, nbits);
+        write_dod(&mut self.buf, &mut self.free, dod);
     }
 
-    /// Writes a value as Prometheus' `xorWrite`: `0` if unchanged; `10` + the significant
-    /// bits if the XOR fits the current leading/trailing window; else `11`, 5 bits of leading
-    /// zeros (capped at 31 to fit), 6 bits of significant-bit count (64 written as 0: a
-    /// changed value never has 0) and the significant bits.
     #[inline]
     fn write_value(&mut self, vbits: u64) {
-        let delta = vbits ^ self.v;
-        if delta == 0 {
-            write_bit(&mut self.buf, &mut self.free, false);
-            return;
-        }
-        let lead = delta.leading_zeros().min(31);
-        let trail = delta.trailing_zeros();
-        if self.leading != NO_WINDOW && lead >= u32::from(self.leading) && trail >= u32::from(self.trailing) {
-            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            let bits = delta >> self.trailing;
-            if sig <= 62 {
-                write_bits(&mut self.buf, &mut self.free, 0b10 << sig | bits, sig + 2);
-            } else {
-                write_bits(&mut self.buf, &mut self.free, 0b10, 2);
-                write_bits(&mut self.buf, &mut self.free, bits, sig);
-            }
-            return;
-        }
-        self.leading = lead as u8;
-        self.trailing = trail as u8;
-        let sig = 64 - lead - trail;
-        let head = 0b11 << 11 | u64::from(lead) << 6 | u64::from(sig & 63);
-        let bits = delta >> trail;
-        if sig <= 64 - 13 {
-            write_bits(&mut self.buf, &mut self.free, head << sig | bits, 13 + sig);
-        } else {
-            write_bits(&mut self.buf, &mut self.free, head, 13);
-            write_bits(&mut self.buf, &mut self.free, bits, sig);
-        }
+        write_xor(
+            &mut self.buf,
+            &mut self.free,
+            vbits ^ self.v,
+            &mut self.leading,
+            &mut self.trailing,
+        );
     }
 
     /// Number of samples.
@@ -303,52 +262,13 @@ impl<'a> XorIter<'a> {
     /// Reads a value; `Err` names the part that was cut off or malformed.
     #[inline]
     fn read_value(&mut self) -> std::result::Result<(), &'static str> {
-        if !self.br.read_bit().ok_or("value control bit")? {
-            return Ok(());
-        }
-        let (lead, trail) = if !self.br.read_bit().ok_or("value control bit")? {
-            (u32::from(self.leading), u32::from(self.trailing))
-        } else {
-            let lead = self.br.read_bits(5).ok_or("leading zero count")? as u32;
-            let mut sig = self.br.read_bits(6).ok_or("significant bit count")? as u32;
-            if sig == 0 {
-                sig = 64;
-            }
-            // Prometheus' encoder never writes this; Go would wrap its uint8 arithmetic and
-            // decode garbage, we refuse it.
-            if lead + sig > 64 {
-                return Err("leading zeros plus significant bits, over 64");
-            }
-            self.leading = lead as u8;
-            self.trailing = (64 - lead - sig) as u8;
-            (lead, 64 - lead - sig)
-        };
-        let sig = 64 - lead - trail;
-        let bits = self.br.read_bits(sig).ok_or("significant bits")?;
-        self.v ^= bits << trail;
+        self.v ^= read_xor(&mut self.br, &mut self.leading, &mut self.trailing)?;
         Ok(())
     }
 
     #[inline]
     fn read_dod(&mut self) -> Option<i64> {
-        // Control prefix: 0, 10, 110, 1110, 1111.
-        let mut ones = 0;
-        while ones < 4 && self.br.read_bit()? {
-            ones += 1;
-        }
-        let sz = match ones {
-            0 => return Some(0),
-            1 => 14,
-            2 => 17,
-            3 => 20,
-            _ => return self.br.read_bits(64).map(|b| b as i64),
-        };
-        let mut bits = self.br.read_bits(sz)?;
-        // Values above 2^(sz-1) are negative (see `write_dod`).
-        if bits > 1 << (sz - 1) {
-            bits = bits.wrapping_sub(1 << sz);
-        }
-        Some(bits as i64)
+        read_dod(&mut self.br)
     }
 }
 
@@ -415,6 +335,121 @@ pub(crate) fn decode_xor(data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+// Gorilla's bit coding, shared by the XOR chunk and the WAL's v2 records (`wal::codec`).
+
+/// Writes a delta-of-delta in Prometheus' buckets (`0`, `10`+14, `110`+17, `1110`+20,
+/// `1111`+64 bits). A bucket of `n` bits holds `-(2^(n-1) - 1) ..= 2^(n-1)` (Prometheus'
+/// `bitRange`), written as the low `n` bits of the two's complement. Ranges are compared in
+/// i64, which cannot overflow.
+#[inline]
+pub(crate) fn write_dod(buf: &mut Vec<u8>, free: &mut u8, dod: i64) {
+    let (code, nbits) = if dod == 0 {
+        (0, 1)
+    } else if (-8191..=8192).contains(&dod) {
+        (0b10 << 14 | (dod as u64 & 0x3fff), 16)
+    } else if (-65535..=65536).contains(&dod) {
+        (0b110 << 17 | (dod as u64 & 0x1_ffff), 20)
+    } else if (-524_287..=524_288).contains(&dod) {
+        (0b1110 << 20 | (dod as u64 & 0xf_ffff), 24)
+    } else {
+        write_bits(buf, free, 0b1111, 4);
+        (dod as u64, 64)
+    };
+    write_bits(buf, free, code, nbits);
+}
+
+/// Writes the XOR of a value with the previous one as Prometheus' `xorWrite`: `0` if
+/// unchanged; `10` + the significant bits if they fit the current leading/trailing window;
+/// else `11`, 5 bits of leading zeros (capped at 31 to fit), 6 bits of significant-bit count
+/// (64 written as 0: a changed value never has 0) and the significant bits, which sets the
+/// window. `leading` is [`NO_WINDOW`] before the first window.
+#[inline]
+pub(crate) fn write_xor(buf: &mut Vec<u8>, free: &mut u8, delta: u64, leading: &mut u8, trailing: &mut u8) {
+    if delta == 0 {
+        write_bit(buf, free, false);
+        return;
+    }
+    let lead = delta.leading_zeros().min(31);
+    let trail = delta.trailing_zeros();
+    if *leading != NO_WINDOW && lead >= u32::from(*leading) && trail >= u32::from(*trailing) {
+        let sig = 64 - u32::from(*leading) - u32::from(*trailing);
+        let bits = delta >> *trailing;
+        if sig <= 62 {
+            write_bits(buf, free, 0b10 << sig | bits, sig + 2);
+        } else {
+            write_bits(buf, free, 0b10, 2);
+            write_bits(buf, free, bits, sig);
+        }
+        return;
+    }
+    *leading = lead as u8;
+    *trailing = trail as u8;
+    let sig = 64 - lead - trail;
+    let head = 0b11 << 11 | u64::from(lead) << 6 | u64::from(sig & 63);
+    let bits = delta >> trail;
+    if sig <= 64 - 13 {
+        write_bits(buf, free, head << sig | bits, 13 + sig);
+    } else {
+        write_bits(buf, free, head, 13);
+        write_bits(buf, free, bits, sig);
+    }
+}
+
+/// Reads what [`write_dod`] wrote; `None` past the end.
+#[inline]
+pub(crate) fn read_dod(br: &mut BitReader<'_>) -> Option<i64> {
+    // Control prefix: 0, 10, 110, 1110, 1111.
+    let mut ones = 0;
+    while ones < 4 && br.read_bit()? {
+        ones += 1;
+    }
+    let sz = match ones {
+        0 => return Some(0),
+        1 => 14,
+        2 => 17,
+        3 => 20,
+        _ => return br.read_bits(64).map(|b| b as i64),
+    };
+    let mut bits = br.read_bits(sz)?;
+    // Values above 2^(sz-1) are negative (see `write_dod`).
+    if bits > 1 << (sz - 1) {
+        bits = bits.wrapping_sub(1 << sz);
+    }
+    Some(bits as i64)
+}
+
+/// Reads what [`write_xor`] wrote: the XOR with the previous value, updating the window.
+/// The window starts at 0 leading and 0 trailing zeros, as Prometheus' iterator, so a
+/// malformed `10` before any `11` reads 64 bits as Go does. `Err` names the part that was
+/// cut off or malformed.
+#[inline]
+pub(crate) fn read_xor(
+    br: &mut BitReader<'_>,
+    leading: &mut u8,
+    trailing: &mut u8,
+) -> std::result::Result<u64, &'static str> {
+    if !br.read_bit().ok_or("value control bit")? {
+        return Ok(0);
+    }
+    if br.read_bit().ok_or("value control bit")? {
+        let lead = br.read_bits(5).ok_or("leading zero count")? as u32;
+        let mut sig = br.read_bits(6).ok_or("significant bit count")? as u32;
+        if sig == 0 {
+            sig = 64;
+        }
+        // Prometheus' encoder never writes this; Go would wrap its uint8 arithmetic and
+        // decode garbage, we refuse it.
+        if lead + sig > 64 {
+            return Err("leading zeros plus significant bits, over 64");
+        }
+        *leading = lead as u8;
+        *trailing = (64 - lead - sig) as u8;
+    }
+    let sig = 64 - u32::from(*leading) - u32::from(*trailing);
+    let bits = br.read_bits(sig).ok_or("significant bits")?;
+    Ok(bits << *trailing)
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use metricsd_model::{Label, Labels};
 
 use super::record::{Decoder as Cursor, RecordRef, RefSample, RefSeries};
 use crate::chunkenc::bstream::{BitReader, write_bit, write_bits, write_varint_bits};
+use crate::chunkenc::xor::{read_dod, read_xor, write_dod, write_xor};
 use crate::encoding::put_uvarint;
 
 /// Type byte of a version 2 samples record.
@@ -59,8 +60,7 @@ pub(crate) const MAX_SAMPLE_BITS: usize = 82 + 68 + 77;
 /// Fewest bits one sample takes: three `0` control bits.
 const MIN_SAMPLE_BITS: usize = 3;
 
-/// No leading/trailing window yet (see [`crate::chunkenc::XorChunk`]).
-const NO_WINDOW: u8 = 0xff;
+use crate::chunkenc::xor::NO_WINDOW;
 
 /// What the codec remembers of a series' previous sample in the segment.
 #[derive(Clone, Copy)]
@@ -74,12 +74,15 @@ struct Prev {
 }
 
 impl Prev {
-    fn fresh(t: i64) -> Prev {
+    /// A series' state before its first sample in the segment: predicted at `t` with value 0.
+    /// `leading` is [`NO_WINDOW`] for the writer (its first value opens a window) and 0 for
+    /// the reader (the XOR chunk reader's start, so even a malformed `10` decodes safely).
+    fn fresh(t: i64, leading: u8) -> Prev {
         Prev {
             t,
             v: 0,
             dt: 0,
-            leading: NO_WINDOW,
+            leading,
             trailing: 0,
         }
     }
@@ -189,65 +192,20 @@ impl Encoder {
                 write_varint_bits(dst, &mut free, r.wrapping_sub(prev_ref).wrapping_sub(1) as i64);
             }
             prev_ref = r;
-            let p = self.prev.entry(r).or_insert_with(|| Prev::fresh(last_t));
+            let p = self
+                .prev
+                .entry(r)
+                .or_insert_with(|| Prev::fresh(last_t, NO_WINDOW));
             let dt = s.t.wrapping_sub(p.t);
             write_dod(dst, &mut free, dt.wrapping_sub(i64::from(p.dt)));
             let vbits = s.v.to_bits();
-            write_value(dst, &mut free, vbits ^ p.v, &mut p.leading, &mut p.trailing);
+            write_xor(dst, &mut free, vbits ^ p.v, &mut p.leading, &mut p.trailing);
             p.t = s.t;
             p.v = vbits;
             p.dt = i32::try_from(dt).unwrap_or(0);
             last_t = s.t;
         }
     }
-}
-
-/// Writes a delta-of-delta in the XOR chunk's buckets (`0`, `10`+14, `110`+17, `1110`+20,
-/// `1111`+64 bits).
-#[inline]
-fn write_dod(dst: &mut Vec<u8>, free: &mut u8, dod: i64) {
-    let (code, nbits) = if dod == 0 {
-        (0, 1)
-    } else if (-8191..=8192).contains(&dod) {
-        (0b10 << 14 | (dod as u64 & 0x3fff), 16)
-    } else if (-65535..=65536).contains(&dod) {
-        (0b110 << 17 | (dod as u64 & 0x1_ffff), 20)
-    } else if (-524_287..=524_288).contains(&dod) {
-        (0b1110 << 20 | (dod as u64 & 0xf_ffff), 24)
-    } else {
-        write_bits(dst, free, 0b1111, 4);
-        (dod as u64, 64)
-    };
-    write_bits(dst, free, code, nbits);
-}
-
-/// Writes an XOR'd value as the XOR chunk does (`0`; `10` + bits in the window; `11` + 5
-/// bits of leading zeros + 6 bits of length + bits), updating the window.
-#[inline]
-fn write_value(dst: &mut Vec<u8>, free: &mut u8, delta: u64, leading: &mut u8, trailing: &mut u8) {
-    if delta == 0 {
-        write_bit(dst, free, false);
-        return;
-    }
-    let lead = delta.leading_zeros().min(31);
-    let trail = delta.trailing_zeros();
-    if *leading != NO_WINDOW && lead >= u32::from(*leading) && trail >= u32::from(*trailing) {
-        let sig = 64 - u32::from(*leading) - u32::from(*trailing);
-        let bits = delta >> *trailing;
-        write_bits(dst, free, 0b10, 2);
-        write_bits(dst, free, bits, sig);
-        return;
-    }
-    *leading = lead as u8;
-    *trailing = trail as u8;
-    let sig = 64 - lead - trail;
-    write_bits(
-        dst,
-        free,
-        0b11 << 11 | u64::from(lead) << 6 | u64::from(sig & 63),
-        13,
-    );
-    write_bits(dst, free, delta >> trail, sig);
 }
 
 /// The reader's side of a segment's state.
@@ -311,19 +269,7 @@ impl Decoder {
             for _ in 0..nl {
                 let name = self.string(c, "label name")?;
                 let value = self.string(c, "label value")?;
-                if value.is_empty() {
-                    return Err(format!(
-                        "series {i} (ref {series_ref}): empty value for label {name:?}"
-                    ));
-                }
-                if let Some(prev) = labels.last()
-                    && *prev.name >= *name
-                {
-                    return Err(format!(
-                        "series {i} (ref {series_ref}): label {name:?} after {:?}, labels not sorted or repeated",
-                        prev.name
-                    ));
-                }
+                super::record::check_label(&labels, &name, &value, i, series_ref)?;
                 labels.push(Label { name, value });
             }
             out.push(RefSeries {
@@ -353,12 +299,12 @@ impl Decoder {
                 prev_ref.wrapping_add(1).wrapping_add(d as u64)
             };
             prev_ref = r;
-            let p = self.prev.entry(r).or_insert_with(|| Prev::fresh(last_t));
+            let p = self.prev.entry(r).or_insert_with(|| Prev::fresh(last_t, 0));
             let dod = read_dod(&mut br).ok_or_else(|| cut("timestamp"))?;
             let dt = dod.wrapping_add(i64::from(p.dt));
             let t = p.t.wrapping_add(dt);
-            let delta = read_value(&mut br, &mut p.leading, &mut p.trailing)
-                .map_err(|e| format!("sample {i} of {n}: {e}"))?;
+            let delta = read_xor(&mut br, &mut p.leading, &mut p.trailing)
+                .map_err(|e| format!("sample {i} of {n}: cannot decode its value: {e}"))?;
             let vbits = p.v ^ delta;
             p.t = t;
             p.v = vbits;
@@ -381,51 +327,6 @@ impl Decoder {
         c.skip_rest();
         Ok(out)
     }
-}
-
-fn read_dod(br: &mut BitReader<'_>) -> Option<i64> {
-    let mut ones = 0;
-    while ones < 4 && br.read_bit()? {
-        ones += 1;
-    }
-    let sz = match ones {
-        0 => return Some(0),
-        1 => 14,
-        2 => 17,
-        3 => 20,
-        _ => return br.read_bits(64).map(|b| b as i64),
-    };
-    let mut bits = br.read_bits(sz)?;
-    if bits > 1 << (sz - 1) {
-        bits = bits.wrapping_sub(1 << sz);
-    }
-    Some(bits as i64)
-}
-
-fn read_value(br: &mut BitReader<'_>, leading: &mut u8, trailing: &mut u8) -> Res<u64> {
-    let end = |what: &str| format!("cannot decode its {what}: end of record");
-    if !br.read_bit().ok_or_else(|| end("value"))? {
-        return Ok(0);
-    }
-    if !br.read_bit().ok_or_else(|| end("value"))? {
-        if *leading == NO_WINDOW {
-            return Err("value reuses a window that does not exist yet".into());
-        }
-    } else {
-        let lead = br.read_bits(5).ok_or_else(|| end("leading zero count"))? as u32;
-        let mut sig = br.read_bits(6).ok_or_else(|| end("significant bit count"))? as u32;
-        if sig == 0 {
-            sig = 64;
-        }
-        if lead + sig > 64 {
-            return Err("leading zeros plus significant bits, over 64".into());
-        }
-        *leading = lead as u8;
-        *trailing = (64 - lead - sig) as u8;
-    }
-    let sig = 64 - u32::from(*leading) - u32::from(*trailing);
-    let bits = br.read_bits(sig).ok_or_else(|| end("significant bits"))?;
-    Ok(bits << *trailing)
 }
 
 #[cfg(test)]

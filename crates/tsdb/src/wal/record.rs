@@ -259,6 +259,31 @@ impl Record {
 
 use crate::encoding::{put_uvarint, put_varint};
 
+/// Checks a decoded label against the labels of its series so far: a non-empty value,
+/// names strictly sorted (so none repeated). Both record formats check the same.
+pub(crate) fn check_label(
+    labels: &[Label],
+    name: &str,
+    value: &str,
+    i: usize,
+    series_ref: u64,
+) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Err(format!(
+            "series {i} (ref {series_ref}): empty value for label {name:?}"
+        ));
+    }
+    if let Some(prev) = labels.last()
+        && *prev.name >= *name
+    {
+        return Err(format!(
+            "series {i} (ref {series_ref}): label {name:?} after {:?}, labels not sorted or repeated",
+            prev.name
+        ));
+    }
+    Ok(())
+}
+
 /// A series item's most bytes: ref and count varints, and each label string written in full.
 fn series_worst_len(s: &RefSeries) -> usize {
     20 + s
@@ -344,19 +369,7 @@ impl<'a> Decoder<'a> {
             for _ in 0..nl {
                 let name = self.str("label name")?;
                 let value = self.str("label value")?;
-                if value.is_empty() {
-                    return Err(format!(
-                        "series {i} (ref {series_ref}): empty value for label {name:?}"
-                    ));
-                }
-                if let Some(prev) = labels.last()
-                    && *prev.name >= *name
-                {
-                    return Err(format!(
-                        "series {i} (ref {series_ref}): label {name:?} after {:?}, labels not sorted or repeated",
-                        prev.name
-                    ));
-                }
+                check_label(&labels, name, value, i, series_ref)?;
                 labels.push(Label {
                     name: Arc::from(name),
                     value: Arc::from(value),
