@@ -22,7 +22,7 @@
 //! assert_eq!(series[0].samples().unwrap().len(), 1);
 //! ```
 
-#![warn(clippy::unwrap_used, clippy::panic)]
+#![warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 pub mod mem;
 
 use std::fmt;
