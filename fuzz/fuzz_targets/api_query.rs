@@ -12,9 +12,11 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use metricsd_model::{Labels, Sample};
 use metricsd_server::{Config, query_request};
-use metricsd_tsdb::{Db, DbOptions};
+use metricsd_tsdb::Db;
+
+#[path = "common/store.rs"]
+mod common_store;
 
 struct Store {
     _dir: std::path::PathBuf,
@@ -28,26 +30,7 @@ const NOW_MS: i64 = 3_000_000;
 fn store() -> &'static Store {
     static S: OnceLock<Store> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("metricsd-fuzz-api-query-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (db, _) = Db::open(&dir, "fuzz", DbOptions::default()).unwrap();
-        let mut app = db.appender();
-        for (name, job, inst, step, f) in [
-            ("up", "a", "1", 15_000i64, 1.0),
-            ("up", "b", "2", 30_000, 1.0),
-            ("x", "a", "1", 15_000, 3.0),
-            ("x_total", "b", "1", 10_000, -1.5),
-            ("y", "a", "2", 60_000, f64::NAN),
-            ("h_bucket", "a", "+Inf", 15_000, 2.0),
-            ("h_bucket", "a", "0.5", 15_000, 1.0),
-        ] {
-            let l = Labels::from_pairs([("__name__", name), ("job", job), ("instance", inst), ("le", inst)]);
-            let s: Vec<Sample> = (0..200)
-                .map(|k| Sample::new(k * step, (k % 37) as f64 * f))
-                .collect();
-            app.append_many(l, &s);
-        }
-        app.commit().unwrap();
+        let (dir, db) = common_store::open("api-query");
         // Bounds small enough for a fuzzer's pace: a query may take up to a second.
         let cfg = Config {
             query_timeout_seconds: 1,

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use metricsd_tsdb::Status;
 
 /// What a client is told of a store failure; the details (file paths) are in the log.
 pub const STORAGE_ERROR_MESSAGE: &str = "storage error; the server log has the details";
@@ -48,27 +47,21 @@ impl ApiError {
     /// later); store failure → 500 (a retry may). A store failure's text names files of the
     /// data directory: it is logged, and the client gets [`STORAGE_ERROR_MESSAGE`].
     pub fn from_store(e: &metricsd_tsdb::Error) -> Self {
-        match e.status() {
-            Status::InvalidInput => ApiError::new(StatusCode::BAD_REQUEST, "rejected", e.to_string()),
-            Status::LimitExceeded if matches!(e, metricsd_tsdb::Error::TooManyTenants { .. }) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", e.to_string())
-            }
-            Status::LimitExceeded => ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string()),
-            Status::Internal => {
-                tracing::error!(error = %e, "storage error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage_error",
-                    STORAGE_ERROR_MESSAGE,
-                )
-            }
+        if matches!(e, metricsd_tsdb::Error::TooManyTenants { .. }) {
+            return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", e.to_string());
         }
+        Self::store_failure(e.kind(), e)
     }
 
     /// The answer to a read that failed through the storage seam (a query's store).
     pub fn from_read(e: &metricsd_storage::Error) -> Self {
+        Self::store_failure(e.kind(), e)
+    }
+
+    /// One mapping for both: the text of a store failure is logged, not answered.
+    fn store_failure(kind: metricsd_storage::ErrorKind, e: &dyn std::fmt::Display) -> Self {
         use metricsd_storage::ErrorKind;
-        match e.kind() {
+        match kind {
             ErrorKind::InvalidInput => ApiError::new(StatusCode::BAD_REQUEST, "rejected", e.to_string()),
             ErrorKind::LimitExceeded => {
                 ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string())

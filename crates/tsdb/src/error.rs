@@ -150,6 +150,15 @@ impl Error {
         }
     }
 
+    /// [`Error::status`] as the storage seam's kind.
+    pub fn kind(&self) -> metricsd_storage::ErrorKind {
+        match self.status() {
+            Status::InvalidInput => metricsd_storage::ErrorKind::InvalidInput,
+            Status::LimitExceeded => metricsd_storage::ErrorKind::LimitExceeded,
+            Status::Internal => metricsd_storage::ErrorKind::Internal,
+        }
+    }
+
     /// Who is at fault.
     pub fn status(&self) -> Status {
         match self {
@@ -189,12 +198,7 @@ impl Error {
 /// file paths (the seam's errors may reach clients; the store logs paths itself).
 impl From<&Error> for metricsd_storage::Error {
     fn from(e: &Error) -> Self {
-        let kind = match e.status() {
-            Status::InvalidInput => metricsd_storage::ErrorKind::InvalidInput,
-            Status::LimitExceeded => metricsd_storage::ErrorKind::LimitExceeded,
-            Status::Internal => metricsd_storage::ErrorKind::Internal,
-        };
-        metricsd_storage::Error::new(kind, e.without_paths())
+        metricsd_storage::Error::new(e.kind(), e.without_paths())
     }
 }
 

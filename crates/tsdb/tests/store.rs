@@ -422,8 +422,9 @@ fn corrupt_chunk_costs_only_its_samples() {
 
 /// Another process truncates a block's chunk file and index while the store has them open
 /// (issue 11: a mapped file truncated underneath raised SIGBUS and killed the process).
-/// Reads of the lost chunks fail with a corruption error naming the file, the other chunks
-/// still read, and the index, held in memory, still answers.
+/// Reads of the lost chunks fail with a store error naming the file by its last two
+/// components (never the data directory's path), the other chunks still read, and the
+/// index, held in memory, still answers.
 #[test]
 fn block_files_truncated_underneath_are_corruption_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -465,6 +466,7 @@ fn block_files_truncated_underneath_are_corruption_not_a_crash() {
                     m.contains("reading the chunk failed") || m.contains("overruns the file"),
                     "{m}"
                 );
+                assert!(m.contains("chunks/000001"), "names the file: {m}");
                 assert!(!m.contains(seg.to_str().unwrap()), "no path: {m}");
                 failed += 1;
             }

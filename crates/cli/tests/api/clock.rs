@@ -4,37 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::TimeSeries;
 use serde_json::{Value, json};
 
-use crate::util::{Server, now_ms};
+use crate::util::{Server, now_ms, time_series, write_body};
 
 const H: i64 = 3_600_000;
 
 fn ts(name: &str, samples: &[(i64, f64)]) -> TimeSeries {
-    TimeSeries {
-        labels: vec![Label {
-            name: "__name__".into(),
-            value: name.into(),
-        }],
-        samples: samples
-            .iter()
-            .map(|&(t, v)| Sample {
-                value: v,
-                timestamp: t,
-            })
-            .collect(),
-        exemplars: vec![],
-        histograms: vec![],
-    }
+    time_series(&[("__name__", name)], samples)
 }
 
 fn remote_write(s: &Server, series: Vec<TimeSeries>) -> (u16, String) {
-    let body = encode_write_request(&WriteRequest {
-        timeseries: series,
-        metadata: vec![],
-    });
-    s.remote_write(body, &[])
+    s.remote_write(write_body(series), &[])
 }
 
 /// Samples of `name` stored in `[from, to]` (ms).

@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
+use metricsd_ingest::TimeSeries;
 use serde_json::{Value, json};
 
-use crate::util::{Server, form};
+use crate::util::{Server, form, time_series, write_body};
 
 fn answer(r: reqwest::blocking::Response) -> (u16, Value) {
     let status = r.status().as_u16();
@@ -58,39 +58,13 @@ fn err(r: (u16, Value), status: u16, kind: &str, contains: &str) {
 }
 
 fn series(labels: &[(&str, &str)], samples: Vec<(i64, f64)>) -> TimeSeries {
-    TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| Label {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect(),
-        samples: samples
-            .into_iter()
-            .map(|(timestamp, value)| Sample { value, timestamp })
-            .collect(),
-        exemplars: vec![],
-        histograms: vec![],
-    }
+    time_series(labels, &samples)
 }
 
 fn push(s: &Server, tenant: Option<&str>, ts: Vec<TimeSeries>) {
-    let body = encode_write_request(&WriteRequest {
-        timeseries: ts,
-        metadata: vec![],
-    });
-    let mut rq = s
-        .client
-        .post(s.url("/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .body(body);
-    if let Some(t) = tenant {
-        rq = rq.header("X-Scope-OrgID", t);
-    }
-    let r = rq.send().unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap_or_default());
+    let h: Vec<(&str, &str)> = tenant.map(|t| ("X-Scope-OrgID", t)).into_iter().collect();
+    let (status, text) = s.remote_write(write_body(ts), &h);
+    assert_eq!(status, 204, "{text}");
 }
 
 /// Whole seconds, 4 minutes ago: the data runs from there to now in 15s steps, so its

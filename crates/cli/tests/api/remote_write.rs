@@ -1,33 +1,11 @@
 //! remote_write 1.0: snappy + protobuf in, readable through the JSON API.
 
-use metricsd_ingest::{
-    Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request, metric_metadata,
-};
+use metricsd_ingest::{MetricMetadata, TimeSeries, WriteRequest, encode_write_request, metric_metadata};
 
-use crate::util::{Server, now_ms};
+use crate::util::{Server, now_ms, time_series};
 
 fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
-    TimeSeries {
-        labels: vec![
-            Label {
-                name: "__name__".into(),
-                value: name.into(),
-            },
-            Label {
-                name: "job".into(),
-                value: job.into(),
-            },
-        ],
-        samples: samples
-            .iter()
-            .map(|&(t, v)| Sample {
-                value: v,
-                timestamp: t,
-            })
-            .collect(),
-        exemplars: vec![],
-        histograms: vec![],
-    }
+    time_series(&[("__name__", name), ("job", job)], samples)
 }
 
 /// POSTs a remote_write body; (status, body text).

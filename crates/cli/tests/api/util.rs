@@ -262,3 +262,31 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// A remote_write series: `labels` (name, value pairs, in the order sent) and `samples`
+/// (ms, value).
+pub fn time_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> metricsd_ingest::TimeSeries {
+    metricsd_ingest::TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| metricsd_ingest::Label {
+                name: (*n).into(),
+                value: (*v).into(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| metricsd_ingest::Sample { value, timestamp })
+            .collect(),
+        exemplars: vec![],
+        histograms: vec![],
+    }
+}
+
+/// A remote_write 1.0 body (snappy-compressed protobuf) of `series`, no metadata.
+pub fn write_body(series: Vec<metricsd_ingest::TimeSeries>) -> Vec<u8> {
+    metricsd_ingest::encode_write_request(&metricsd_ingest::WriteRequest {
+        timeseries: series,
+        metadata: vec![],
+    })
+}

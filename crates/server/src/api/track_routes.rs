@@ -8,12 +8,7 @@ pub(super) fn resolve<'a>(
     index: usize,
 ) -> Result<Resolved<'a>, ApiError> {
     let tenant = match (&item.tenant_id, header) {
-        (Some(t), Some(h)) if t != h => {
-            return Err(ApiError::field(
-                "tenant_id",
-                "tenant_id differs from the X-Scope-OrgID header",
-            ));
-        }
+        (Some(t), Some(h)) if t != h => return Err(crate::tenant::TenantError::Mismatch.into()),
         (Some(t), _) => t.clone(),
         (None, Some(h)) => Cow::Borrowed(h),
         (None, None) => Cow::Borrowed(metricsd_tsdb::DEFAULT_TENANT),

@@ -68,18 +68,16 @@ impl PromError {
     /// A store error: bad input is `bad_data`, everything else `internal` (its text, which
     /// names files, is logged; the client gets a generic message).
     pub fn from_store(e: &metricsd_tsdb::Error) -> Self {
-        match e.status() {
-            metricsd_tsdb::Status::InvalidInput => PromError::bad_data(e.to_string()),
-            _ => {
-                tracing::error!(error = %e, "storage error");
-                PromError::internal(crate::error::STORAGE_ERROR_MESSAGE)
-            }
-        }
+        Self::store_failure(e.kind(), e)
     }
 
     /// The answer to a read that failed through the storage seam.
     pub fn from_read(e: &metricsd_storage::Error) -> Self {
-        match e.kind() {
+        Self::store_failure(e.kind(), e)
+    }
+
+    fn store_failure(kind: metricsd_storage::ErrorKind, e: &dyn std::fmt::Display) -> Self {
+        match kind {
             metricsd_storage::ErrorKind::InvalidInput => PromError::bad_data(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "storage error");

@@ -121,8 +121,7 @@ impl Encoder {
 
     /// Forgets everything: the next record starts a new segment (or file).
     pub fn reset(&mut self) {
-        // Keep the allocations unless they are large: segments follow each other with
-        // about the same series.
+        // Keeps the allocations: segments follow each other with about the same series.
         self.strings.clear();
         self.prev.clear();
         self.string_bytes = 0;
