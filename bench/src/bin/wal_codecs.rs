@@ -234,6 +234,35 @@ fn main() -> Result<()> {
             );
         }
     }
+    // The head's own codings of the same samples: chunks of 120 samples per series, XOR
+    // (as cut) and what the settle pass writes to `chunks_head/` (Pco where smaller).
+    use metricsd_tsdb::chunkenc::{Effort, encode_best_with};
+    for (name, effort) in [
+        ("xor 120", None),
+        ("best 120", Some(Effort::Full)),
+        ("fast 120", Some(Effort::Fast)),
+    ] {
+        let t = Instant::now();
+        let mut bytes = 0usize;
+        for ss in &samples {
+            for c in ss.chunks(120) {
+                bytes += match effort {
+                    Some(e) => encode_best_with(c, e).1.len(),
+                    None => metricsd_tsdb::chunkenc::encode_xor(c)?.len(),
+                };
+            }
+        }
+        let enc_s = t.elapsed().as_secs_f64();
+        println!(
+            "{:<10} {:<13} {:>10.1} {:>9.3} {:>11} {:>13.1}",
+            "chunks",
+            name,
+            bytes as f64 / 1e6,
+            bytes as f64 / total as f64,
+            "",
+            total as f64 / enc_s / 1e6,
+        );
+    }
     println!("(B/sample counts series records too; series B: bytes per series record; one thread)");
     Ok(())
 }

@@ -21,7 +21,7 @@ pub(crate) mod xor;
 
 use metricsd_model::Sample;
 
-pub use self::pco::{PCO_MAX_SAMPLES, encode_pco};
+pub use self::pco::{Effort, PCO_MAX_SAMPLES, encode_pco, encode_pco_with};
 pub use self::xor::{XOR_MAX_SAMPLES, XorChunk, XorIter, encode_xor};
 use crate::{Error, Result};
 
@@ -65,13 +65,22 @@ pub fn decode(enc: Encoding, data: &[u8], dst: &mut Vec<Sample>) -> Result<()> {
 /// # Panics
 ///
 /// With more than [`PCO_MAX_SAMPLES`] samples (2^20): cut chunks long before that.
+pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
+    encode_best_with(samples, Effort::Full)
+}
+
+/// As [`encode_best`], with the Pco encoder's [`Effort`].
+///
+/// # Panics
+///
+/// As [`encode_best`].
 #[allow(
     clippy::panic,
     reason = "documented contract: callers cut chunks to at most PCO_MAX_SAMPLES"
 )]
-pub fn encode_best(samples: &[Sample]) -> (Encoding, Vec<u8>) {
+pub fn encode_best_with(samples: &[Sample], effort: Effort) -> (Encoding, Vec<u8>) {
     let xor = encode_xor(samples).ok();
-    let pco = encode_pco(samples).ok();
+    let pco = encode_pco_with(samples, effort).ok();
     match (xor, pco) {
         (Some(x), Some(p)) if p.len() < x.len() => (Encoding::Pco, p),
         (Some(x), _) => (Encoding::Xor, x),
@@ -335,13 +344,15 @@ pub(crate) mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn encode_best_round_trips(samples in samples_strategy()) {
-            let (enc, bytes) = encode_best(&samples);
-            let mut got = vec![Sample::new(7, 7.0)];
-            decode(enc, &bytes, &mut got).unwrap();
-            prop_assert_eq!(got[0], Sample::new(7, 7.0));
-            assert_same(&got[1..], &samples);
-            let xor = encode_xor(&samples).unwrap();
-            prop_assert!(bytes.len() <= xor.len());
+            for effort in [Effort::Full, Effort::Fast] {
+                let (enc, bytes) = encode_best_with(&samples, effort);
+                let mut got = vec![Sample::new(7, 7.0)];
+                decode(enc, &bytes, &mut got).unwrap();
+                prop_assert_eq!(got[0], Sample::new(7, 7.0));
+                assert_same(&got[1..], &samples);
+                let xor = encode_xor(&samples).unwrap();
+                prop_assert!(bytes.len() <= xor.len());
+            }
         }
 
         #[test]

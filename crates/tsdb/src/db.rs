@@ -135,6 +135,10 @@ pub struct Db {
     counters: Counters,
     /// When the store was last handed out by [`crate::Storage`] (clock ms).
     last_used: std::sync::atomic::AtomicI64,
+    /// Bytes of the last head checkpoint written (see [`Db::checkpoint_head`]).
+    last_checkpoint_bytes: AtomicU64,
+    /// When the last settle pass began (clock ms; see [`Db::settle_head_chunks`]).
+    last_settle_ms: std::sync::atomic::AtomicI64,
     _lock: File,
 }
 

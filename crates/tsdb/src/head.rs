@@ -379,10 +379,12 @@ impl Head {
     }
 
     /// Closed chunks will be moved to files in `dir` (`chunks_head/`) by
-    /// [`Head::recompress`]; what the directory held is deleted (see [`chunk_file`]).
+    /// [`Head::recompress`]. The files a previous process left are opened for replay to
+    /// hand back ([`Head::restore_chunks`]); [`Head::retain_chunk_files`] then deletes the
+    /// ones nothing refers to (see [`chunk_file`]).
     ///
     /// # Errors
-    /// I/O errors clearing or creating the directory.
+    /// I/O errors creating or listing the directory.
     pub fn with_chunk_dir(mut self, dir: &std::path::Path) -> Result<Head> {
         self.chunk_files = Some(chunk_file::ChunkFiles::open(dir)?);
         Ok(self)
@@ -742,7 +744,7 @@ impl Head {
                 if crate::chunkenc::decode(enc0, &old, &mut buf).is_err() || buf.is_empty() {
                     continue;
                 }
-                let (enc, data) = crate::chunkenc::encode_best(&buf);
+                let (enc, data) = crate::chunkenc::encode_best_with(&buf, crate::chunkenc::Effort::Fast);
                 let data: Arc<[u8]> = Arc::from(data);
                 p.before += old.len();
                 p.after += data.len();
@@ -788,6 +790,162 @@ impl Head {
             }
         }
         p.batch.clear();
+    }
+
+    /// Hands the closed chunks a checkpoint names (record type 6) back to series `s`.
+    /// Returns (chunks restored, chunks lost: their file is gone or shorter than the ref,
+    /// or the encoding is unknown).
+    pub(crate) fn restore_chunks(&self, s: &MemSeries, rc: &crate::wal::RefChunks) -> (usize, usize) {
+        let Some(files) = &self.chunk_files else {
+            return (0, rc.chunks.len());
+        };
+        let (mut restored, mut lost) = (0, 0);
+        let mut d = s.data.lock();
+        for c in &rc.chunks {
+            let file = files.file(c.file).filter(|f| f.holds(c.chunk_ref));
+            let (Some(file), Ok(enc)) = (file, Encoding::from_u8(c.encoding)) else {
+                tracing::warn!(
+                    tenant = %self.opts.tenant, file = c.file, chunk_ref = c.chunk_ref,
+                    "a head chunk named by the WAL checkpoint is missing from chunks_head; its samples are lost"
+                );
+                lost += 1;
+                continue;
+            };
+            file.note_maxt(c.maxt);
+            d.closed.push(HeadChunk {
+                mint: c.mint,
+                maxt: c.maxt,
+                enc,
+                settled: true,
+                data: ChunkBytes::File {
+                    file,
+                    chunk_ref: c.chunk_ref,
+                },
+            });
+            if c.maxt > d.last_t {
+                d.last_t = c.maxt;
+                d.last_v = rc.last_v;
+            }
+            self.note_time(c.mint);
+            self.note_time(c.maxt);
+            restored += 1;
+        }
+        if !d.closed.is_sorted_by_key(|c| c.mint) {
+            d.closed.sort_by_key(|c| c.mint);
+        }
+        (restored, lost)
+    }
+
+    /// Deletes the chunk files no series refers to (after replay). Returns how many went.
+    pub(crate) fn retain_chunk_files(&self) -> usize {
+        let Some(files) = &self.chunk_files else { return 0 };
+        let mut keep = std::collections::HashSet::new();
+        for s in self.all_series() {
+            for c in &s.data.lock().closed {
+                if let ChunkBytes::File { file, .. } = &c.data {
+                    keep.insert(file.index);
+                }
+            }
+        }
+        files.retain(&keep)
+    }
+
+    /// Makes every chunk moved to a chunk file so far durable (before a checkpoint names
+    /// them).
+    ///
+    /// # Errors
+    /// I/O errors of the fsyncs.
+    pub(crate) fn sync_chunk_files(&self) -> Result<()> {
+        self.chunk_files.as_ref().map_or(Ok(()), |f| f.sync())
+    }
+
+    /// The head as WAL records, for a head checkpoint ([`crate::Db::checkpoint_head`]): per
+    /// batch of series, their series record, a chunks record naming the closed chunks that
+    /// are in chunk files, and a samples record with every other sample (closed chunks
+    /// still in memory, the open chunk, out-of-order samples). Each series is read under
+    /// its lock, so a sample appended meanwhile may be included; replay then meets it again
+    /// in a later segment and takes it as a duplicate.
+    ///
+    /// # Errors
+    /// What `emit` returns.
+    pub(crate) fn snapshot(&self, emit: &mut dyn FnMut(&crate::wal::Record) -> Result<()>) -> Result<()> {
+        use crate::wal::{Record, RefChunk, RefChunks, RefSample, RefSeries};
+        const BATCH: usize = 1000;
+        let all = self.all_series();
+        let mut buf = Vec::new();
+        for group in all.chunks(BATCH) {
+            let mut series = Vec::with_capacity(group.len());
+            let mut chunks = Vec::new();
+            let mut samples = Vec::new();
+            for s in group {
+                let labels = self.labels_of(s);
+                let series_ref = u64::from(s.id);
+                let d = s.data.lock();
+                let mut files = Vec::new();
+                let mut last_file_maxt = i64::MIN;
+                for c in &d.closed {
+                    match &c.data {
+                        ChunkBytes::File { file, chunk_ref } => {
+                            files.push(RefChunk {
+                                file: file.index,
+                                chunk_ref: *chunk_ref,
+                                mint: c.mint,
+                                maxt: c.maxt,
+                                encoding: c.enc as u8,
+                            });
+                            last_file_maxt = last_file_maxt.max(c.maxt);
+                        }
+                        ChunkBytes::Mem(bytes) => {
+                            buf.clear();
+                            // Bytes this process encoded; a failure would be a bug, and
+                            // the WAL segments are kept then (the error aborts the checkpoint).
+                            crate::chunkenc::decode(c.enc, bytes, &mut buf)?;
+                            samples.extend(buf.iter().map(|x| RefSample {
+                                series_ref,
+                                t: x.t,
+                                v: x.v,
+                            }));
+                        }
+                    }
+                }
+                if let Some(o) = &d.open {
+                    buf.clear();
+                    crate::chunkenc::decode(Encoding::Xor, o.chunk.bytes(), &mut buf)?;
+                    samples.extend(buf.iter().map(|x| RefSample {
+                        series_ref,
+                        t: x.t,
+                        v: x.v,
+                    }));
+                }
+                for x in d.ooo.iter().chain(d.ooo_compacting.iter()) {
+                    samples.push(RefSample {
+                        series_ref,
+                        t: x.t,
+                        v: x.v,
+                    });
+                }
+                if !files.is_empty() {
+                    // The newest in-order sample is in the last file chunk unless samples
+                    // written above follow it; those set the value on replay themselves.
+                    let last_v = if last_file_maxt == d.last_t { d.last_v } else { 0 };
+                    chunks.push(RefChunks {
+                        series_ref,
+                        last_v,
+                        chunks: files,
+                    });
+                }
+                drop(d);
+                series.push(RefSeries { series_ref, labels });
+            }
+            emit(&Record::Series(series))?;
+            if !chunks.is_empty() {
+                emit(&Record::Chunks(chunks))?;
+            }
+            if !samples.is_empty() {
+                emit(&Record::Samples(samples))?;
+            }
+        }
+        Ok(())
     }
 
     /// Approximate bytes of memory held by series data, index and symbols.

@@ -336,8 +336,8 @@ impl Storage {
     }
 
     /// Starts the maintenance thread: [`Storage::compact_all`] every `every`, and
-    /// [`Storage::settle_all`] every [`SETTLE_EVERY`] in between (closed head chunks leave
-    /// memory within seconds, not at the next compaction). It stops when the returned
+    /// [`Storage::settle_all`] every [`SETTLE_TICK`] in between (closed head chunks leave
+    /// memory, and their samples the WAL, within seconds, not at the next compaction). It stops when the returned
     /// handle is dropped or [`Maintenance::stop`] is called.
     pub fn start_maintenance(self: &Arc<Self>, every: Duration) -> Maintenance {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -348,7 +348,7 @@ impl Storage {
         let handle = std::thread::Builder::new()
             .name("tsdb-maintenance".into())
             .spawn(move || {
-                let tick = every.min(SETTLE_EVERY);
+                let tick = every.min(SETTLE_TICK);
                 let mut last_compaction = std::time::Instant::now();
                 loop {
                     {
@@ -381,8 +381,17 @@ impl Storage {
     }
 }
 
-/// How often the maintenance thread moves newly closed head chunks out of memory.
+/// How often the maintenance thread asks each tenant whether a settle pass is due
+/// ([`Db::settle_head_chunks`]: after [`SETTLE_EVERY`], or sooner when many chunks wait).
+pub const SETTLE_TICK: Duration = Duration::from_secs(1);
+
+/// A tenant's settle pass runs at least this often while chunks are cut.
 pub const SETTLE_EVERY: Duration = Duration::from_secs(5);
+
+/// A tenant's settle pass runs at the next tick once this many chunks wait for it: after a
+/// burst, chunks leave memory (and the WAL) as soon as the pass can take them, while a
+/// steady trickle costs one pass over the series per [`SETTLE_EVERY`].
+pub const SETTLE_SOON_CHUNKS: usize = 4096;
 
 /// The running maintenance thread; stops it on drop.
 pub struct Maintenance {

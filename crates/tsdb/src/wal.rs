@@ -30,7 +30,7 @@
 mod checkpoint;
 pub mod codec;
 pub mod record;
-mod segment;
+pub(crate) mod segment;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use checkpoint::CheckpointStats;
-pub use record::{Record, RefSample, RefSeries, RefTombstone};
+pub use record::{Record, RefChunk, RefChunks, RefSample, RefSeries, RefTombstone};
 
 use crate::{Error, Result};
 use segment::{Frame, MAX_RECORD_LEN, SegmentReader};
@@ -583,6 +583,82 @@ impl Wal {
         through: u64,
         mut keep: impl FnMut(Record) -> Option<Record>,
     ) -> Result<CheckpointStats> {
+        self.publish_checkpoint(through, |w, stats, prev, segs| {
+            if let Some((_, cp_dir)) = prev {
+                'files: for (_, path) in segment::list_segments(cp_dir)? {
+                    let mut r = SegmentReader::open(&path, None)?;
+                    let mut dec = codec::Decoder::new();
+                    loop {
+                        match read_record(&mut r, &path, &mut dec)? {
+                            Ok(None) => break,
+                            Ok(Some((_, rec))) => {
+                                stats.records_read += 1;
+                                if let Some(k) = keep(rec) {
+                                    stats.records_kept += 1;
+                                    w.add(&k)?;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    error = %e,
+                                    "previous WAL checkpoint is damaged; the rest of it is not carried over"
+                                );
+                                break 'files;
+                            }
+                        }
+                    }
+                }
+            }
+            for (_, path) in segs {
+                let mut r = SegmentReader::open(path, None)?;
+                let mut dec = codec::Decoder::new();
+                stats.segments_read += 1;
+                while let Some((_, rec)) = read_record(&mut r, path, &mut dec)?? {
+                    stats.records_read += 1;
+                    if let Some(k) = keep(rec) {
+                        stats.records_kept += 1;
+                        w.add(&k)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a checkpoint through segment `through` whose records are not read from the
+    /// log but given by `fill` (a snapshot of the state the records up to `through` built,
+    /// such as the head's): `fill` gets a sink for records and must return only when what
+    /// they refer to is durable. Published and cleaned up as [`Wal::checkpoint`]; the
+    /// previous checkpoint and the covered segments are not read.
+    ///
+    /// # Errors
+    /// As [`Wal::checkpoint`], and whatever `fill` returns (then nothing is published).
+    pub fn snapshot(
+        &self,
+        through: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&Record) -> Result<()>) -> Result<()>,
+    ) -> Result<CheckpointStats> {
+        self.publish_checkpoint(through, |w, stats, _, _| {
+            fill(&mut |rec: &Record| {
+                stats.records_kept += 1;
+                w.add(rec)
+            })
+        })
+    }
+
+    /// The steps every checkpoint shares: checks, the cut, the tmp directory that `body`
+    /// fills (given the previous checkpoint and the segments to replace), publication, and
+    /// the removal of what it replaces.
+    fn publish_checkpoint(
+        &self,
+        through: u64,
+        body: impl FnOnce(
+            &mut checkpoint::Writer,
+            &mut CheckpointStats,
+            Option<&(u64, PathBuf)>,
+            &[(u64, PathBuf)],
+        ) -> Result<()>,
+    ) -> Result<CheckpointStats> {
         let _m = self.maintenance.lock();
         let dir = &self.shared.dir;
         {
@@ -619,47 +695,7 @@ impl Wal {
             ..CheckpointStats::default()
         };
         let mut w = checkpoint::Writer::create(dir, through, self.shared.opts.segment_size)?;
-        let res = (|| -> Result<()> {
-            if let Some((_, cp_dir)) = &prev {
-                'files: for (_, path) in segment::list_segments(cp_dir)? {
-                    let mut r = SegmentReader::open(&path, None)?;
-                    let mut dec = codec::Decoder::new();
-                    loop {
-                        match read_record(&mut r, &path, &mut dec)? {
-                            Ok(None) => break,
-                            Ok(Some((_, rec))) => {
-                                stats.records_read += 1;
-                                if let Some(k) = keep(rec) {
-                                    stats.records_kept += 1;
-                                    w.add(&k)?;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(
-                                    error = %e,
-                                    "previous WAL checkpoint is damaged; the rest of it is not carried over"
-                                );
-                                break 'files;
-                            }
-                        }
-                    }
-                }
-            }
-            for (_, path) in &segs {
-                let mut r = SegmentReader::open(path, None)?;
-                let mut dec = codec::Decoder::new();
-                stats.segments_read += 1;
-                while let Some((_, rec)) = read_record(&mut r, path, &mut dec)?? {
-                    stats.records_read += 1;
-                    if let Some(k) = keep(rec) {
-                        stats.records_kept += 1;
-                        w.add(&k)?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = res {
+        if let Err(e) = body(&mut w, &mut stats, prev.as_ref(), &segs) {
             w.abort();
             return Err(e);
         }
@@ -681,7 +717,8 @@ impl Wal {
         segment::sync_dir(dir)?;
         tracing::info!(
             dir = %dir.display(), through, records_read = stats.records_read, records_kept = stats.records_kept,
-            segments_deleted = stats.segments_deleted, elapsed = ?started.elapsed(), "WAL checkpoint written"
+            bytes = stats.bytes_written, segments_deleted = stats.segments_deleted, elapsed = ?started.elapsed(),
+            "WAL checkpoint written"
         );
         Ok(stats)
     }

@@ -10,7 +10,6 @@ use metricsd_model::{Labels, Sample};
 use super::{Db, block_select, prio_by_creation};
 use crate::block::{self, Block, CompactionMeta};
 use crate::querier::{ChunkSeries, SeriesEntry, merge_entries};
-use crate::wal::Record;
 use crate::{Error, Result};
 
 /// What a compaction did.
@@ -36,6 +35,10 @@ pub struct CompactReport {
     pub head_bytes_saved: usize,
 }
 
+/// A head checkpoint is due when the WAL is at least this large (and three times the last
+/// checkpoint): below it, replaying the WAL is quick and its disk small.
+pub const HEAD_CHECKPOINT_MIN_BYTES: u64 = 16 << 20;
+
 impl CompactReport {
     /// Whether the compaction changed anything.
     pub fn is_empty(&self) -> bool {
@@ -48,14 +51,83 @@ impl CompactReport {
 
 impl Db {
     /// Moves the head's closed chunks out of memory (re-encoded, into `chunks_head/`) if
-    /// any were cut since the last pass; skipped while a compaction runs (it does the
-    /// same). Cheap when there is nothing to do: the maintenance thread calls it every few
-    /// seconds. Returns the chunks moved.
+    /// any were cut since the last pass and the pass is due ([`crate::storage::SETTLE_EVERY`]
+    /// since the last, or [`crate::storage::SETTLE_SOON_CHUNKS`] waiting), then writes a
+    /// head checkpoint if one is due; skipped while a compaction runs (it does the same).
+    /// Cheap when there is nothing to do: the maintenance thread calls it every second.
+    /// Returns the chunks moved.
     pub fn settle_head_chunks(&self) -> usize {
+        let now = self.opts.clock.now_ms();
+        let since = now.saturating_sub(self.last_settle_ms.load(Ordering::Relaxed));
+        let waiting = self.head.unsettled.load(Ordering::Relaxed);
+        if waiting < crate::storage::SETTLE_SOON_CHUNKS
+            && since < crate::storage::SETTLE_EVERY.as_millis() as i64
+        {
+            return 0;
+        }
         let Some(_c) = self.compact_lock.try_lock() else {
             return 0;
         };
-        self.head.recompress(false).0
+        self.last_settle_ms.store(now, Ordering::Relaxed);
+        let moved = self.head.recompress(false).0;
+        if self.head_checkpoint_due()
+            && let Err(e) = self.checkpoint_head_locked()
+        {
+            tracing::error!(tenant = %self.tenant, error = %e, "head checkpoint failed; the WAL keeps every segment");
+        }
+        moved
+    }
+
+    /// Writes a head checkpoint now ([`Db::checkpoint_head_locked`]); returns its figures.
+    ///
+    /// # Errors
+    /// I/O errors writing the checkpoint or fsyncing the chunk files; then nothing is
+    /// deleted.
+    pub fn checkpoint_head(&self) -> Result<crate::wal::CheckpointStats> {
+        let _c = self.compact_lock.lock();
+        self.checkpoint_head_locked()
+    }
+
+    /// Whether the WAL has grown enough since the last head checkpoint for a new one to
+    /// pay: at least [`HEAD_CHECKPOINT_MIN_BYTES`] and three times the last checkpoint, so
+    /// that writing checkpoints costs at most half of what the WAL itself writes.
+    fn head_checkpoint_due(&self) -> bool {
+        if self.head.chunk_file_stats().0 == 0 {
+            return false;
+        }
+        let wal = self.wal.size_bytes().unwrap_or(0);
+        let last = self.last_checkpoint_bytes.load(Ordering::Relaxed);
+        wal >= HEAD_CHECKPOINT_MIN_BYTES && wal >= last.saturating_mul(3)
+    }
+
+    /// A **head checkpoint**: the WAL up to a segment cut now is replaced by a snapshot of
+    /// the head ([`crate::head::Head::snapshot`]) that names the closed chunks already in
+    /// `chunks_head/` files instead of repeating their samples, so the disk holds those
+    /// samples once, compressed with the block codec, and replay does not decode them.
+    ///
+    /// Order, for crash safety: newly closed chunks are moved to the chunk files; the
+    /// segment is cut under the append gate (every record before the cut has been applied
+    /// to the head); the snapshot is written to the checkpoint's tmp directory; the chunk
+    /// files are fsynced (everything the snapshot names was written before); then the
+    /// checkpoint is published and the segments it replaces are deleted. A crash before
+    /// publication leaves the old checkpoint and every segment; after it, the new
+    /// checkpoint and possibly some covered segments (removed at open). Callers hold the
+    /// compaction lock (chunk files are only removed under it, after a checkpoint that no
+    /// longer names them).
+    fn checkpoint_head_locked(&self) -> Result<crate::wal::CheckpointStats> {
+        self.head.recompress(false);
+        let next = {
+            let _g = self.gate.write();
+            self.wal.cut_segment()?
+        };
+        let head = &self.head;
+        let stats = self.wal.snapshot(next.saturating_sub(1), |emit| {
+            head.snapshot(emit)?;
+            head.sync_chunk_files()
+        })?;
+        self.last_checkpoint_bytes
+            .store(stats.bytes_written, Ordering::Relaxed);
+        Ok(stats)
     }
 
     /// Runs every due maintenance step: cuts the head while it spans more than 1.5 block
@@ -112,11 +184,10 @@ impl Db {
     /// Writes head data before `end` as blocks (one per block range it touches), then
     /// truncates the head, collects empty series and checkpoints the WAL.
     fn cut_head(&self, end: i64, rep: &mut CompactReport) -> Result<()> {
-        let (segment, entries) = {
+        let entries = {
             let _g = self.gate.write();
-            let segment = self.wal.cut_segment()?;
             self.head.set_min_valid(end);
-            (segment, self.head.snapshot_range(i64::MIN, end.saturating_sub(1)))
+            self.head.snapshot_range(i64::MIN, end.saturating_sub(1))
         };
         let range = self.opts.block_range_ms;
         let mut windows = BTreeSet::new();
@@ -137,17 +208,13 @@ impl Db {
             }
         }
         self.head.truncate(end);
-        rep.head_chunk_files_removed += self.head.remove_chunk_files_before(end);
         {
             let _g = self.gate.write();
             rep.series_removed += self.head.gc();
         }
-        if segment > 0 {
-            let head = &self.head;
-            self.wal
-                .checkpoint(segment - 1, |rec| keep_for_checkpoint(head, rec, end))?;
-            rep.wal_checkpoint = Some(segment - 1);
-        }
+        // The checkpoint no longer names the truncated chunks: only then may their files go.
+        rep.wal_checkpoint = Some(self.checkpoint_head_locked()?.index);
+        rep.head_chunk_files_removed += self.head.remove_chunk_files_before(end);
         Ok(())
     }
 
@@ -409,34 +476,6 @@ fn overlapping_group(blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
         i = j;
     }
     None
-}
-
-fn keep_for_checkpoint(head: &crate::head::Head, rec: Record, end: i64) -> Option<Record> {
-    match rec {
-        Record::Series(mut v) => {
-            v.retain(|s| {
-                u32::try_from(s.series_ref)
-                    .ok()
-                    .and_then(|id| head.series(id))
-                    .is_some()
-            });
-            (!v.is_empty()).then_some(Record::Series(v))
-        }
-        Record::Samples(mut v) => {
-            v.retain(|s| s.t >= end);
-            (!v.is_empty()).then_some(Record::Samples(v))
-        }
-        Record::Tombstones(mut v) => {
-            v.retain(|t| {
-                t.maxt >= end
-                    && u32::try_from(t.series_ref)
-                        .ok()
-                        .and_then(|id| head.series(id))
-                        .is_some()
-            });
-            (!v.is_empty()).then_some(Record::Tombstones(v))
-        }
-    }
 }
 
 /// Deletes a block directory: renamed first so that a crash never leaves a half-deleted

@@ -28,6 +28,13 @@ pub struct OpenReport {
     pub replay_rejected: u64,
     /// Replayed samples of series the WAL did not define.
     pub replay_unknown_series: u64,
+    /// Closed head chunks a checkpoint handed back from `chunks_head/` files.
+    pub replayed_chunks: u64,
+    /// Head chunks a checkpoint named that were missing from `chunks_head/` (their
+    /// samples are lost).
+    pub lost_chunks: u64,
+    /// `chunks_head/` files deleted because no checkpoint named them.
+    pub chunk_files_removed: usize,
     /// Blocks that failed to open, moved aside as `<dir>.corrupt`, and why.
     pub corrupt_blocks: Vec<(PathBuf, String)>,
     /// Chunks found corrupt in blocks that otherwise opened: (block dir, chunk ref).
@@ -45,6 +52,7 @@ impl OpenReport {
             || !self.wal_repair.removed_segments.is_empty()
             || !self.corrupt_blocks.is_empty()
             || !self.corrupt_chunks.is_empty()
+            || self.lost_chunks > 0
     }
 }
 
@@ -93,6 +101,7 @@ impl Db {
         report.wal_repair = repair;
         let started = Instant::now();
         replay(&wal, &head, opts.clock.now_ms(), &mut report)?;
+        report.chunk_files_removed = head.retain_chunk_files();
         report.replay_duration = started.elapsed();
         if report.lost_anything() {
             tracing::warn!(tenant, ?report, "store opened after dropping corrupt data");
@@ -102,6 +111,7 @@ impl Db {
             blocks = report.blocks,
             series = head.num_series(),
             samples = report.replayed_samples,
+            chunks = report.replayed_chunks,
             replay_ms = report.replay_duration.as_millis() as u64,
             "store opened"
         );
@@ -116,6 +126,8 @@ impl Db {
             compact_lock: Mutex::new(()),
             counters: Counters::default(),
             last_used: std::sync::atomic::AtomicI64::new(i64::MIN),
+            last_checkpoint_bytes: std::sync::atomic::AtomicU64::new(0),
+            last_settle_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             _lock: lock,
         };
         Ok((db, report))
@@ -192,6 +204,21 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
                         Ok(_) => report.replayed_samples += 1,
                         Err(_) => report.replay_rejected += 1,
                     }
+                }
+            }
+            Record::Chunks(items) => {
+                for item in items {
+                    let id = alias
+                        .get(&item.series_ref)
+                        .copied()
+                        .or_else(|| u32::try_from(item.series_ref).ok());
+                    let Some(series) = id.and_then(|id| head.series(id)) else {
+                        report.lost_chunks += item.chunks.len() as u64;
+                        continue;
+                    };
+                    let (restored, lost) = head.restore_chunks(&series, &item);
+                    report.replayed_chunks += restored as u64;
+                    report.lost_chunks += lost as u64;
                 }
             }
             Record::Tombstones(ts) => {

@@ -126,22 +126,13 @@ impl Head {
 
     fn append_in_order(&self, d: &mut SeriesData, t: i64, v: f64) {
         let range = self.opts.block_range_ms.max(1);
-        let cut = match &d.open {
-            None => false,
-            Some(o) => {
-                // Chunks never cross a block boundary, so cutting a block never splits one.
-                let boundary = o.mint.div_euclid(range).saturating_add(1).saturating_mul(range);
-                o.chunk.num_samples() >= self.opts.chunk_max_samples || t >= boundary
-            }
-        };
-        if cut && let Some(o) = d.open.take() {
-            d.closed.push(HeadChunk::mem(
-                o.mint,
-                o.maxt,
-                Encoding::Xor,
-                Arc::from(o.chunk.into_bytes()),
-            ));
-            self.unsettled.fetch_add(1, Ordering::Relaxed);
+        // Chunks never cross a block boundary, so cutting a block never splits one.
+        let cut = d
+            .open
+            .as_ref()
+            .is_some_and(|o| t >= o.mint.div_euclid(range).saturating_add(1).saturating_mul(range));
+        if cut {
+            self.close_open(d);
         }
         let o = d.open.get_or_insert_with(|| OpenChunk {
             chunk: XorChunk::new(),
@@ -150,8 +141,27 @@ impl Head {
         });
         o.chunk.append(t, v);
         o.maxt = t;
+        let full = o.chunk.num_samples() >= self.opts.chunk_max_samples;
         d.last_t = t;
         d.last_v = v.to_bits();
+        // A full chunk is closed at once, not when the next sample comes: it can then
+        // leave memory (and the WAL, at the next head checkpoint) while the series is idle.
+        if full {
+            self.close_open(d);
+        }
+    }
+
+    /// Closes the open chunk, if any, into the closed chunks.
+    fn close_open(&self, d: &mut SeriesData) {
+        if let Some(o) = d.open.take() {
+            d.closed.push(HeadChunk::mem(
+                o.mint,
+                o.maxt,
+                Encoding::Xor,
+                Arc::from(o.chunk.into_bytes()),
+            ));
+            self.unsettled.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

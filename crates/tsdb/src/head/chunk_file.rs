@@ -4,16 +4,20 @@
 //! truncated under a mapping kills the process with SIGBUS), so they cost page cache, which
 //! the kernel reclaims under pressure, instead of RSS.
 //!
-//! The files are **not** a recovery source: the WAL holds every sample of the head, replay
-//! rebuilds the head from it alone, and [`ChunkFiles::open`] deletes what a previous process
-//! left. So nothing here is fsynced, a torn file is harmless, and WAL replay speed is what it
-//! was. (Prometheus replays m-mapped chunks to skip WAL samples; the cost here is that the
-//! re-encoding pass moves chunks out again after a restart.)
+//! **A recovery source since head checkpoints** (`Db::checkpoint_head`): a WAL checkpoint
+//! may name chunks here (record type 6, `docs/format/wal.md`) instead of repeating their
+//! samples, and then drops the WAL segments that held them. The files are therefore kept
+//! across restarts: [`ChunkFiles::open`] opens what it finds (new chunks go to a new file,
+//! so a torn tail is never appended to), replay hands the chunks the checkpoint names back
+//! to the head, and [`ChunkFiles::retain`] deletes the files nobody names. A checkpoint
+//! names a chunk only after [`ChunkFiles::sync`] made it durable; nothing else here is
+//! fsynced, so the tail of a file written after the last sync may be torn or missing, and
+//! no checkpoint refers to it.
 //!
 //! Layout of a file `chunks_head/<index:06>`: chunks back to back, each `encoding <1 byte>`,
-//! `bytes`, `crc32c(encoding, bytes) <4 bytes LE>`. A chunk is named by a `u64` ref:
-//! offset << 24 | length of encoding + bytes (a chunk is at most 16 MiB; head chunks are
-//! a few KiB).
+//! `bytes`, `crc32c(encoding, bytes) <4 bytes LE>`. A chunk is named by its file's index and
+//! a `u64` ref: offset << 24 | length of encoding + bytes (a chunk is at most 16 MiB; head
+//! chunks are a few hundred bytes). The CRC is checked on every read.
 //!
 //! Lifetimes: a chunk holds an `Arc` of its file, so a file removed by
 //! [`ChunkFiles::remove_before`] stays readable (its descriptor open) until the last chunk
@@ -39,8 +43,13 @@ const MAX_LEN: usize = (1 << LEN_BITS) - 1;
 
 /// One `chunks_head` file.
 pub(crate) struct ChunkFile {
+    /// The number in its name.
+    pub(crate) index: u32,
     file: File,
     path: PathBuf,
+    /// Its length when it was opened (files found at open), or `u64::MAX` for a file this
+    /// process writes: a ref read from a checkpoint must lie inside it.
+    len_at_open: u64,
     /// Newest sample time of any chunk written to it: the file can go once the head is
     /// truncated past it.
     maxt: AtomicI64,
@@ -49,6 +58,20 @@ pub(crate) struct ChunkFile {
 impl std::fmt::Debug for ChunkFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ChunkFile({})", self.path.display())
+    }
+}
+
+impl ChunkFile {
+    /// Whether `chunk_ref` (from a checkpoint) lies inside the file as it was found.
+    pub(crate) fn holds(&self, chunk_ref: u64) -> bool {
+        let off = chunk_ref >> LEN_BITS;
+        let len = chunk_ref & MAX_LEN as u64;
+        len > 0 && off.saturating_add(len).saturating_add(4) <= self.len_at_open
+    }
+
+    /// Raises the newest sample time the file holds (replay, for [`ChunkFiles::remove_before`]).
+    pub(crate) fn note_maxt(&self, t: i64) {
+        self.maxt.fetch_max(t, Ordering::Relaxed);
     }
 }
 
@@ -80,7 +103,6 @@ impl ChunkReader for ChunkFile {
 }
 
 struct Writer {
-    index: u64,
     file: Arc<ChunkFile>,
     size: u64,
 }
@@ -95,7 +117,11 @@ struct State {
     current: Option<Writer>,
     /// Every file still present, oldest first.
     files: Vec<Arc<ChunkFile>>,
-    next_index: u64,
+    next_index: u32,
+    /// Files written to since the last [`ChunkFiles::sync`].
+    unsynced: Vec<Arc<ChunkFile>>,
+    /// Whether a file was created or removed since the last sync (the directory needs one).
+    dir_dirty: bool,
 }
 
 /// A batch of chunks to append with one write: the bytes, then each chunk's ref once
@@ -143,20 +169,105 @@ impl Batch {
 }
 
 impl ChunkFiles {
-    /// Opens `dir`, deleting the files a previous process left (the WAL rebuilds the head).
+    /// Opens `dir` (creating it) and the files a previous process left, for replay to hand
+    /// their chunks back; new chunks go to a new file.
+    ///
+    /// # Errors
+    /// I/O errors creating or listing the directory or opening a file.
     pub(crate) fn open(dir: &Path) -> Result<ChunkFiles> {
-        if dir.exists() {
-            fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
-        }
         fs::create_dir_all(dir).map_err(|e| Error::io("create dir", dir, e))?;
+        let mut files = Vec::new();
+        let entries = fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+            let name = entry.file_name();
+            let Some(index) = name
+                .to_str()
+                .filter(|n| n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let len = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+            files.push(Arc::new(ChunkFile {
+                index,
+                file,
+                path,
+                len_at_open: len,
+                maxt: AtomicI64::new(i64::MIN),
+            }));
+        }
+        files.sort_by_key(|f| f.index);
+        let next_index = files.last().map_or(1, |f| f.index.saturating_add(1));
         Ok(ChunkFiles {
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
                 current: None,
-                files: Vec::new(),
-                next_index: 1,
+                files,
+                next_index,
+                unsynced: Vec::new(),
+                dir_dirty: false,
             }),
         })
+    }
+
+    /// The file numbered `index`, if it is present.
+    pub(crate) fn file(&self, index: u32) -> Option<Arc<ChunkFile>> {
+        let st = self.state.lock();
+        st.files
+            .binary_search_by_key(&index, |f| f.index)
+            .ok()
+            .and_then(|i| st.files.get(i).cloned())
+    }
+
+    /// Deletes the files that none of `keep` names and that are not being written (after
+    /// replay: the chunks no checkpoint refers to). Returns how many went.
+    pub(crate) fn retain(&self, keep: &std::collections::HashSet<u32>) -> usize {
+        let mut st = self.state.lock();
+        let writing = st.current.as_ref().map(|w| w.file.index);
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut st.files)
+            .into_iter()
+            .partition(|f| keep.contains(&f.index) || Some(f.index) == writing);
+        st.files = kept;
+        st.dir_dirty |= !gone.is_empty();
+        for f in &gone {
+            if let Err(e) = fs::remove_file(&f.path) {
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot remove head chunk file");
+            }
+        }
+        gone.len()
+    }
+
+    /// Makes every chunk written so far durable: fsyncs the files written since the last
+    /// call, and the directory if files came or went.
+    ///
+    /// # Errors
+    /// I/O errors of the fsyncs (the files stay marked for the next call).
+    pub(crate) fn sync(&self) -> Result<()> {
+        let (files, dir_dirty) = {
+            let mut st = self.state.lock();
+            (
+                std::mem::take(&mut st.unsynced),
+                std::mem::take(&mut st.dir_dirty),
+            )
+        };
+        let res = (|| {
+            for f in &files {
+                f.file.sync_data().map_err(|e| Error::io("fsync", &f.path, e))?;
+            }
+            if dir_dirty {
+                crate::wal::segment::sync_dir(&self.dir)?;
+            }
+            Ok(())
+        })();
+        if res.is_err() {
+            let mut st = self.state.lock();
+            st.unsynced.extend(files);
+            st.dir_dirty |= dir_dirty;
+        }
+        res
     }
 
     /// Appends the batch's chunks to the current file (starting a new one when it is full)
@@ -177,13 +288,19 @@ impl ChunkFiles {
                 .open(&path)
                 .map_err(|e| Error::io("create", &path, e))?;
             let file = Arc::new(ChunkFile {
+                index,
                 file,
                 path,
+                len_at_open: u64::MAX,
                 maxt: AtomicI64::new(i64::MIN),
             });
-            st.next_index += 1;
+            st.next_index = st
+                .next_index
+                .checked_add(1)
+                .ok_or_else(|| Error::Unavailable("head chunk file numbers are exhausted".into()))?;
             st.files.push(file.clone());
-            st.current = Some(Writer { index, file, size: 0 });
+            st.dir_dirty = true;
+            st.current = Some(Writer { file, size: 0 });
         }
         let Some(w) = st.current.as_mut() else {
             return Err(Error::Unavailable("no head chunk file".into()));
@@ -197,12 +314,23 @@ impl ChunkFiles {
         let base = w.size;
         w.size += batch.buf.len() as u64;
         w.file.maxt.fetch_max(batch.maxt, Ordering::Relaxed);
+        let file = w.file.clone();
+        if !st.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
+            st.unsynced.push(file.clone());
+        }
+        let Some(w) = st.current.as_ref() else {
+            return Err(Error::Unavailable("no head chunk file".into()));
+        };
         let refs = batch
             .parts
             .iter()
             .map(|&(off, len)| ((base + off as u64) << LEN_BITS) | len as u64)
             .collect();
-        tracing::trace!(file = w.index, chunks = batch.parts.len(), "head chunks written");
+        tracing::trace!(
+            file = w.file.index,
+            chunks = batch.parts.len(),
+            "head chunks written"
+        );
         Ok((w.file.clone(), refs))
     }
 
@@ -214,6 +342,7 @@ impl ChunkFiles {
             .into_iter()
             .partition(|f| f.maxt.load(Ordering::Relaxed) < t);
         st.files = kept;
+        st.dir_dirty |= !gone.is_empty();
         if st
             .current
             .as_ref()

@@ -142,7 +142,7 @@ impl Encoder {
         match rec {
             RecordRef::Series(s) => self.series_record(s, dst),
             RecordRef::Samples(s) => self.samples_record(s, dst),
-            RecordRef::Tombstones(_) => rec.encode(dst),
+            RecordRef::Tombstones(_) | RecordRef::Chunks(_) => rec.encode(dst),
         }
     }
 

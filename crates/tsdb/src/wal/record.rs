@@ -22,6 +22,8 @@ const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
 /// Type byte of a [`Record::Tombstones`] payload.
 const TYPE_TOMBSTONES: u8 = 3;
+/// Type byte of a [`Record::Chunks`] payload (checkpoints only; see `docs/format/wal.md`).
+const TYPE_CHUNKS: u8 = 6;
 
 // The smallest encoding of one item, used to reject a count that cannot fit in what is left
 // before reserving memory for it.
@@ -33,6 +35,12 @@ const MIN_LABEL_BYTES: usize = 2;
 const MIN_SAMPLE_BYTES: usize = 10;
 /// ref delta (1) + mint delta (1) + length (1).
 const MIN_TOMBSTONE_BYTES: usize = 3;
+/// ref (1) + last value (8) + chunk count (1).
+const MIN_CHUNKS_BYTES: usize = 10;
+/// file (1) + chunk ref (1) + mint delta (1) + length (1) + encoding (1).
+const MIN_CHUNK_BYTES: usize = 5;
+/// Worst encoding of one chunk of a [`RefChunks`]: four varints and the encoding byte.
+const WORST_CHUNK_BYTES: usize = 4 * 10 + 1;
 
 /// A series created in the head: its WAL-local reference and its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +73,34 @@ pub struct RefTombstone {
     pub maxt: i64,
 }
 
+/// One closed head chunk in a `chunks_head` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefChunk {
+    /// The `chunks_head` file's number.
+    pub file: u32,
+    /// The chunk's reference in that file (offset and length).
+    pub chunk_ref: u64,
+    /// Oldest sample time.
+    pub mint: i64,
+    /// Newest sample time.
+    pub maxt: i64,
+    /// The chunk encoding byte ([`crate::chunkenc::Encoding`]).
+    pub encoding: u8,
+}
+
+/// The closed head chunks of one series that a checkpoint hands over to `chunks_head`
+/// files instead of repeating their samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefChunks {
+    /// The series' reference.
+    pub series_ref: u64,
+    /// Bits of the value of the newest sample of the last chunk (the head needs it to tell
+    /// a duplicate from a conflict without reading the chunk).
+    pub last_v: u64,
+    /// The chunks, oldest first.
+    pub chunks: Vec<RefChunk>,
+}
+
 /// One WAL record: a batch of items of one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -74,6 +110,8 @@ pub enum Record {
     Samples(Vec<RefSample>),
     /// Deletions.
     Tombstones(Vec<RefTombstone>),
+    /// Closed head chunks persisted in `chunks_head` files (written by head checkpoints).
+    Chunks(Vec<RefChunks>),
 }
 
 /// A borrowed record, so that the WAL can encode halves of an oversized record without
@@ -83,6 +121,7 @@ pub(crate) enum RecordRef<'a> {
     Series(&'a [RefSeries]),
     Samples(&'a [RefSample]),
     Tombstones(&'a [RefTombstone]),
+    Chunks(&'a [RefChunks]),
 }
 
 impl<'a> RecordRef<'a> {
@@ -92,6 +131,7 @@ impl<'a> RecordRef<'a> {
             RecordRef::Series(s) => s.len(),
             RecordRef::Samples(s) => s.len(),
             RecordRef::Tombstones(s) => s.len(),
+            RecordRef::Chunks(s) => s.len(),
         }
     }
 
@@ -103,6 +143,7 @@ impl<'a> RecordRef<'a> {
             RecordRef::Series(s) => HEAD + s.iter().map(series_worst_len).sum::<usize>(),
             RecordRef::Samples(s) => HEAD + (s.len() * super::codec::MAX_SAMPLE_BITS).div_ceil(8),
             RecordRef::Tombstones(t) => HEAD + 20 + t.len() * 30,
+            RecordRef::Chunks(c) => HEAD + c.iter().map(chunks_worst_len).sum::<usize>(),
         }
     }
 
@@ -111,6 +152,7 @@ impl<'a> RecordRef<'a> {
     pub(crate) fn largest_item_len(&self) -> Option<usize> {
         match self {
             RecordRef::Series(s) => s.iter().map(|x| 11 + series_worst_len(x)).max(),
+            RecordRef::Chunks(c) => c.iter().map(|x| 11 + chunks_worst_len(x)).max(),
             _ if self.len() == 0 => None,
             _ => Some(
                 RecordRef::Samples(&[RefSample {
@@ -138,6 +180,10 @@ impl<'a> RecordRef<'a> {
             RecordRef::Tombstones(s) => {
                 let (a, b) = s.split_at(s.len() / 2);
                 (RecordRef::Tombstones(a), RecordRef::Tombstones(b))
+            }
+            RecordRef::Chunks(s) => {
+                let (a, b) = s.split_at(s.len() / 2);
+                (RecordRef::Chunks(a), RecordRef::Chunks(b))
             }
         }
     }
@@ -181,6 +227,24 @@ impl<'a> RecordRef<'a> {
                     put_varint(dst, s.series_ref.wrapping_sub(first.series_ref) as i64);
                     put_varint(dst, s.mint.wrapping_sub(first.mint));
                     put_varint(dst, s.maxt.wrapping_sub(s.mint));
+                }
+            }
+            RecordRef::Chunks(items) => {
+                dst.push(TYPE_CHUNKS);
+                put_uvarint(dst, items.len() as u64);
+                for s in items {
+                    put_uvarint(dst, s.series_ref);
+                    dst.extend_from_slice(&s.last_v.to_le_bytes());
+                    put_uvarint(dst, s.chunks.len() as u64);
+                    let mut prev_maxt = 0i64;
+                    for c in &s.chunks {
+                        put_uvarint(dst, u64::from(c.file));
+                        put_uvarint(dst, c.chunk_ref);
+                        put_varint(dst, c.mint.wrapping_sub(prev_maxt));
+                        put_varint(dst, c.maxt.wrapping_sub(c.mint));
+                        dst.push(c.encoding);
+                        prev_maxt = c.maxt;
+                    }
                 }
             }
         }
@@ -245,6 +309,7 @@ impl Record {
             Record::Series(_) => "series",
             Record::Samples(_) => "samples",
             Record::Tombstones(_) => "tombstones",
+            Record::Chunks(_) => "chunks",
         }
     }
 
@@ -253,6 +318,7 @@ impl Record {
             Record::Series(s) => RecordRef::Series(s),
             Record::Samples(s) => RecordRef::Samples(s),
             Record::Tombstones(s) => RecordRef::Tombstones(s),
+            Record::Chunks(s) => RecordRef::Chunks(s),
         }
     }
 }
@@ -285,6 +351,10 @@ pub(crate) fn check_label(
 }
 
 /// A series item's most bytes: ref and count varints, and each label string written in full.
+fn chunks_worst_len(s: &RefChunks) -> usize {
+    10 + 8 + 10 + s.chunks.len() * WORST_CHUNK_BYTES
+}
+
 fn series_worst_len(s: &RefSeries) -> usize {
     20 + s
         .labels
@@ -345,6 +415,7 @@ impl<'a> Decoder<'a> {
             TYPE_SERIES => self.series().map(Record::Series),
             TYPE_SAMPLES => self.samples().map(Record::Samples),
             TYPE_TOMBSTONES => self.tombstones().map(Record::Tombstones),
+            TYPE_CHUNKS => self.chunks().map(Record::Chunks),
             t => Err(format!("unknown record type {t}")),
         }
     }
@@ -424,6 +495,43 @@ impl<'a> Decoder<'a> {
                 series_ref: base_ref.wrapping_add(dref as u64),
                 mint,
                 maxt: mint.wrapping_add(len),
+            });
+        }
+        Ok(out)
+    }
+
+    fn chunks(&mut self) -> std::result::Result<Vec<RefChunks>, String> {
+        // Capacities are capped: an item is 4-8 times larger in memory than its smallest
+        // encoding, and a bad count must not reserve that much before decoding fails.
+        let n = self.count("chunk lists", MIN_CHUNKS_BYTES)?;
+        let mut out = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            let series_ref = self.uvarint("chunk list ref")?;
+            let last_v = u64::from_le_bytes(self.array::<8>("last value")?);
+            let nc = self.count("chunks", MIN_CHUNK_BYTES)?;
+            let mut chunks = Vec::with_capacity(nc.min(4096));
+            let mut prev_maxt = 0i64;
+            for _ in 0..nc {
+                let file = self.uvarint("chunk file")?;
+                let file =
+                    u32::try_from(file).map_err(|_| format!("chunk file number {file} is out of range"))?;
+                let chunk_ref = self.uvarint("chunk ref")?;
+                let mint = prev_maxt.wrapping_add(self.varint("chunk mint delta")?);
+                let maxt = mint.wrapping_add(self.varint("chunk length")?);
+                let encoding = self.byte("chunk encoding")?;
+                prev_maxt = maxt;
+                chunks.push(RefChunk {
+                    file,
+                    chunk_ref,
+                    mint,
+                    maxt,
+                    encoding,
+                });
+            }
+            out.push(RefChunks {
+                series_ref,
+                last_v,
+                chunks,
             });
         }
         Ok(out)
@@ -555,6 +663,34 @@ mod tests {
                     maxt: 4,
                 },
             ]),
+            Record::Chunks(vec![]),
+            Record::Chunks(vec![
+                RefChunks {
+                    series_ref: 9,
+                    last_v: metricsd_model::STALE_NAN,
+                    chunks: vec![
+                        RefChunk {
+                            file: 1,
+                            chunk_ref: (4096 << 24) | 181,
+                            mint: 1_700_000_000_000,
+                            maxt: 1_700_001_785_000,
+                            encoding: 2,
+                        },
+                        RefChunk {
+                            file: u32::MAX,
+                            chunk_ref: u64::MAX,
+                            mint: i64::MIN,
+                            maxt: i64::MAX,
+                            encoding: 1,
+                        },
+                    ],
+                },
+                RefChunks {
+                    series_ref: u64::MAX,
+                    last_v: 0,
+                    chunks: vec![],
+                },
+            ]),
         ];
         for r in &cases {
             assert_same(r, &round_trip(r));
@@ -590,6 +726,15 @@ mod tests {
         // Trailing bytes.
         let b = [TYPE_SAMPLES, 0, 0];
         assert!(err(&b).contains("1 trailing bytes"), "{}", err(&b));
+        // A chunk list claiming more chunks than its bytes can hold.
+        let mut b = vec![TYPE_CHUNKS, 1, 7];
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&[200, 1, 0, 0, 0]);
+        assert!(
+            err(&b).contains("cannot decode 200 chunks from 3 bytes"),
+            "{}",
+            err(&b)
+        );
         // Overlong varint.
         let b = [
             TYPE_SAMPLES,
@@ -672,6 +817,35 @@ mod tests {
                         .collect(),
                 )
             }),
+            prop::collection::vec(
+                (
+                    edge_u64(),
+                    any::<u64>(),
+                    prop::collection::vec(
+                        (any::<u32>(), edge_u64(), edge_i64(), edge_i64(), any::<u8>()),
+                        0..6
+                    )
+                ),
+                0..6
+            )
+            .prop_map(|v| Record::Chunks(
+                v.into_iter()
+                    .map(|(series_ref, last_v, cs)| RefChunks {
+                        series_ref,
+                        last_v,
+                        chunks: cs
+                            .into_iter()
+                            .map(|(file, chunk_ref, mint, maxt, encoding)| RefChunk {
+                                file,
+                                chunk_ref,
+                                mint,
+                                maxt,
+                                encoding,
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            )),
         ]
     }
 
