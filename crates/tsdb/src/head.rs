@@ -18,6 +18,7 @@
 
 pub(crate) mod append;
 pub(crate) mod chunk_file;
+pub(crate) mod pending;
 mod postings;
 mod read;
 mod symbols;
@@ -114,8 +115,15 @@ pub(crate) struct HeadChunk {
 /// Where a closed head chunk's bytes are.
 #[derive(Clone)]
 pub(crate) enum ChunkBytes {
-    /// In memory: just cut, or the head has no chunk files.
+    /// In memory, an allocation of its own: the head has no chunk files (or writing one
+    /// failed), or a delete rewrote the chunk.
     Mem(Arc<[u8]>),
+    /// In memory, in a slab of chunks cut recently that the settle pass will move to a
+    /// chunk file ([`pending`]).
+    Pending {
+        slab: Arc<pending::Slab>,
+        chunk_ref: u64,
+    },
     /// In a `chunks_head` file (see [`chunk_file`]), read with `pread` when needed.
     File {
         file: Arc<chunk_file::ChunkFile>,
@@ -137,12 +145,11 @@ impl HeadChunk {
 
     /// The chunk's encoding and bytes; a chunk on disk is read into `raw`.
     pub(crate) fn load<'a>(&'a self, raw: &'a mut Vec<u8>) -> Result<(Encoding, &'a [u8])> {
+        use crate::querier::ChunkReader;
         match &self.data {
             ChunkBytes::Mem(d) => Ok((self.enc, d)),
-            ChunkBytes::File { file, chunk_ref } => {
-                use crate::querier::ChunkReader;
-                file.read_chunk(*chunk_ref, raw)
-            }
+            ChunkBytes::Pending { slab, chunk_ref } => slab.read_chunk(*chunk_ref, raw),
+            ChunkBytes::File { file, chunk_ref } => file.read_chunk(*chunk_ref, raw),
         }
     }
 
@@ -157,13 +164,27 @@ impl HeadChunk {
     pub(crate) fn mem_bytes(&self) -> usize {
         match &self.data {
             ChunkBytes::Mem(d) => d.len() + 16,
+            ChunkBytes::Pending { chunk_ref, .. } => (chunk_ref & 0xff_ffff) as usize,
             ChunkBytes::File { .. } => 0,
         }
     }
 
-    /// Whether `self` still is the in-memory chunk `data` (not replaced meanwhile).
-    fn is_mem(&self, data: &Arc<[u8]>) -> bool {
-        matches!(&self.data, ChunkBytes::Mem(d) if Arc::ptr_eq(d, data))
+    /// Whether `self` still holds the bytes `data` (not replaced meanwhile).
+    fn holds(&self, data: &ChunkBytes) -> bool {
+        match (&self.data, data) {
+            (ChunkBytes::Mem(a), ChunkBytes::Mem(b)) => Arc::ptr_eq(a, b),
+            (
+                ChunkBytes::Pending {
+                    slab: a,
+                    chunk_ref: x,
+                },
+                ChunkBytes::Pending {
+                    slab: b,
+                    chunk_ref: y,
+                },
+            ) => Arc::ptr_eq(a, b) && x == y,
+            _ => false,
+        }
     }
 }
 
@@ -348,6 +369,11 @@ pub struct Head {
     pub(crate) series_removed: AtomicU64,
     /// Where closed chunks go to leave memory; `None` keeps them in memory.
     chunk_files: Option<chunk_file::ChunkFiles>,
+    /// Where closed chunks wait for the settle pass (heads with chunk files only).
+    pub(crate) pending: Option<pending::Pending>,
+    /// Bytes an open chunk is given when it starts: a running average of closed chunks'
+    /// sizes plus an eighth, so that it rarely grows (each growth is a reallocation).
+    pub(crate) open_capacity: AtomicUsize,
     /// Closed chunks cut since the last [`Head::recompress`] pass began (approximate: a
     /// pass with nothing to do is skipped).
     pub(crate) unsettled: AtomicUsize,
@@ -374,6 +400,8 @@ impl Head {
             series_created: AtomicU64::new(0),
             series_removed: AtomicU64::new(0),
             chunk_files: None,
+            pending: None,
+            open_capacity: AtomicUsize::new(0),
             unsettled: AtomicUsize::new(0),
         }
     }
@@ -387,6 +415,7 @@ impl Head {
     /// I/O errors creating or listing the directory.
     pub fn with_chunk_dir(mut self, dir: &std::path::Path) -> Result<Head> {
         self.chunk_files = Some(chunk_file::ChunkFiles::open(dir)?);
+        self.pending = Some(pending::Pending::default());
         Ok(self)
     }
 
@@ -727,26 +756,32 @@ impl Head {
         }
         let mut p = Pass::default();
         let mut buf = Vec::new();
+        let mut raw = Vec::new();
         for s in self.all_series() {
-            let todo: Vec<(i64, i64, Encoding, Arc<[u8]>)> = s
+            let todo: Vec<HeadChunk> = s
                 .data
                 .lock()
                 .closed
                 .iter()
-                .filter(|c| !c.settled)
-                .filter_map(|c| match &c.data {
-                    ChunkBytes::Mem(d) => Some((c.mint, c.maxt, c.enc, d.clone())),
-                    ChunkBytes::File { .. } => None,
-                })
+                .filter(|c| !c.settled && !matches!(c.data, ChunkBytes::File { .. }))
+                .cloned()
                 .collect();
-            for (mint, maxt, enc0, old) in todo {
+            for c in todo {
+                let (mint, maxt) = (c.mint, c.maxt);
                 buf.clear();
-                if crate::chunkenc::decode(enc0, &old, &mut buf).is_err() || buf.is_empty() {
-                    continue;
-                }
+                let old_len = {
+                    let Ok((enc0, bytes)) = c.load(&mut raw) else {
+                        continue;
+                    };
+                    if crate::chunkenc::decode(enc0, bytes, &mut buf).is_err() || buf.is_empty() {
+                        continue;
+                    }
+                    bytes.len()
+                };
+                let old = c.data;
                 let (enc, data) = crate::chunkenc::encode_best_with(&buf, crate::chunkenc::Effort::Fast);
                 let data: Arc<[u8]> = Arc::from(data);
-                p.before += old.len();
+                p.before += old_len;
                 p.after += data.len();
                 if let Some(files) = &self.chunk_files
                     && p.batch.push(enc, &data, maxt).is_some()
@@ -895,11 +930,11 @@ impl Head {
                             });
                             last_file_maxt = last_file_maxt.max(c.maxt);
                         }
-                        ChunkBytes::Mem(bytes) => {
+                        ChunkBytes::Mem(_) | ChunkBytes::Pending { .. } => {
                             buf.clear();
                             // Bytes this process encoded; a failure would be a bug, and
                             // the WAL segments are kept then (the error aborts the checkpoint).
-                            crate::chunkenc::decode(c.enc, bytes, &mut buf)?;
+                            c.decode_into(&mut buf)?;
                             samples.extend(buf.iter().map(|x| RefSample {
                                 series_ref,
                                 t: x.t,
@@ -985,21 +1020,21 @@ struct Pass {
     batch: chunk_file::Batch,
     /// Chunks in `batch`: series, old bytes, mint, maxt, new encoding and bytes.
     #[allow(clippy::type_complexity)]
-    queued: Vec<(Arc<MemSeries>, Arc<[u8]>, i64, i64, Encoding, Arc<[u8]>)>,
+    queued: Vec<(Arc<MemSeries>, ChunkBytes, i64, i64, Encoding, Arc<[u8]>)>,
 }
 
 /// Replaces the in-memory chunk `old` of `s` by `bytes` (settled), if it is still there (a
 /// delete may have rewritten it). Returns whether it was.
 fn settle_one(
     s: &MemSeries,
-    old: &Arc<[u8]>,
+    old: &ChunkBytes,
     mint: i64,
     maxt: i64,
     enc: Encoding,
     bytes: ChunkBytes,
 ) -> bool {
     let mut d = s.data.lock();
-    match d.closed.iter_mut().find(|x| x.is_mem(old)) {
+    match d.closed.iter_mut().find(|x| x.holds(old)) {
         Some(slot) => {
             *slot = HeadChunk {
                 mint,

@@ -135,7 +135,7 @@ impl Head {
             self.close_open(d);
         }
         let o = d.open.get_or_insert_with(|| OpenChunk {
-            chunk: XorChunk::new(),
+            chunk: XorChunk::with_capacity(self.open_capacity.load(Ordering::Relaxed)),
             mint: t,
             maxt: t,
         });
@@ -151,17 +151,31 @@ impl Head {
         }
     }
 
-    /// Closes the open chunk, if any, into the closed chunks.
+    /// Closes the open chunk, if any, into the closed chunks: into the pending slab when
+    /// the head has chunk files, else an allocation of its own.
     fn close_open(&self, d: &mut SeriesData) {
-        if let Some(o) = d.open.take() {
-            d.closed.push(HeadChunk::mem(
-                o.mint,
-                o.maxt,
-                Encoding::Xor,
-                Arc::from(o.chunk.into_bytes()),
-            ));
-            self.unsettled.fetch_add(1, Ordering::Relaxed);
-        }
+        let Some(o) = d.open.take() else { return };
+        let len = o.chunk.bytes().len();
+        // The next open chunk starts with room for about this much.
+        let avg = self.open_capacity.load(Ordering::Relaxed);
+        self.open_capacity
+            .store((avg * 7 + len + len / 8) / 8, Ordering::Relaxed);
+        let pending = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.push(Encoding::Xor, o.chunk.bytes()));
+        let chunk = match pending {
+            Some((slab, chunk_ref)) => HeadChunk {
+                mint: o.mint,
+                maxt: o.maxt,
+                enc: Encoding::Xor,
+                settled: false,
+                data: super::ChunkBytes::Pending { slab, chunk_ref },
+            },
+            None => HeadChunk::mem(o.mint, o.maxt, Encoding::Xor, Arc::from(o.chunk.into_bytes())),
+        };
+        d.closed.push(chunk);
+        self.unsettled.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -72,6 +72,10 @@ impl Head {
                             enc: c.enc,
                             data: data.clone(),
                         },
+                        ChunkBytes::Pending { slab, chunk_ref } => ChunkData::Block {
+                            reader: slab.clone(),
+                            chunk_ref: *chunk_ref,
+                        },
                         ChunkBytes::File { file, chunk_ref } => ChunkData::Block {
                             reader: file.clone(),
                             chunk_ref: *chunk_ref,
