@@ -371,9 +371,6 @@ pub struct Head {
     chunk_files: Option<chunk_file::ChunkFiles>,
     /// Where closed chunks wait for the settle pass (heads with chunk files only).
     pub(crate) pending: Option<pending::Pending>,
-    /// Bytes an open chunk is given when it starts: a running average of closed chunks'
-    /// sizes plus an eighth, so that it rarely grows (each growth is a reallocation).
-    pub(crate) open_capacity: AtomicUsize,
     /// Closed chunks cut since the last [`Head::recompress`] pass began (approximate: a
     /// pass with nothing to do is skipped).
     pub(crate) unsettled: AtomicUsize,
@@ -401,7 +398,6 @@ impl Head {
             series_removed: AtomicU64::new(0),
             chunk_files: None,
             pending: None,
-            open_capacity: AtomicUsize::new(0),
             unsettled: AtomicUsize::new(0),
         }
     }

@@ -47,12 +47,7 @@ impl Default for XorChunk {
 impl XorChunk {
     /// An empty chunk (a valid chunk of 0 samples: two zero header bytes).
     pub fn new() -> Self {
-        Self::with_capacity(INITIAL_CAPACITY)
-    }
-
-    /// An empty chunk with room for `bytes` bytes (at least the initial 32) before it grows.
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(INITIAL_CAPACITY));
+        let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
         buf.extend_from_slice(&[0, 0]);
         XorChunk {
             buf,

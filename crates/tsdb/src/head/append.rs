@@ -135,7 +135,7 @@ impl Head {
             self.close_open(d);
         }
         let o = d.open.get_or_insert_with(|| OpenChunk {
-            chunk: XorChunk::with_capacity(self.open_capacity.load(Ordering::Relaxed)),
+            chunk: XorChunk::new(),
             mint: t,
             maxt: t,
         });
@@ -155,11 +155,6 @@ impl Head {
     /// the head has chunk files, else an allocation of its own.
     fn close_open(&self, d: &mut SeriesData) {
         let Some(o) = d.open.take() else { return };
-        let len = o.chunk.bytes().len();
-        // The next open chunk starts with room for about this much.
-        let avg = self.open_capacity.load(Ordering::Relaxed);
-        self.open_capacity
-            .store((avg * 7 + len + len / 8) / 8, Ordering::Relaxed);
         let pending = self
             .pending
             .as_ref()
