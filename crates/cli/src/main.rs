@@ -37,18 +37,21 @@ fn disable_transparent_huge_pages() {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc v3's default for it, ms.
 const MI_DEFAULT_PURGE_DELAY_MS: std::ffi::c_long = 1000;
-/// Ours, ms (mimalloc v2's default).
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
+/// Ours, ms: purge at once.
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
-/// Lets mimalloc return freed pages to the OS after 10 ms instead of its default second.
+/// Lets mimalloc return freed pages to the OS at once instead of after its default second.
 ///
 /// mimalloc purges freed pages lazily, from the thread that owns them, the next time that
 /// thread calls the allocator after the delay. After a burst (a backfill, a big query) the
 /// workers go idle within the second and the pages freed last, most of a burst's
-/// transient memory, would stay resident for good: RSS after the issue 12 load settles at
-/// 150 MB with 10 ms, 225 MB with the default, for about 5% more time to ingest
-/// (`docs/benchmarks.md`). `MIMALLOC_PURGE_DELAY` in the environment wins: the option is
-/// changed only while it has mimalloc's default value.
+/// transient memory, would stay resident for good. On the issue 12 load (100k series,
+/// `docs/benchmarks.md`) RSS 25 s after it: 114–119 MB with 0, 128–136 MB with 10 ms,
+/// 221–228 MB with mimalloc's second; server CPU per ingested sample is the same with 0 and
+/// 10 ms (`ingest_compare`, medians 0.739 and 0.755 µs; it cost 14% before head chunks
+/// were cut into slabs, when every chunk was an allocation of its own).
+/// `MIMALLOC_PURGE_DELAY` in the environment wins: the option is changed only while it has
+/// mimalloc's default value.
 #[allow(
     unsafe_code,
     reason = "mi_option_get/set are plain FFI calls; see the SAFETY note"
