@@ -177,6 +177,7 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
     // WAL series ids that map onto another live series with the same labels (a series
     // re-created after garbage collection, say).
     let mut alias: HashMap<u64, u32> = HashMap::new();
+    let id_of = |alias: &HashMap<u64, u32>, r: u64| alias.get(&r).copied().or_else(|| u32::try_from(r).ok());
     let stats = wal.replay(|rec| {
         match rec {
             Record::Series(series) => {
@@ -192,11 +193,7 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
             }
             Record::Samples(samples) => {
                 for s in samples {
-                    let id = alias
-                        .get(&s.series_ref)
-                        .copied()
-                        .or_else(|| u32::try_from(s.series_ref).ok());
-                    let Some(series) = id.and_then(|id| head.series(id)) else {
+                    let Some(series) = id_of(&alias, s.series_ref).and_then(|id| head.series(id)) else {
                         report.replay_unknown_series += 1;
                         continue;
                     };
@@ -208,11 +205,7 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
             }
             Record::Chunks(items) => {
                 for item in items {
-                    let id = alias
-                        .get(&item.series_ref)
-                        .copied()
-                        .or_else(|| u32::try_from(item.series_ref).ok());
-                    let Some(series) = id.and_then(|id| head.series(id)) else {
+                    let Some(series) = id_of(&alias, item.series_ref).and_then(|id| head.series(id)) else {
                         report.lost_chunks += item.chunks.len() as u64;
                         continue;
                     };
@@ -223,11 +216,7 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
             }
             Record::Tombstones(ts) => {
                 for t in ts {
-                    let id = alias
-                        .get(&t.series_ref)
-                        .copied()
-                        .or_else(|| u32::try_from(t.series_ref).ok());
-                    if let Some(id) = id {
+                    if let Some(id) = id_of(&alias, t.series_ref) {
                         head.delete_range(id, t.mint, t.maxt);
                     }
                 }
