@@ -832,7 +832,11 @@ impl Head {
         };
         let (mut restored, mut lost) = (0, 0);
         let mut d = s.data.lock();
-        for c in &rc.chunks {
+        let last = rc.chunks.len().saturating_sub(1);
+        // The newest restored chunk, when it is not the record's last (which was lost): its
+        // last value must be read from the chunk.
+        let mut newest_unknown = None;
+        for (i, c) in rc.chunks.iter().enumerate() {
             let file = files.file(c.file).filter(|f| f.holds(c.chunk_ref));
             let (Some(file), Ok(enc)) = (file, Encoding::from_u8(c.encoding)) else {
                 tracing::warn!(
@@ -843,7 +847,7 @@ impl Head {
                 continue;
             };
             file.note_maxt(c.maxt);
-            d.closed.push(HeadChunk {
+            let chunk = HeadChunk {
                 mint: c.mint,
                 maxt: c.maxt,
                 enc,
@@ -852,14 +856,24 @@ impl Head {
                     file,
                     chunk_ref: c.chunk_ref,
                 },
-            });
+            };
             if c.maxt > d.last_t {
                 d.last_t = c.maxt;
                 d.last_v = rc.last_v;
+                newest_unknown = (i != last).then(|| chunk.clone());
             }
+            d.closed.push(chunk);
             self.note_time(c.mint);
             self.note_time(c.maxt);
             restored += 1;
+        }
+        if let Some(c) = newest_unknown {
+            let mut buf = Vec::new();
+            if c.decode_into(&mut buf).is_ok()
+                && let Some(x) = buf.last()
+            {
+                d.last_v = x.v.to_bits();
+            }
         }
         if !d.closed.is_sorted_by_key(|c| c.mint) {
             d.closed.sort_by_key(|c| c.mint);
@@ -867,10 +881,16 @@ impl Head {
         (restored, lost)
     }
 
-    /// Deletes the chunk files no series refers to (after replay). Returns how many went.
-    pub(crate) fn retain_chunk_files(&self) -> usize {
+    /// Deletes the chunk files that no series refers to and that are not in `named` (the
+    /// files the newest checkpoint names: a chunk a replayed delete rewrote into memory
+    /// is still needed from its file until a newer checkpoint is published). Returns how
+    /// many went.
+    pub(crate) fn retain_chunk_files(&self, named: &std::collections::HashSet<u32>) -> usize {
         let Some(files) = &self.chunk_files else { return 0 };
-        let mut keep = std::collections::HashSet::new();
+        for &f in named {
+            files.bump_next(f);
+        }
+        let mut keep = named.clone();
         for s in self.all_series() {
             for c in &s.data.lock().closed {
                 if let ChunkBytes::File { file, .. } = &c.data {
@@ -897,13 +917,19 @@ impl Head {
     /// its lock, so a sample appended meanwhile may be included; replay then meets it again
     /// in a later segment and takes it as a duplicate.
     ///
+    /// Returns the chunk files the snapshot names.
+    ///
     /// # Errors
-    /// What `emit` returns.
-    pub(crate) fn snapshot(&self, emit: &mut dyn FnMut(&crate::wal::Record) -> Result<()>) -> Result<()> {
+    /// What `emit` returns; a chunk in memory that does not decode (a bug).
+    pub(crate) fn snapshot(
+        &self,
+        emit: &mut dyn FnMut(&crate::wal::Record) -> Result<()>,
+    ) -> Result<std::collections::HashSet<u32>> {
         use crate::wal::{Record, RefChunk, RefChunks, RefSample, RefSeries};
         const BATCH: usize = 1000;
         let all = self.all_series();
         let mut buf = Vec::new();
+        let mut named = std::collections::HashSet::new();
         for group in all.chunks(BATCH) {
             let mut series = Vec::with_capacity(group.len());
             let mut chunks = Vec::new();
@@ -917,6 +943,7 @@ impl Head {
                 for c in &d.closed {
                     match &c.data {
                         ChunkBytes::File { file, chunk_ref } => {
+                            named.insert(file.index);
                             files.push(RefChunk {
                                 file: file.index,
                                 chunk_ref: *chunk_ref,
@@ -976,7 +1003,7 @@ impl Head {
                 emit(&Record::Samples(samples))?;
             }
         }
-        Ok(())
+        Ok(named)
     }
 
     /// Approximate bytes of memory held by series data, index and symbols.

@@ -114,19 +114,33 @@ impl Db {
     /// checkpoint and possibly some covered segments (removed at open). Callers hold the
     /// compaction lock (chunk files are only removed under it, after a checkpoint that no
     /// longer names them).
+    ///
+    /// After publication the chunk files that neither the new checkpoint nor the head names
+    /// are deleted. On failure the next attempt waits until the WAL has grown threefold
+    /// (a failing disk is not hammered with a snapshot and a new segment every few seconds).
     fn checkpoint_head_locked(&self) -> Result<crate::wal::CheckpointStats> {
+        let res = self.try_checkpoint_head();
+        let bytes = match &res {
+            Ok(stats) => stats.bytes_written,
+            Err(_) => self.wal.size_bytes().unwrap_or(0),
+        };
+        self.last_checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        res
+    }
+
+    fn try_checkpoint_head(&self) -> Result<crate::wal::CheckpointStats> {
         self.head.recompress(false);
         let next = {
             let _g = self.gate.write();
             self.wal.cut_segment()?
         };
         let head = &self.head;
+        let mut named = std::collections::HashSet::new();
         let stats = self.wal.snapshot(next.saturating_sub(1), |emit| {
-            head.snapshot(emit)?;
+            named = head.snapshot(emit)?;
             head.sync_chunk_files()
         })?;
-        self.last_checkpoint_bytes
-            .store(stats.bytes_written, Ordering::Relaxed);
+        head.retain_chunk_files(&named);
         Ok(stats)
     }
 
@@ -213,8 +227,17 @@ impl Db {
             rep.series_removed += self.head.gc();
         }
         // The checkpoint no longer names the truncated chunks: only then may their files go.
-        rep.wal_checkpoint = Some(self.checkpoint_head_locked()?.index);
-        rep.head_chunk_files_removed += self.head.remove_chunk_files_before(end);
+        // Without it the compaction goes on (the blocks are written; the WAL and the old
+        // checkpoint still hold everything, replay merges the overlap), keeping the files.
+        match self.checkpoint_head_locked() {
+            Ok(stats) => {
+                rep.wal_checkpoint = Some(stats.index);
+                rep.head_chunk_files_removed += self.head.remove_chunk_files_before(end);
+            }
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant, error = %e, "head checkpoint after the head cut failed; the WAL keeps every segment");
+            }
+        }
         Ok(())
     }
 

@@ -100,8 +100,8 @@ impl Db {
         let (wal, repair) = Wal::open_with(&dir.join("wal"), opts.wal, opts.fsync_scheduler.as_ref())?;
         report.wal_repair = repair;
         let started = Instant::now();
-        replay(&wal, &head, opts.clock.now_ms(), &mut report)?;
-        report.chunk_files_removed = head.retain_chunk_files();
+        let named = replay(&wal, &head, opts.clock.now_ms(), &mut report)?;
+        report.chunk_files_removed = head.retain_chunk_files(&named);
         report.replay_duration = started.elapsed();
         if report.lost_anything() {
             tracing::warn!(tenant, ?report, "store opened after dropping corrupt data");
@@ -173,7 +173,14 @@ fn is_ulid(s: &str) -> bool {
 /// for its time, not even one stamped far ahead of `now` by a version without the future
 /// bound: the head cut and retention measure from the clock, so such a sample stays in the
 /// head without moving anything.
-fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<()> {
+/// Returns the `chunks_head/` files the checkpoint names.
+fn replay(
+    wal: &Wal,
+    head: &Head,
+    now: i64,
+    report: &mut OpenReport,
+) -> Result<std::collections::HashSet<u32>> {
+    let mut named = std::collections::HashSet::new();
     // WAL series ids that map onto another live series with the same labels (a series
     // re-created after garbage collection, say).
     let mut alias: HashMap<u64, u32> = HashMap::new();
@@ -186,8 +193,14 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
                         continue;
                     };
                     let got = head.create_with_id(id, &s.labels);
+                    // Ids past every replayed one, even one that aliased: a new series must
+                    // not take an id that a later record of this WAL still uses.
+                    head.bump_next_id(id);
                     if got.id != id {
                         alias.insert(s.series_ref, got.id);
+                    } else {
+                        // The id is this series' now, whatever it aliased before.
+                        alias.remove(&s.series_ref);
                     }
                 }
             }
@@ -205,6 +218,7 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
             }
             Record::Chunks(items) => {
                 for item in items {
+                    named.extend(item.chunks.iter().map(|c| c.file));
                     let Some(series) = id_of(&alias, item.series_ref).and_then(|id| head.series(id)) else {
                         report.lost_chunks += item.chunks.len() as u64;
                         continue;
@@ -225,5 +239,5 @@ fn replay(wal: &Wal, head: &Head, now: i64, report: &mut OpenReport) -> Result<(
         Ok(())
     })?;
     report.replayed_records = stats.records;
-    Ok(())
+    Ok(named)
 }

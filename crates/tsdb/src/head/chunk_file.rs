@@ -111,6 +111,10 @@ struct Writer {
 pub(crate) struct ChunkFiles {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Set when an fsync failed: Linux may have dropped the dirty pages and reports that
+    /// once, so a later fsync's success proves nothing. No checkpoint may name a chunk
+    /// written by this process from then on (the WAL keeps their samples); a restart clears it.
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -210,7 +214,15 @@ impl ChunkFiles {
                 unsynced: Vec::new(),
                 dir_dirty: false,
             }),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Makes new files numbered above `index` (a number a checkpoint names, present or not):
+    /// a new file must never take the name of one an old checkpoint still refers to.
+    pub(crate) fn bump_next(&self, index: u32) {
+        let mut st = self.state.lock();
+        st.next_index = st.next_index.max(index.saturating_add(1));
     }
 
     /// The file numbered `index`, if it is present.
@@ -244,8 +256,13 @@ impl ChunkFiles {
     /// call, and the directory if files came or went.
     ///
     /// # Errors
-    /// I/O errors of the fsyncs (the files stay marked for the next call).
+    /// I/O errors of the fsyncs; after one, every later call fails too (see `poisoned`).
     pub(crate) fn sync(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Unavailable(
+                "a head chunk file fsync failed earlier; head checkpoints are off until a restart".into(),
+            ));
+        }
         let (files, dir_dirty) = {
             let mut st = self.state.lock();
             (
@@ -263,9 +280,7 @@ impl ChunkFiles {
             Ok(())
         })();
         if res.is_err() {
-            let mut st = self.state.lock();
-            st.unsynced.extend(files);
-            st.dir_dirty |= dir_dirty;
+            self.poisoned.store(true, Ordering::Release);
         }
         res
     }
