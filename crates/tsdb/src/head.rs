@@ -795,6 +795,9 @@ impl Head {
         if let Some(files) = &self.chunk_files {
             self.settle(files, &mut p);
         }
+        if let Some(pending) = &self.pending {
+            pending.release_if_unused();
+        }
         (p.n, p.before, p.after)
     }
 

@@ -94,6 +94,15 @@ impl Pending {
         drop(cur);
         Some((slab, ((off as u64) << LEN_BITS) | len as u64))
     }
+
+    /// Lets the current slab go when no chunk is in it any more (after a settle pass), so
+    /// that a tenant that stopped writing does not keep a slab of moved chunks.
+    pub(crate) fn release_if_unused(&self) {
+        let mut cur = self.current.lock();
+        if cur.as_ref().is_some_and(|s| Arc::strong_count(s) == 1) {
+            *cur = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +130,12 @@ mod tests {
         let (s3, _) = p.push(Encoding::Xor, &big).unwrap();
         assert!(!Arc::ptr_eq(&s1, &s3));
         assert!(p.push(Encoding::Xor, &vec![0u8; SLAB_BYTES]).is_none());
+        // The current slab goes only when nothing refers to it.
+        let weak = Arc::downgrade(&s3);
+        p.release_if_unused();
+        assert!(weak.upgrade().is_some(), "a chunk still refers to it");
+        drop(s3);
+        p.release_if_unused();
+        assert!(weak.upgrade().is_none(), "released");
     }
 }
