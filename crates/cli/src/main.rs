@@ -46,8 +46,8 @@ const PURGE_DELAY_MS: std::ffi::c_long = 0;
 /// thread calls the allocator after the delay. After a burst (a backfill, a big query) the
 /// workers go idle within the second and the pages freed last, most of a burst's
 /// transient memory, would stay resident for good. On the issue 12 load (100k series,
-/// `docs/benchmarks.md`) RSS 25 s after it: 114–119 MB with 0, 128–136 MB with 10 ms,
-/// 221–228 MB with mimalloc's second; server CPU per ingested sample is the same with 0 and
+/// `docs/benchmarks.md`) RSS 25 s after it: 114–119 MB with 0, 128–136 MB with 10 ms
+/// (221–228 MB with mimalloc's second, measured before the slabs of `head/pending.rs`); server CPU per ingested sample is the same with 0 and
 /// 10 ms (`ingest_compare`, medians 0.739 and 0.755 µs; it cost 14% before head chunks
 /// were cut into slabs, when every chunk was an allocation of its own).
 /// `MIMALLOC_PURGE_DELAY` in the environment wins: the option is changed only while it has

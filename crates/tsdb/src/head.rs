@@ -164,7 +164,7 @@ impl HeadChunk {
     pub(crate) fn mem_bytes(&self) -> usize {
         match &self.data {
             ChunkBytes::Mem(d) => d.len() + 16,
-            ChunkBytes::Pending { chunk_ref, .. } => (chunk_ref & 0xff_ffff) as usize,
+            ChunkBytes::Pending { chunk_ref, .. } => pending::chunk_len(*chunk_ref),
             ChunkBytes::File { .. } => 0,
         }
     }
@@ -943,6 +943,8 @@ impl Head {
                 let d = s.data.lock();
                 let mut files = Vec::new();
                 let mut last_file_maxt = i64::MIN;
+                // Every sample not in a chunk file, decoded into `buf` (decoding appends).
+                buf.clear();
                 for c in &d.closed {
                     match &c.data {
                         ChunkBytes::File { file, chunk_ref } => {
@@ -956,35 +958,20 @@ impl Head {
                             });
                             last_file_maxt = last_file_maxt.max(c.maxt);
                         }
-                        ChunkBytes::Mem(_) | ChunkBytes::Pending { .. } => {
-                            buf.clear();
-                            // Bytes this process encoded; a failure would be a bug, and
-                            // the WAL segments are kept then (the error aborts the checkpoint).
-                            c.decode_into(&mut buf)?;
-                            samples.extend(buf.iter().map(|x| RefSample {
-                                series_ref,
-                                t: x.t,
-                                v: x.v,
-                            }));
-                        }
+                        // Bytes this process encoded; a failure would be a bug, and the
+                        // WAL segments are kept then (the error aborts the checkpoint).
+                        ChunkBytes::Mem(_) | ChunkBytes::Pending { .. } => c.decode_into(&mut buf)?,
                     }
                 }
                 if let Some(o) = &d.open {
-                    buf.clear();
                     crate::chunkenc::decode(Encoding::Xor, o.chunk.bytes(), &mut buf)?;
-                    samples.extend(buf.iter().map(|x| RefSample {
-                        series_ref,
-                        t: x.t,
-                        v: x.v,
-                    }));
                 }
-                for x in d.ooo.iter().chain(d.ooo_compacting.iter()) {
-                    samples.push(RefSample {
-                        series_ref,
-                        t: x.t,
-                        v: x.v,
-                    });
-                }
+                buf.extend(d.ooo.iter().chain(d.ooo_compacting.iter()));
+                samples.extend(buf.iter().map(|x| RefSample {
+                    series_ref,
+                    t: x.t,
+                    v: x.v,
+                }));
                 if !files.is_empty() {
                     // The newest in-order sample is in the last file chunk unless samples
                     // written above follow it; those set the value on replay themselves.

@@ -259,12 +259,16 @@ fn backfill_writes_blocks_that_merge_with_live_data() {
 
 const CHILD_ENV: &str = "METRICSD_TSDB_CHILD_DIR";
 
-/// Small head chunks, so that the child's head checkpoints name chunk files.
-fn durable_opts() -> DbOptions {
+/// Head chunks of `n` samples, so that head checkpoints name chunk files soon.
+fn chunks_of(n: usize) -> DbOptions {
     DbOptions {
-        chunk_max_samples: 8,
+        chunk_max_samples: n,
         ..DbOptions::default()
     }
+}
+
+fn durable_opts() -> DbOptions {
+    chunks_of(8)
 }
 
 #[test]
@@ -1024,10 +1028,7 @@ fn head_checkpoint_names_chunk_files_and_drops_their_wal() {
 #[test]
 fn damaged_chunk_files_are_reported_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || DbOptions {
-        chunk_max_samples: 10,
-        ..DbOptions::default()
-    };
+    let opts = || chunks_of(10);
     let (db, _) = Db::open(dir.path(), "default", opts()).unwrap();
     fill(&db, 5, 200);
     db.checkpoint_head().unwrap();
@@ -1076,10 +1077,7 @@ fn damaged_chunk_files_are_reported_not_fatal() {
 #[test]
 fn files_named_by_the_checkpoint_outlive_a_replayed_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || DbOptions {
-        chunk_max_samples: 10,
-        ..DbOptions::default()
-    };
+    let opts = || chunks_of(10);
     let (db, _) = Db::open(dir.path(), "default", opts()).unwrap();
     fill(&db, 3, 200);
     db.checkpoint_head().unwrap();

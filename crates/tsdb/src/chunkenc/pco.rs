@@ -61,8 +61,9 @@ pub enum Effort {
     /// For the head's chunks, re-encoded by the settle pass within seconds of being cut:
     /// pco at level 4 (its default level's search is most of the cost on short columns and
     /// gains nothing there), and pco of the raw floats only when the values are neither
-    /// integers nor decimals (it almost never beats those). About 3× faster, 0.2% larger
-    /// on 120-sample node_exporter-like chunks (`wal_codecs`' "best 120" rows).
+    /// integers nor decimals (it almost never beats those). 2.3× faster, 0.1% larger on
+    /// 120-sample node_exporter-like chunks (`wal_codecs --hosts 150`, "best 120" and "fast
+    /// 120" rows, in `docs/benchmarks.md`).
     Fast,
 }
 

@@ -26,6 +26,11 @@ const SLAB_BYTES: usize = 1 << 20;
 const LEN_BITS: u32 = 24;
 const MAX_LEN: usize = (1 << LEN_BITS) - 1;
 
+/// Bytes a pending chunk takes in its slab (encoding byte included), from its ref.
+pub(crate) fn chunk_len(chunk_ref: u64) -> usize {
+    (chunk_ref & MAX_LEN as u64) as usize
+}
+
 /// One slab of closed chunks.
 pub(crate) struct Slab {
     buf: RwLock<Vec<u8>>,
@@ -40,7 +45,7 @@ impl std::fmt::Debug for Slab {
 impl ChunkReader for Slab {
     fn read_chunk<'b>(&self, chunk_ref: u64, buf: &'b mut Vec<u8>) -> Result<(Encoding, &'b [u8])> {
         let off = usize::try_from(chunk_ref >> LEN_BITS).unwrap_or(usize::MAX);
-        let len = (chunk_ref & MAX_LEN as u64) as usize;
+        let len = chunk_len(chunk_ref);
         buf.clear();
         {
             let slab = self.buf.read();
