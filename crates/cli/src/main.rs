@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod flags;
 mod query;
 
 use clap::{Parser, Subcommand};
-use metricsd_server::{Config, Overrides};
+use metricsd_server::Config;
 
 // The request path allocates many small, short-lived objects (JSON values, label sets);
 // mimalloc's thread-local free lists cut the allocator's share of the profile.
@@ -88,7 +89,7 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        flags: Overrides,
+        flags: flags::SettingFlags,
         /// Check the configuration, print it and exit.
         #[arg(long)]
         check_config: bool,
@@ -134,13 +135,14 @@ fn main() -> ExitCode {
             flags,
             check_config,
         } => {
-            let cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags) {
+            let mut cfg = match Config::load(config.as_deref(), |k| std::env::var(k).ok(), &flags.0) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("metricsd: {e}");
                     return ExitCode::from(2);
                 }
             };
+            cfg.note_unknown_env_vars(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
             if check_config {
                 println!("{cfg:#?}");
                 return ExitCode::SUCCESS;

@@ -2,13 +2,15 @@
 //! environment variables, then command-line flags (each layer overrides the previous).
 //! See `docs/configuration.md` for the table of settings.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::aggregate::AggregationType;
+
+mod settings;
+pub use settings::{Config, SETTINGS, Setting, SettingValue};
 
 /// What the naming policy does with a name that breaks the conventions of seed 002
 /// (`_total` on counters, base-unit suffixes).
@@ -108,118 +110,6 @@ impl Serialize for PromDuration {
     }
 }
 
-/// The service's settings. Field names are the YAML keys.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Address to listen on (`127.0.0.1:0` picks a free port).
-    pub listen: SocketAddr,
-    /// Where the store keeps its data.
-    pub data_dir: PathBuf,
-    /// Environment name, logged with every line (`ACCESS_ENV`).
-    pub env: String,
-    /// Log level: trace, debug, info, warn, error (`ACCESS_LOG_LEVEL`).
-    pub log_level: String,
-    /// The externally advertised URL of this service (`ACCESS_METRICS_ENDPOINT`).
-    pub metrics_endpoint: String,
-    /// Most series per tenant; new series beyond it are rejected per item (`ACCESS_MAX_METRIC_SERIES`; 0 = no limit).
-    pub max_metric_series: usize,
-    /// Most recent points returned per series by `/metrics/series` (`ACCESS_MAX_POINTS_PER_SERIES`).
-    pub max_points_per_series: usize,
-    /// Window of `aggregated=true` exports, in seconds (`ACCESS_AGGREGATION_WINDOW_SECONDS`).
-    pub aggregation_window_seconds: u64,
-    /// Export our request spans over OTLP/HTTP (`ACCESS_ENABLE_TRACING`; see `otel`).
-    pub enable_tracing: bool,
-    /// Largest accepted request body in bytes (413 beyond).
-    pub max_body_bytes: usize,
-    /// Most items in one `/metrics/track/batch` request.
-    pub max_batch_items: usize,
-    /// Most labels per series, `__name__` included.
-    pub max_label_names_per_series: usize,
-    /// Longest label name in bytes.
-    pub max_label_name_length: usize,
-    /// Longest label value in bytes.
-    pub max_label_value_length: usize,
-    /// Naming policy for tracked metric names.
-    pub naming_policy: NamingPolicy,
-    /// Data older than this many hours is deleted by maintenance (0 keeps everything).
-    pub retention_hours: u64,
-    /// WAL fsync policy.
-    pub fsync: Fsync,
-    /// `/metrics` exports the newest sample of each series written within this many seconds.
-    pub export_lookback_seconds: u64,
-    /// Summaries compute quantiles over the observations of this many seconds ...
-    pub summary_window_seconds: u64,
-    /// ... and at most this many of the newest observations.
-    pub summary_max_observations: usize,
-    /// How far back a PromQL instant selector looks for a sample (Prometheus'
-    /// `--query.lookback-delta`; `/federate` uses it too).
-    pub query_lookback_delta: PromDuration,
-    /// Longest a PromQL query may run (Prometheus' `--query.timeout`); a request's
-    /// `timeout=` can only shorten it. It holds even when longer than
-    /// `request_timeout_seconds`, which does not cut queries short.
-    pub query_timeout_seconds: u64,
-    /// Most samples a PromQL query may hold in memory at once (`--query.max-samples`).
-    pub query_max_samples: u64,
-    /// Most points per series of a range query (Prometheus' 11,000).
-    pub query_max_points_per_series: u64,
-    /// Whether `/api/v1/admin/*` (series deletion) is served.
-    pub enable_admin_api: bool,
-    /// Most requests in flight; beyond it requests are answered 503 with `Retry-After`
-    /// (`ACCESS_MAX_CONCURRENT_REQUESTS`). `/health` is exempt.
-    pub max_concurrent_requests: usize,
-    /// A request not answered within this many seconds gets a 503 (`ACCESS_REQUEST_TIMEOUT_SECONDS`);
-    /// PromQL queries run up to `query_timeout_seconds` instead, when that is longer.
-    pub request_timeout_seconds: u64,
-    /// A connection that does not deliver a request's headers within this many seconds is
-    /// closed (`ACCESS_HEADER_READ_TIMEOUT_SECONDS`).
-    pub header_read_timeout_seconds: u64,
-    /// A request body must arrive completely within this many seconds, else 408
-    /// (`ACCESS_BODY_READ_TIMEOUT_SECONDS`). It is read before the request takes one of the
-    /// `max_concurrent_requests` slots; bodies share a budget of `max_concurrent_requests ×
-    /// max_body_bytes` bytes (503 beyond).
-    pub body_read_timeout_seconds: u64,
-    /// After a 2 s grace, a body must arrive at least this fast on average, else 408
-    /// (`ACCESS_BODY_MIN_BYTES_PER_SECOND`; 0 = no minimum).
-    pub body_min_bytes_per_second: u64,
-    /// Most open client connections; further ones wait in the listen backlog until one
-    /// closes, as Prometheus' `--web.max-connections` (`ACCESS_MAX_CONNECTIONS`).
-    pub max_connections: usize,
-    /// Most open connections from one client address; a connection beyond it is closed at
-    /// once (`ACCESS_MAX_CONNECTIONS_PER_CLIENT`; 0 = no limit, e.g. behind a proxy).
-    pub max_connections_per_client: usize,
-    /// The track-API collector forgets series not tracked for this many seconds; they are
-    /// reloaded from the store on next use (`ACCESS_SERIES_IDLE_TIMEOUT_SECONDS`).
-    pub series_idle_timeout_seconds: u64,
-    /// The families of `aggregated=true` exports: `<family>_avg`, `_sum`, `_min`, `_max`
-    /// (`ACCESS_AGGREGATION_TYPES`, comma-separated).
-    pub aggregation_types: Vec<AggregationType>,
-    /// Hours of `/metrics/trends` when the request gives no `hours` (`ACCESS_TREND_HOURS`).
-    pub trend_hours: u64,
-    /// Seed 000's "Collection Configuration", as the YAML section `collection:`; folded
-    /// into the settings above when the file is read (see [`CollectionSection`]).
-    #[serde(skip_serializing)]
-    pub collection: Option<CollectionSection>,
-    /// Seed 000's "Aggregation Configuration", as the YAML section `aggregation:`.
-    #[serde(skip_serializing)]
-    pub aggregation: Option<AggregationSection>,
-    /// Settings given that have no effect in metricsd (logged as a warning at start).
-    #[serde(skip)]
-    pub inert: Vec<String>,
-    /// Samples stamped more than this many seconds after the server's clock are rejected
-    /// with a 400 (Mimir's `creation_grace_period`; `ACCESS_CREATION_GRACE_PERIOD_SECONDS`).
-    pub creation_grace_period_seconds: u64,
-    /// Seconds between maintenance passes: head cut, compaction, retention
-    /// (`ACCESS_COMPACTION_INTERVAL_SECONDS`).
-    pub compaction_interval_seconds: u64,
-    /// Most tenants; a write for a new tenant beyond it gets a 429 (`ACCESS_MAX_TENANTS`;
-    /// 0 = no limit).
-    pub max_tenants: usize,
-    /// A tenant unused for this many seconds is closed: files closed, memory released,
-    /// reopened on next use (`ACCESS_TENANT_IDLE_CLOSE_SECONDS`; 0 = never).
-    pub tenant_idle_close_seconds: u64,
-}
-
 /// Seed 000's "Collection Configuration" table, accepted in the YAML file as
 ///
 /// ```yaml
@@ -267,102 +157,22 @@ pub struct AggregationSection {
     pub trend_hours: Option<u64>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8012)),
-            data_dir: PathBuf::from("./data"),
-            env: "local".into(),
-            log_level: "info".into(),
-            metrics_endpoint: "http://localhost:8012".into(),
-            max_metric_series: 10_000,
-            max_points_per_series: 1000,
-            aggregation_window_seconds: 300,
-            enable_tracing: false,
-            max_body_bytes: 10 << 20,
-            max_batch_items: 10_000,
-            max_label_names_per_series: 64,
-            max_label_name_length: 1024,
-            max_label_value_length: 4096,
-            naming_policy: NamingPolicy::Off,
-            retention_hours: 15 * 24,
-            fsync: Fsync::Interval,
-            export_lookback_seconds: 3600,
-            summary_window_seconds: 600,
-            summary_max_observations: 1000,
-            query_lookback_delta: PromDuration(Duration::from_secs(300)),
-            query_timeout_seconds: 120,
-            query_max_samples: 50_000_000,
-            query_max_points_per_series: 11_000,
-            enable_admin_api: false,
-            max_concurrent_requests: 256,
-            request_timeout_seconds: 60,
-            header_read_timeout_seconds: 30,
-            body_read_timeout_seconds: 30,
-            body_min_bytes_per_second: 1024,
-            max_connections: 1024,
-            max_connections_per_client: 512,
-            series_idle_timeout_seconds: 3600,
-            aggregation_types: AggregationType::ALL.to_vec(),
-            trend_hours: 24,
-            collection: None,
-            aggregation: None,
-            inert: Vec::new(),
-            creation_grace_period_seconds: 600,
-            compaction_interval_seconds: 60,
-            max_tenants: 1000,
-            tenant_idle_close_seconds: 900,
-        }
-    }
+/// Settings given on the command line, as text keyed by setting; they override every
+/// other layer. The binary builds one flag per entry of [`SETTINGS`] and fills this from
+/// them, so this crate needs no command-line parser.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    given: Vec<(&'static str, String)>,
 }
 
-/// Settings given on the command line; `None` leaves the lower layers' value. It is also
-/// the `metricsd serve` flag set (flattened into the CLI with clap), so each flag is
-/// declared once.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Overrides {
-    /// Address to listen on [default: 0.0.0.0:8012].
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// Where the store keeps its data [default: ./data].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Log level: trace, debug, info, warn, error [default: info].
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// Most series per tenant (0 = no limit) [default: 10000].
-    #[arg(long)]
-    pub max_metric_series: Option<usize>,
-    /// Naming policy: off, warn, enforce [default: off].
-    #[arg(long)]
-    pub naming_policy: Option<NamingPolicy>,
-    /// WAL fsync: always, interval, never [default: interval].
-    #[arg(long)]
-    pub fsync: Option<Fsync>,
-    /// How far back PromQL instant selectors look, e.g. 5m [default: 5m].
-    #[arg(long)]
-    pub query_lookback_delta: Option<PromDuration>,
-    /// Longest a PromQL query may run, in seconds [default: 120].
-    #[arg(long)]
-    pub query_timeout_seconds: Option<u64>,
-    /// Most samples a PromQL query may hold in memory [default: 50000000].
-    #[arg(long)]
-    pub query_max_samples: Option<u64>,
-    /// Serve /api/v1/admin/* (series deletion); the flag only ever turns it on.
-    #[arg(long)]
-    pub enable_admin_api: bool,
-    /// Most requests in flight; beyond it 503 with Retry-After [default: 256].
-    #[arg(long)]
-    pub max_concurrent_requests: Option<usize>,
-    /// Seconds before a request is answered 503 [default: 60].
-    #[arg(long)]
-    pub request_timeout_seconds: Option<u64>,
-    /// Seconds a connection may take to send a request's headers [default: 30].
-    #[arg(long)]
-    pub header_read_timeout_seconds: Option<u64>,
-    /// Seconds after which the collector forgets an untracked series [default: 3600].
-    #[arg(long)]
-    pub series_idle_timeout_seconds: Option<u64>,
+impl Overrides {
+    /// Records `--<flag> <text>` for the setting `key`; `None` when no setting has that key.
+    pub fn set(&mut self, key: &str, text: impl Into<String>) -> Option<()> {
+        let s = Setting::find(key)?;
+        self.given.retain(|(k, _)| *k != s.key);
+        self.given.push((s.key, text.into()));
+        Some(())
+    }
 }
 
 /// A setting that cannot be used, and why.
@@ -382,54 +192,6 @@ fn bad(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The `ACCESS_*` variables and the setting each one sets.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("ACCESS_ENV", "env"),
-    ("ACCESS_LOG_LEVEL", "log_level"),
-    ("ACCESS_METRICS_ENDPOINT", "metrics_endpoint"),
-    ("ACCESS_MAX_METRIC_SERIES", "max_metric_series"),
-    ("ACCESS_MAX_POINTS_PER_SERIES", "max_points_per_series"),
-    ("ACCESS_AGGREGATION_WINDOW_SECONDS", "aggregation_window_seconds"),
-    ("ACCESS_ENABLE_TRACING", "enable_tracing"),
-    ("ACCESS_LISTEN", "listen"),
-    ("ACCESS_DATA_DIR", "data_dir"),
-    ("ACCESS_NAMING_POLICY", "naming_policy"),
-    ("ACCESS_QUERY_LOOKBACK_DELTA", "query_lookback_delta"),
-    ("ACCESS_QUERY_TIMEOUT_SECONDS", "query_timeout_seconds"),
-    ("ACCESS_QUERY_MAX_SAMPLES", "query_max_samples"),
-    (
-        "ACCESS_QUERY_MAX_POINTS_PER_SERIES",
-        "query_max_points_per_series",
-    ),
-    ("ACCESS_ENABLE_ADMIN_API", "enable_admin_api"),
-    ("ACCESS_MAX_CONCURRENT_REQUESTS", "max_concurrent_requests"),
-    ("ACCESS_REQUEST_TIMEOUT_SECONDS", "request_timeout_seconds"),
-    (
-        "ACCESS_HEADER_READ_TIMEOUT_SECONDS",
-        "header_read_timeout_seconds",
-    ),
-    ("ACCESS_BODY_READ_TIMEOUT_SECONDS", "body_read_timeout_seconds"),
-    ("ACCESS_BODY_MIN_BYTES_PER_SECOND", "body_min_bytes_per_second"),
-    ("ACCESS_MAX_CONNECTIONS", "max_connections"),
-    ("ACCESS_MAX_CONNECTIONS_PER_CLIENT", "max_connections_per_client"),
-    (
-        "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS",
-        "series_idle_timeout_seconds",
-    ),
-    ("ACCESS_AGGREGATION_TYPES", "aggregation_types"),
-    ("ACCESS_TREND_HOURS", "trend_hours"),
-    (
-        "ACCESS_CREATION_GRACE_PERIOD_SECONDS",
-        "creation_grace_period_seconds",
-    ),
-    (
-        "ACCESS_COMPACTION_INTERVAL_SECONDS",
-        "compaction_interval_seconds",
-    ),
-    ("ACCESS_MAX_TENANTS", "max_tenants"),
-    ("ACCESS_TENANT_IDLE_CLOSE_SECONDS", "tenant_idle_close_seconds"),
-];
-
 impl Config {
     /// Builds the configuration: defaults, then the YAML file at `file` (if any), then the
     /// environment as read by `env`, then `flags`; validates the result.
@@ -446,55 +208,28 @@ impl Config {
                 Config::from_yaml(&text).map_err(|e| bad(format!("--config {}", p.display()), e))?
             }
         };
-        for (var, _) in ENV_VARS {
-            if let Some(v) = env(var) {
-                c.set_from_env(var, v.trim())?;
+        for s in SETTINGS {
+            let var = s.env_var();
+            if let Some(v) = env(&var) {
+                c.set_text(s.key, v.trim()).map_err(|e| bad(var, e))?;
             }
         }
-        if let Some(v) = flags.listen {
-            c.listen = v;
-        }
-        if let Some(v) = &flags.data_dir {
-            c.data_dir = v.clone();
-        }
-        if let Some(v) = &flags.log_level {
-            c.log_level = v.clone();
-        }
-        if let Some(v) = flags.max_metric_series {
-            c.max_metric_series = v;
-        }
-        if let Some(v) = flags.naming_policy {
-            c.naming_policy = v;
-        }
-        if let Some(v) = flags.fsync {
-            c.fsync = v;
-        }
-        if let Some(v) = flags.query_lookback_delta {
-            c.query_lookback_delta = v;
-        }
-        if let Some(v) = flags.query_timeout_seconds {
-            c.query_timeout_seconds = v;
-        }
-        if let Some(v) = flags.query_max_samples {
-            c.query_max_samples = v;
-        }
-        if flags.enable_admin_api {
-            c.enable_admin_api = true;
-        }
-        if let Some(v) = flags.max_concurrent_requests {
-            c.max_concurrent_requests = v;
-        }
-        if let Some(v) = flags.request_timeout_seconds {
-            c.request_timeout_seconds = v;
-        }
-        if let Some(v) = flags.header_read_timeout_seconds {
-            c.header_read_timeout_seconds = v;
-        }
-        if let Some(v) = flags.series_idle_timeout_seconds {
-            c.series_idle_timeout_seconds = v;
+        for (key, v) in &flags.given {
+            let flag = Setting::find(key).map(Setting::flag).unwrap_or_default();
+            c.set_text(key, v).map_err(|e| bad(format!("--{flag}"), e))?;
         }
         c.validate()?;
         Ok(c)
+    }
+
+    /// Notes which of the environment's variable `names` look like ours (`ACCESS_*`) but
+    /// set nothing: a typo there would otherwise go unseen.
+    pub fn note_unknown_env_vars(&mut self, names: impl IntoIterator<Item = String>) {
+        self.unknown_env_vars = names
+            .into_iter()
+            .filter(|n| n.starts_with("ACCESS_") && !SETTINGS.iter().any(|s| s.env_var() == *n))
+            .collect();
+        self.unknown_env_vars.sort();
     }
 
     /// Parses a YAML document (missing keys keep their defaults; unknown keys are errors).
@@ -610,69 +345,6 @@ impl Config {
                 &mut self.trend_hours,
                 given,
             )?;
-        }
-        Ok(())
-    }
-
-    fn set_from_env(&mut self, var: &str, v: &str) -> Result<(), ConfigError> {
-        fn num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse()
-                .map_err(|_| bad(var, format!("{v:?} is not a non-negative integer")))
-        }
-        fn boolean(var: &str, v: &str) -> Result<bool, ConfigError> {
-            match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" | "" => Ok(false),
-                _ => Err(bad(var, format!("{v:?} is not a boolean (true/false)"))),
-            }
-        }
-        match var {
-            "ACCESS_ENV" => self.env = v.to_owned(),
-            "ACCESS_LOG_LEVEL" => self.log_level = v.to_owned(),
-            "ACCESS_METRICS_ENDPOINT" => self.metrics_endpoint = v.to_owned(),
-            "ACCESS_MAX_METRIC_SERIES" => self.max_metric_series = num(var, v)?,
-            "ACCESS_MAX_POINTS_PER_SERIES" => self.max_points_per_series = num(var, v)?,
-            "ACCESS_AGGREGATION_WINDOW_SECONDS" => self.aggregation_window_seconds = num(var, v)?,
-            "ACCESS_ENABLE_TRACING" => self.enable_tracing = boolean(var, v)?,
-            "ACCESS_ENABLE_ADMIN_API" => self.enable_admin_api = boolean(var, v)?,
-            "ACCESS_QUERY_LOOKBACK_DELTA" => {
-                self.query_lookback_delta = v.parse().map_err(|e: String| bad(var, e))?
-            }
-            "ACCESS_QUERY_TIMEOUT_SECONDS" => self.query_timeout_seconds = num(var, v)?,
-            "ACCESS_QUERY_MAX_SAMPLES" => self.query_max_samples = num(var, v)?,
-            "ACCESS_QUERY_MAX_POINTS_PER_SERIES" => self.query_max_points_per_series = num(var, v)?,
-            "ACCESS_LISTEN" => {
-                self.listen = v
-                    .parse()
-                    .map_err(|_| bad(var, format!("{v:?} is not a socket address like 0.0.0.0:8012")))?
-            }
-            "ACCESS_DATA_DIR" => self.data_dir = PathBuf::from(v),
-            "ACCESS_NAMING_POLICY" => self.naming_policy = v.parse().map_err(|e: String| bad(var, e))?,
-            "ACCESS_MAX_CONCURRENT_REQUESTS" => self.max_concurrent_requests = num(var, v)?,
-            "ACCESS_REQUEST_TIMEOUT_SECONDS" => self.request_timeout_seconds = num(var, v)?,
-            "ACCESS_HEADER_READ_TIMEOUT_SECONDS" => self.header_read_timeout_seconds = num(var, v)?,
-            "ACCESS_BODY_READ_TIMEOUT_SECONDS" => self.body_read_timeout_seconds = num(var, v)?,
-            "ACCESS_BODY_MIN_BYTES_PER_SECOND" => self.body_min_bytes_per_second = num(var, v)?,
-            "ACCESS_MAX_CONNECTIONS" => self.max_connections = num(var, v)?,
-            "ACCESS_MAX_CONNECTIONS_PER_CLIENT" => self.max_connections_per_client = num(var, v)?,
-            "ACCESS_SERIES_IDLE_TIMEOUT_SECONDS" => self.series_idle_timeout_seconds = num(var, v)?,
-            "ACCESS_AGGREGATION_TYPES" => {
-                self.aggregation_types = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_, String>>()
-                    .map_err(|e| bad(var, e))?
-            }
-            "ACCESS_TREND_HOURS" => self.trend_hours = num(var, v)?,
-            "ACCESS_CREATION_GRACE_PERIOD_SECONDS" => self.creation_grace_period_seconds = num(var, v)?,
-            "ACCESS_COMPACTION_INTERVAL_SECONDS" => self.compaction_interval_seconds = num(var, v)?,
-            "ACCESS_MAX_TENANTS" => self.max_tenants = num(var, v)?,
-            "ACCESS_TENANT_IDLE_CLOSE_SECONDS" => self.tenant_idle_close_seconds = num(var, v)?,
-            // A variable of ENV_VARS without an arm here would be ignored silently; the test
-            // `every_environment_variable_sets_its_setting` catches it before this can run.
-            _ => return Err(bad(var, "is not a setting of this server")),
         }
         Ok(())
     }
@@ -867,10 +539,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_environment_variable_sets_its_setting() {
-        // For each variable, the first of these values it accepts must change its setting.
+    fn every_setting_reads_back_what_it_renders_and_its_variable_sets_it() {
+        // For each setting, the first of these values it accepts must change it.
         const VALUES: &[&str] = &[
             "17",
+            "2048",
             "true",
             "debug",
             "127.0.0.1:9",
@@ -879,21 +552,38 @@ mod tests {
             "never",
             "7m",
             "avg,sum",
-            "production",
             "/tmp/elsewhere",
         ];
-        let base = serde_json::to_value(Config::default()).unwrap();
-        for (var, setting) in ENV_VARS {
-            assert!(
-                base.get(setting).is_some(),
-                "{var}: no setting {setting} in Config"
-            );
+        let base = Config::default();
+        let yaml = |c: &Config| serde_json::to_value(c).unwrap();
+        let keys: Vec<String> = yaml(&base).as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), SETTINGS.len(), "{keys:?}");
+        for s in SETTINGS {
+            let shown = base.render(s.key).unwrap();
+            let mut c = Config::default();
+            assert_eq!(c.set_text(s.key, &shown), Ok(true), "{}", s.key);
+            assert_eq!(yaml(&c)[s.key], yaml(&base)[s.key], "{} = {shown:?}", s.key);
+            let var = s.env_var();
             let changed = VALUES.iter().any(|v| {
-                let mut c = Config::default();
-                c.set_from_env(var, v).is_ok() && serde_json::to_value(&c).unwrap()[setting] != base[setting]
+                let c = Config::load(None, |k| (k == var).then(|| v.to_string()), &Overrides::default());
+                c.is_ok_and(|c| yaml(&c)[s.key] != yaml(&base)[s.key])
             });
-            assert!(changed, "{var} does not set {setting}");
+            assert!(changed, "{var} does not set {}", s.key);
+            let mut flags = Overrides::default();
+            let changed = VALUES.iter().any(|v| {
+                flags.set(s.key, *v).unwrap();
+                let c = Config::load(None, |_| None, &flags);
+                c.is_ok_and(|c| yaml(&c)[s.key] != yaml(&base)[s.key])
+            });
+            assert!(changed, "--{} does not set {}", s.flag(), s.key);
         }
+        assert_eq!(Config::default().set_text("max_seriess", "1"), Ok(false));
+        let mut c = Config::default();
+        c.note_unknown_env_vars(
+            ["ACCESS_MAX_SERIES", "ACCESS_MAX_TENANTS", "PATH", "ACCESS_A"].map(String::from),
+        );
+        assert_eq!(c.unknown_env_vars, ["ACCESS_A", "ACCESS_MAX_SERIES"]);
+        assert!(Overrides::default().set("max_seriess", "1").is_none());
     }
 
     fn load(yaml: Option<&str>, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, ConfigError> {
@@ -928,10 +618,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.max_metric_series, 6);
-        let flags = Overrides {
-            max_metric_series: Some(8),
-            ..Default::default()
-        };
+        let mut flags = Overrides::default();
+        flags.set("max_metric_series", "8").unwrap();
         let c = load(
             Some("max_metric_series: 5\n"),
             &[("ACCESS_MAX_METRIC_SERIES", "6")],
@@ -1037,10 +725,8 @@ mod tests {
             (o.max_tenants, o.idle_close_after),
             (1000, Some(Duration::from_secs(900)))
         );
-        let flags = Overrides {
-            request_timeout_seconds: Some(0),
-            ..Default::default()
-        };
+        let mut flags = Overrides::default();
+        flags.set("request_timeout_seconds", "0").unwrap();
         let e = load(None, &[("ACCESS_REQUEST_TIMEOUT_SECONDS", "5")], &flags).unwrap_err();
         assert_eq!(e.setting, "request_timeout_seconds");
     }
@@ -1077,12 +763,10 @@ mod tests {
         assert_eq!(c.query_lookback_delta.as_millis(), 600_000);
         assert_eq!((c.query_max_samples, c.query_max_points_per_series), (1000, 50));
         assert!(c.enable_admin_api);
-        let flags = Overrides {
-            query_lookback_delta: Some("30s".parse().unwrap()),
-            query_timeout_seconds: Some(7),
-            enable_admin_api: true,
-            ..Default::default()
-        };
+        let mut flags = Overrides::default();
+        flags.set("query_lookback_delta", "30s").unwrap();
+        flags.set("query_timeout_seconds", "7").unwrap();
+        flags.set("enable_admin_api", "true").unwrap();
         let c = load(None, &[("ACCESS_QUERY_LOOKBACK_DELTA", "10m")], &flags).unwrap();
         assert_eq!(c.query_lookback_delta.as_millis(), 30_000);
         assert_eq!(c.query_timeout_seconds, 7);
@@ -1207,105 +891,53 @@ log_level: debug\n";
 
 #[cfg(test)]
 mod docs_table {
-    //! `docs/configuration.md`'s table is checked against the code: every setting has a
-    //! row, every row a setting, and the environment variable, flag and default a row names
-    //! are the ones the code has. (One table generating all of them is issue 12's next step;
-    //! this keeps the five places from diverging meanwhile.)
+    //! `docs/configuration.md`'s table of settings is generated from [`SETTINGS`]: this test
+    //! renders it and fails when the file differs; `METRICSD_BLESS=1` rewrites the file.
 
     use super::*;
 
-    struct Row {
-        key: String,
-        env: Option<String>,
-        flag: Option<String>,
-        default: String,
-    }
+    const BEGIN: &str = "<!-- settings: generated from crates/server/src/config/settings.rs; METRICSD_BLESS=1 cargo test -p metricsd-server docs_table rewrites it -->\n";
+    const END: &str = "<!-- end of settings -->\n";
 
-    fn rows() -> Vec<Row> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let code = |cell: &str| -> Option<String> {
-            let a = cell.find('`')?;
-            let b = cell[a + 1..].find('`')?;
-            Some(cell[a + 1..a + 1 + b].to_owned())
-        };
-        text.lines()
-            .filter(|l| l.starts_with("| `"))
-            .map(|l| {
-                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                Row {
-                    key: code(cells[1]).unwrap(),
-                    env: code(cells[2]),
-                    flag: code(cells[3]),
-                    default: code(cells[4]).unwrap_or_else(|| cells[4].to_owned()),
-                }
-            })
-            .collect()
+    fn table() -> String {
+        let defaults = Config::default();
+        let mut t = String::from(
+            "| Setting (YAML key) | Environment | Flag | Default | Meaning |\n|---|---|---|---|---|\n",
+        );
+        for s in SETTINGS {
+            let default = defaults.render(s.key).unwrap_or_default();
+            let flag = if s.switch {
+                format!("--{}", s.flag())
+            } else {
+                format!("--{} {}", s.flag(), s.value_name)
+            };
+            t.push_str(&format!(
+                "| `{}` | `{}` | `{flag}` | `{default}` | {} |\n",
+                s.key,
+                s.env_var(),
+                s.meaning().replace('|', "\\|")
+            ));
+        }
+        t
     }
 
     #[test]
-    fn the_documented_table_matches_the_code() {
-        use clap::Args as _;
-        let rows = rows();
-        let defaults = serde_json::to_value(Config::default()).unwrap();
-        let fields: Vec<&String> = defaults.as_object().unwrap().keys().collect();
-        let mut problems = Vec::new();
-        for f in &fields {
-            if !rows.iter().any(|r| &&r.key == f) {
-                problems.push(format!("setting {f} has no row"));
-            }
-        }
-        let cmd = Overrides::augment_args(clap::Command::new("serve"));
-        let flags: Vec<String> = cmd
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
-            .collect();
-        for r in &rows {
-            let Some(default) = defaults.get(&r.key) else {
-                problems.push(format!("row {} names no setting", r.key));
-                continue;
-            };
-            let env_of_key: Vec<&str> = ENV_VARS
-                .iter()
-                .filter(|(_, k)| *k == r.key)
-                .map(|(v, _)| *v)
-                .collect();
-            match &r.env {
-                Some(e) if !env_of_key.contains(&e.as_str()) => {
-                    problems.push(format!("row {}: {e} does not set it", r.key))
-                }
-                None if !env_of_key.is_empty() => {
-                    problems.push(format!("row {}: {env_of_key:?} undocumented", r.key))
-                }
-                _ => {}
-            }
-            let flag_of_key = format!("--{}", r.key.replace('_', "-"));
-            match &r.flag {
-                Some(f) if !flags.contains(f) => problems.push(format!("row {}: no flag {f}", r.key)),
-                None if flags.contains(&flag_of_key) => {
-                    problems.push(format!("row {}: {flag_of_key} undocumented", r.key))
-                }
-                _ => {}
-            }
-            let shown = match default {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                serde_json::Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
-            if let Some(shown) = shown
-                && shown != r.default
-            {
-                problems.push(format!(
-                    "row {}: default {:?} documented, {shown:?} in the code",
-                    r.key, r.default
-                ));
-            }
+    fn the_documented_table_is_the_generated_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (a, b) = (
+            text.find(BEGIN).expect("begin marker"),
+            text.find(END).expect("end marker"),
+        );
+        let (head, tail) = (&text[..a + BEGIN.len()], &text[b..]);
+        let want = format!("{head}{}{tail}", table());
+        if std::env::var_os("METRICSD_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            return;
         }
         assert!(
-            problems.is_empty(),
-            "docs/configuration.md and the code differ:\n{}",
-            problems.join("\n")
+            text == want,
+            "docs/configuration.md's table is not the one SETTINGS generates; rerun with METRICSD_BLESS=1"
         );
     }
 }

@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use api::{AppState, router};
-pub use config::{Config, ConfigError, Overrides};
+pub use config::{Config, ConfigError, Overrides, SETTINGS};
 pub use error::ApiError;
 pub use promapi::{PromError, query_request};
 
@@ -258,6 +258,9 @@ pub async fn serve(
             }
         })
     };
+    for var in &cfg.unknown_env_vars {
+        tracing::warn!(variable = %var, "environment variable names no setting; see docs/configuration.md");
+    }
     for setting in &cfg.inert {
         tracing::warn!(setting = %setting, "accepted for seed 000's configuration; it has no effect in metricsd");
     }
