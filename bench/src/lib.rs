@@ -1,7 +1,8 @@
 //! metricsd-bench: benchmark harness for metricsd.
 //!
 //! - [`compat`]: PromQL conformance against Prometheus (data set, query set, comparator).
-//! - [`datagen`]: a deterministic, streaming generator of node_exporter-like data sets.
+//! - [`datagen`]: the deterministic, streaming generator of node_exporter-like data sets (the
+//!   `metricsd-datagen` crate, `crates/datagen`, re-exported).
 //! - [`openmetrics`]: writes a data set as an OpenMetrics text file that
 //!   `promtool tsdb create-blocks-from openmetrics` accepts.
 //! - [`rwload`]: pre-encoded Prometheus remote_write requests from a data set, and a
@@ -14,7 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod compat;
-pub mod datagen;
+pub use metricsd_datagen as datagen;
 pub mod openmetrics;
 pub mod rwload;
 pub mod servers;

@@ -1,10 +1,12 @@
 //! Decode throughput of the ingest paths, in samples per second.
 //!
-//! - `remote_write/*`: one remote_write request of 2,000 series with one sample each, shaped
-//!   like a node_exporter scrape (names, `cpu`/`mode`/`device` labels, `instance`/`job`),
-//!   snappy-compressed. `prost_reference` decodes it with the derived prost messages (the
-//!   reference the hand-written reader is checked against); `node_exporter_2000` with a
-//!   reused [`RemoteWriteDecoder`] into label sets (every series new); `keyed_known` with
+//! - `remote_write/*`: one remote_write request of 2,000 series with one sample each: one
+//!   scrape of node_exporter hosts from `metricsd-datagen` ([`metricsd_datagen::scrape`]:
+//!   three whole hosts and the first 207 series of a fourth, every family with its real label
+//!   shapes, `instance`/`job`), snappy-compressed.
+//!   `prost_reference` decodes it with the derived prost messages (the reference the
+//!   hand-written reader is checked against); `node_exporter_2000` with a reused
+//!   [`RemoteWriteDecoder`] into label sets (every series new); `keyed_known` with
 //!   `decode_keyed` when every series' key is known, the steady state of a server.
 //! - `track_json/batch_100`: a 100-item `/metrics/track/batch` body.
 //!
@@ -14,64 +16,25 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use metricsd_datagen::GenConfig;
 use metricsd_ingest::{
     KeyedBatch, Label, RemoteWriteDecoder, Sample, SeriesId, TimeSeries, WriteBatch, WriteRequest,
     decode_write_request_with_prost, encode_write_request, parse_batch,
 };
 use metricsd_model::Limits;
 
+/// One scrape of node_exporter-like hosts, cut at `n` series, as one request.
 fn node_exporter_request(n: usize) -> WriteRequest {
-    const MODES: [&str; 8] = [
-        "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
-    ];
-    const FAMILIES: [(&str, &str); 6] = [
-        ("node_cpu_seconds_total", "cpu"),
-        ("node_disk_read_bytes_total", "device"),
-        ("node_network_receive_bytes_total", "device"),
-        ("node_filesystem_avail_bytes", "mountpoint"),
-        ("node_memory_MemAvailable_bytes", ""),
-        ("node_load1", ""),
-    ];
-    let ts = 1_705_314_600_000i64;
-    let timeseries = (0..n)
-        .map(|i| {
-            let (name, dim) = FAMILIES[i % FAMILIES.len()];
-            let mut labels = vec![
-                Label {
-                    name: "__name__".into(),
-                    value: name.into(),
-                },
-                Label {
-                    name: "instance".into(),
-                    value: format!("node-{:03}.prod.example.com:9100", i / 200),
-                },
-                Label {
-                    name: "job".into(),
-                    value: "node".into(),
-                },
-            ];
-            if !dim.is_empty() {
-                labels.push(Label {
-                    name: dim.into(),
-                    value: format!("{}", (i / 6) % 32),
-                });
-            }
-            if dim == "cpu" {
-                labels.push(Label {
-                    name: "mode".into(),
-                    value: MODES[i % 8].into(),
-                });
-            }
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            TimeSeries {
-                labels,
-                samples: vec![Sample {
-                    value: (i as f64) * 1234.5678 + 0.25,
-                    timestamp: ts,
-                }],
-                exemplars: vec![],
-                histograms: vec![],
-            }
+    let timeseries = metricsd_datagen::scrape(&GenConfig::default(), n)
+        .into_iter()
+        .map(|(labels, s)| TimeSeries {
+            labels: Label::from_labels(&labels),
+            samples: vec![Sample {
+                value: s.v,
+                timestamp: s.t,
+            }],
+            exemplars: vec![],
+            histograms: vec![],
         })
         .collect();
     WriteRequest {

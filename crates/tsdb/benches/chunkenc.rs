@@ -1,4 +1,5 @@
-//! Chunk codec throughput on synthetic node_exporter-like series (480 samples, 15 s scrapes):
+//! Chunk codec throughput on one host of `metricsd-datagen`'s node_exporter-like data set
+//! (noisy profile, ±5 ms of scrape jitter; every series of the host, 480 samples at 15 s):
 //! XorChunk append, XOR and Pco decode, encode_best.
 //!
 //! `cargo bench -p metricsd-tsdb --bench chunkenc -- --warm-up-time 1 --measurement-time 3`
@@ -6,71 +7,29 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use metricsd_datagen::{GenConfig, generate};
 use metricsd_model::Sample;
 use metricsd_tsdb::chunkenc::{Encoding, XorChunk, decode, encode_best, encode_pco, encode_xor};
 
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Noisy node_exporter-like series: a CPU-seconds counter (12345.67), memory bytes, a load
-/// average (0.37), a temperature (45.5), a byte counter and a constant `up`, with ±5 ms jitter.
-fn series(n: usize) -> Vec<Vec<Sample>> {
-    let mut r = XorShift(0x9e37_79b9_7f4a_7c15);
-    (0..6)
-        .map(|kind| {
-            let (mut t, mut cents, mut bytes, mut x) =
-                (1_700_000_000_000i64, 1_234_567i64, 8_123_456_789i64, 0.5);
-            (0..n)
-                .map(|_| {
-                    let v = match kind {
-                        0 => {
-                            cents += (r.unit() * 1500.0) as i64;
-                            cents as f64 / 100.0
-                        }
-                        1 => {
-                            bytes += ((r.next() % 2001) as i64 - 1000) * 4096;
-                            bytes as f64
-                        }
-                        2 => {
-                            x = (x + (r.unit() - 0.5) * 0.1f64).clamp(0.0, 4.0);
-                            (x * 100.0).round() / 100.0
-                        }
-                        3 => {
-                            x = (x + (r.unit() - 0.5) * 0.4f64).clamp(0.0, 10.0);
-                            ((40.0 + x) * 10.0).round() / 10.0
-                        }
-                        4 => {
-                            bytes += (r.unit() * 2_000_000.0) as i64;
-                            bytes as f64
-                        }
-                        _ => 1.0,
-                    };
-                    let s = Sample::new(t + (r.next() % 11) as i64 - 5, v);
-                    t += 15_000;
-                    s
-                })
-                .collect()
-        })
-        .collect()
+/// Every series of one host (a few hundred), noisy and jittered.
+fn series() -> Vec<Vec<Sample>> {
+    let ds = generate(&GenConfig {
+        jitter_ms: 5,
+        ..Default::default()
+    });
+    ds.iter().map(|(_, s)| s).collect()
 }
 
 fn bench(c: &mut Criterion) {
-    let data = series(480);
+    let data = series();
     let total: usize = data.iter().map(Vec::len).sum();
     let xor: Vec<Vec<u8>> = data.iter().map(|s| encode_xor(s).unwrap()).collect();
     let pco: Vec<Vec<u8>> = data.iter().map(|s| encode_pco(s).unwrap()).collect();
 
     let mut g = c.benchmark_group("chunkenc");
+    // An iteration codes a whole host (hundreds of thousands of samples, milliseconds):
+    // criterion's default of 100 samples takes at least 5,050 iterations, ten (its minimum) 55.
+    g.sample_size(10);
     g.throughput(Throughput::Elements(total as u64));
     g.bench_function("xor_append", |b| {
         b.iter(|| {

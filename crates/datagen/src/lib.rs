@@ -1,9 +1,15 @@
-//! A deterministic generator of node_exporter-like data sets.
+//! metricsd-datagen: the one deterministic generator of node_exporter-like data sets.
+//!
+//! Every test, bench and harness that wants realistic metrics data takes it from here: the
+//! harnesses in `bench/`, the chunk codec tests and bench in `metricsd-tsdb`, the decode bench
+//! in `metricsd-ingest`. (`bench/src/compat/data.rs`, the PromQL edge-case data set, uses only
+//! its [`Rng`].)
 //!
 //! [`generate`] builds the *shape* of a data set (hosts, metric families, series labels and a
 //! per-series behaviour); the samples themselves are produced on demand, one series at a time,
 //! by [`DataSet::samples_into`] or [`DataSet::iter`]. Nothing holds all samples at once:
-//! 100k series × 480 samples is 48M samples (768 MB as raw `(t, v)`).
+//! 100k series × 480 samples is 48M samples (768 MB as raw `(t, v)`). [`scrape`] gives one
+//! scrape of `n` series as label sets and samples, what one remote_write request carries.
 //!
 //! # Determinism
 //! Every series has its own seed, derived from [`GenConfig::seed`] and the stable hash of its
@@ -40,6 +46,8 @@
 //! `[jitter, interval - jitter)` (Prometheus spreads targets over the interval) and each scrape
 //! `± jitter_ms` of jitter, shared by all series of the host (one scrape, one timestamp).
 //! Timestamps stay strictly increasing and inside `[start, start + n × interval)`.
+#![warn(clippy::unwrap_used, clippy::panic)]
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1498,6 +1506,34 @@ pub fn hosts_for_series(base: &GenConfig, target: usize) -> usize {
     h
 }
 
+/// `n` series as one scrape of each host in turn gives them, with their first sample: all
+/// series of host `cfg.first_host` (in family order, as its exposition lists them), then all
+/// of the next host, and so on, cut at `n` (just enough hosts, [`hosts_for_series`]); each
+/// sample at `cfg.start_ms`, plus the host's offset and jitter when `cfg.jitter_ms > 0`. What
+/// a remote_write request of `n` one-sample series from a Prometheus scraping node_exporters
+/// carries. `cfg.hosts` and `cfg.samples_per_series` are ignored.
+pub fn scrape(cfg: &GenConfig, n: usize) -> Vec<(Labels, Sample)> {
+    let one = GenConfig {
+        samples_per_series: 1,
+        ..cfg.clone()
+    };
+    let ds = generate(&GenConfig {
+        hosts: hosts_for_series(&one, n),
+        ..one
+    });
+    // The data set lists series by family, hosts in order within a family: a stable sort by
+    // host gives each host's series in family order.
+    let mut order: Vec<usize> = (0..ds.num_series()).collect();
+    order.sort_by_key(|&i| ds.specs[i].host);
+    let mut buf = Vec::with_capacity(1);
+    let mut out = Vec::with_capacity(n);
+    for i in order.into_iter().take(n) {
+        ds.samples_into(i, &mut buf);
+        out.extend(buf.first().map(|s| (ds.series[i].clone(), *s)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1622,6 +1658,37 @@ mod tests {
                 let _ = i;
             }
         }
+    }
+
+    #[test]
+    fn scrape_is_each_hosts_first_sample_host_by_host() {
+        let cfg = GenConfig {
+            first_host: 7,
+            jitter_ms: 5,
+            ..Default::default()
+        };
+        let got = scrape(&cfg, 2000);
+        assert_eq!(got.len(), 2000);
+        // Host by host, each one's series as a data set of that host alone lists them, with
+        // the first of its samples (480 of them here: the count does not change the first).
+        let mut rest = &got[..];
+        let mut hosts = 0;
+        while !rest.is_empty() {
+            let d = generate(&GenConfig {
+                first_host: cfg.first_host + hosts,
+                ..cfg.clone()
+            });
+            let k = d.num_series().min(rest.len());
+            for (i, (labels, sample)) in rest[..k].iter().enumerate() {
+                assert_eq!(labels, &d.series[i]);
+                assert_eq!(*sample, d.samples(i)[0]);
+            }
+            rest = &rest[k..];
+            hosts += 1;
+        }
+        assert!(hosts >= 3, "{hosts} hosts");
+        assert_eq!(hosts, hosts_for_series(&cfg, 2000));
+        assert!(scrape(&cfg, 0).is_empty());
     }
 
     #[test]
