@@ -55,7 +55,8 @@ pub const DEFAULT_CHUNK_MAX_SAMPLES: usize = 120;
 /// Options of the head.
 #[derive(Debug, Clone)]
 pub struct HeadOptions {
-    /// Block range in ms: chunks never span a multiple of it, so blocks cut cleanly.
+    /// Block range in ms: chunks never span a multiple of it, so blocks cut cleanly. At
+    /// most `u32::MAX` (49 days; [`Head::new`] lowers a larger one).
     pub block_range_ms: i64,
     /// Samples per chunk before a new one is started. Default
     /// [`DEFAULT_CHUNK_MAX_SAMPLES`].
@@ -100,56 +101,142 @@ pub(crate) struct MemSeries {
     pub tomb: std::sync::OnceLock<Box<Labels>>,
 }
 
-/// A closed, immutable head chunk.
+/// A closed, immutable head chunk: 32 bytes, for there are a dozen per series in a head
+/// that holds three hours (issue 12: it was 48).
+///
+/// The bytes are in a slab ([`pending`]: chunks cut recently, waiting for the settle pass;
+/// or a slab of their own, for a head without chunk files and for a chunk a delete
+/// rewrote) or in a `chunks_head` file ([`chunk_file`]), at `chunk_ref` (`offset << 24 |
+/// length`, as both name their chunks). The time range is `mint` and a 32-bit span, which
+/// holds any chunk: chunks never cross a block-range boundary, and [`Head::new`] caps the
+/// block range at `u32::MAX` ms (49 days).
 #[derive(Clone)]
 pub(crate) struct HeadChunk {
     pub mint: i64,
-    pub maxt: i64,
-    /// XOR when cut; [`Head::recompress`] re-encodes it with the block codec later.
-    pub enc: Encoding,
-    /// Whether [`Head::recompress`] has chosen this chunk's final encoding.
-    pub settled: bool,
-    pub data: ChunkBytes,
+    chunk_ref: u64,
+    place: Place,
 }
 
-/// Where a closed head chunk's bytes are.
+/// Where a closed chunk's bytes are, with the chunk's span, encoding and whether
+/// [`Head::recompress`] has chosen its final encoding (these ride in the padding after the
+/// variant tag, which is what keeps [`HeadChunk`] at 32 bytes).
 #[derive(Clone)]
-pub(crate) enum ChunkBytes {
-    /// In memory, an allocation of its own: the head has no chunk files (or writing one
-    /// failed), or a delete rewrote the chunk.
-    Mem(Arc<[u8]>),
-    /// In memory, in a slab of chunks cut recently that the settle pass will move to a
-    /// chunk file ([`pending`]).
-    Pending {
+enum Place {
+    Slab {
         slab: Arc<pending::Slab>,
-        chunk_ref: u64,
+        span: u32,
+        enc: Encoding,
+        settled: bool,
     },
-    /// In a `chunks_head` file (see [`chunk_file`]), read with `pread` when needed.
     File {
         file: Arc<chunk_file::ChunkFile>,
-        chunk_ref: u64,
+        span: u32,
+        enc: Encoding,
+        settled: bool,
     },
 }
 
+/// Where a chunk's bytes are, without the rest: what [`HeadChunk::new`] takes.
+#[derive(Clone)]
+pub(crate) enum ChunkBytes {
+    /// In memory, in a slab.
+    Slab(Arc<pending::Slab>, u64),
+    /// In a `chunks_head` file, read with `pread` when needed.
+    File(Arc<chunk_file::ChunkFile>, u64),
+}
+
+const _: () = assert!(std::mem::size_of::<HeadChunk>() == 32);
+
 impl HeadChunk {
-    /// A chunk just cut, in memory.
-    pub(crate) fn mem(mint: i64, maxt: i64, enc: Encoding, data: Arc<[u8]>) -> HeadChunk {
-        HeadChunk {
-            mint,
-            maxt,
-            enc,
-            settled: false,
-            data: ChunkBytes::Mem(data),
+    /// A chunk of `[mint, maxt]` whose bytes are `at`; `None` when the span does not fit in
+    /// 32 bits (never for a chunk this head cut; a damaged checkpoint could name one).
+    pub(crate) fn new(
+        mint: i64,
+        maxt: i64,
+        enc: Encoding,
+        settled: bool,
+        at: ChunkBytes,
+    ) -> Option<HeadChunk> {
+        let span = u32::try_from(maxt.checked_sub(mint)?).ok()?;
+        Some(match at {
+            ChunkBytes::Slab(slab, chunk_ref) => HeadChunk {
+                mint,
+                chunk_ref,
+                place: Place::Slab {
+                    slab,
+                    span,
+                    enc,
+                    settled,
+                },
+            },
+            ChunkBytes::File(file, chunk_ref) => HeadChunk {
+                mint,
+                chunk_ref,
+                place: Place::File {
+                    file,
+                    span,
+                    enc,
+                    settled,
+                },
+            },
+        })
+    }
+
+    /// A chunk in a slab of its own (a head without chunk files, a chunk a delete
+    /// rewrote). `None` when its span does not fit (see [`HeadChunk::new`]).
+    pub(crate) fn mem(mint: i64, maxt: i64, enc: Encoding, data: &[u8]) -> Option<HeadChunk> {
+        let (slab, chunk_ref) = pending::Slab::single(enc, data);
+        HeadChunk::new(mint, maxt, enc, false, ChunkBytes::Slab(slab, chunk_ref))
+    }
+
+    /// The newest sample's timestamp.
+    pub(crate) fn maxt(&self) -> i64 {
+        let (Place::Slab { span, .. } | Place::File { span, .. }) = &self.place;
+        self.mint + i64::from(*span)
+    }
+
+    /// The chunk's encoding.
+    pub(crate) fn enc(&self) -> Encoding {
+        let (Place::Slab { enc, .. } | Place::File { enc, .. }) = &self.place;
+        *enc
+    }
+
+    /// Whether [`Head::recompress`] has chosen this chunk's final encoding.
+    pub(crate) fn settled(&self) -> bool {
+        let (Place::Slab { settled, .. } | Place::File { settled, .. }) = &self.place;
+        *settled
+    }
+
+    /// Where the bytes are.
+    pub(crate) fn bytes(&self) -> ChunkBytes {
+        match &self.place {
+            Place::Slab { slab, .. } => ChunkBytes::Slab(slab.clone(), self.chunk_ref),
+            Place::File { file, .. } => ChunkBytes::File(file.clone(), self.chunk_ref),
         }
     }
 
-    /// The chunk's encoding and bytes; a chunk on disk is read into `raw`.
-    pub(crate) fn load<'a>(&'a self, raw: &'a mut Vec<u8>) -> Result<(Encoding, &'a [u8])> {
+    /// The chunk file holding the chunk, if it is in one, and its ref there.
+    pub(crate) fn file(&self) -> Option<(&Arc<chunk_file::ChunkFile>, u64)> {
+        match &self.place {
+            Place::File { file, .. } => Some((file, self.chunk_ref)),
+            Place::Slab { .. } => None,
+        }
+    }
+
+    /// The chunk as a query reads it.
+    pub(crate) fn reader(&self) -> (Arc<dyn crate::querier::ChunkReader>, u64) {
+        match &self.place {
+            Place::Slab { slab, .. } => (slab.clone(), self.chunk_ref),
+            Place::File { file, .. } => (file.clone(), self.chunk_ref),
+        }
+    }
+
+    /// The chunk's encoding and bytes, read into `raw`.
+    pub(crate) fn load<'a>(&self, raw: &'a mut Vec<u8>) -> Result<(Encoding, &'a [u8])> {
         use crate::querier::ChunkReader;
-        match &self.data {
-            ChunkBytes::Mem(d) => Ok((self.enc, d)),
-            ChunkBytes::Pending { slab, chunk_ref } => slab.read_chunk(*chunk_ref, raw),
-            ChunkBytes::File { file, chunk_ref } => file.read_chunk(*chunk_ref, raw),
+        match &self.place {
+            Place::Slab { slab, .. } => slab.read_chunk(self.chunk_ref, raw),
+            Place::File { file, .. } => file.read_chunk(self.chunk_ref, raw),
         }
     }
 
@@ -162,30 +249,31 @@ impl HeadChunk {
 
     /// Bytes of memory the chunk's data holds.
     pub(crate) fn mem_bytes(&self) -> usize {
-        match &self.data {
-            ChunkBytes::Mem(d) => d.len() + 16,
-            ChunkBytes::Pending { chunk_ref, .. } => pending::chunk_len(*chunk_ref),
-            ChunkBytes::File { .. } => 0,
+        match &self.place {
+            Place::Slab { .. } => pending::chunk_len(self.chunk_ref),
+            Place::File { .. } => 0,
         }
     }
 
     /// Whether `self` still holds the bytes `data` (not replaced meanwhile).
     fn holds(&self, data: &ChunkBytes) -> bool {
-        match (&self.data, data) {
-            (ChunkBytes::Mem(a), ChunkBytes::Mem(b)) => Arc::ptr_eq(a, b),
-            (
-                ChunkBytes::Pending {
-                    slab: a,
-                    chunk_ref: x,
-                },
-                ChunkBytes::Pending {
-                    slab: b,
-                    chunk_ref: y,
-                },
-            ) => Arc::ptr_eq(a, b) && x == y,
+        match (&self.place, data) {
+            (Place::Slab { slab: a, .. }, ChunkBytes::Slab(b, r)) => {
+                Arc::ptr_eq(a, b) && self.chunk_ref == *r
+            }
             _ => false,
         }
     }
+}
+
+/// Appends `c` growing `v` by one slot, not by doubling: a series closes a chunk every
+/// 120 samples, so the reallocation is rare, and doubling left up to half of a long-lived
+/// list empty (a three-hour head has a dozen chunks per series).
+pub(crate) fn push_exact(v: &mut ThinVec<HeadChunk>, c: HeadChunk) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(1);
+    }
+    v.push(c);
 }
 
 /// The mutable state of a series, guarded by its mutex.
@@ -378,7 +466,10 @@ pub struct Head {
 
 impl Head {
     /// An empty head.
-    pub fn new(opts: HeadOptions) -> Head {
+    pub fn new(mut opts: HeadOptions) -> Head {
+        // A chunk never crosses a multiple of the block range, so this bounds a chunk's
+        // span to what `HeadChunk` holds.
+        opts.block_range_ms = opts.block_range_ms.min(i64::from(u32::MAX));
         Head {
             opts,
             uid: NEXT_HEAD_UID.fetch_add(1, Ordering::Relaxed),
@@ -759,11 +850,11 @@ impl Head {
                 .lock()
                 .closed
                 .iter()
-                .filter(|c| !c.settled && !matches!(c.data, ChunkBytes::File { .. }))
+                .filter(|c| !c.settled() && c.file().is_none())
                 .cloned()
                 .collect();
             for c in todo {
-                let (mint, maxt) = (c.mint, c.maxt);
+                let (mint, maxt) = (c.mint, c.maxt());
                 buf.clear();
                 let old_len = {
                     let Ok((enc0, bytes)) = c.load(&mut raw) else {
@@ -774,9 +865,8 @@ impl Head {
                     }
                     bytes.len()
                 };
-                let old = c.data;
+                let old = c.bytes();
                 let (enc, data) = crate::chunkenc::encode_best_with(&buf, crate::chunkenc::Effort::Fast);
-                let data: Arc<[u8]> = Arc::from(data);
                 p.before += old_len;
                 p.after += data.len();
                 if let Some(files) = &self.chunk_files
@@ -788,7 +878,8 @@ impl Head {
                     }
                     continue;
                 }
-                settle_one(&s, &old, mint, maxt, enc, ChunkBytes::Mem(data));
+                let (slab, chunk_ref) = pending::Slab::single(enc, &data);
+                settle_one(&s, &old, mint, maxt, enc, ChunkBytes::Slab(slab, chunk_ref));
                 p.n += 1;
             }
         }
@@ -813,11 +904,11 @@ impl Head {
         }
         for (i, (s, old, mint, maxt, enc, data)) in p.queued.drain(..).enumerate() {
             let bytes = match &written {
-                Ok((file, refs)) => ChunkBytes::File {
-                    file: file.clone(),
-                    chunk_ref: refs[i],
-                },
-                Err(_) => ChunkBytes::Mem(data),
+                Ok((file, refs)) => ChunkBytes::File(file.clone(), refs[i]),
+                Err(_) => {
+                    let (slab, chunk_ref) = pending::Slab::single(enc, &data);
+                    ChunkBytes::Slab(slab, chunk_ref)
+                }
             };
             if settle_one(&s, &old, mint, maxt, enc, bytes) {
                 p.n += 1;
@@ -849,23 +940,27 @@ impl Head {
                 lost += 1;
                 continue;
             };
-            file.note_maxt(c.maxt);
-            let chunk = HeadChunk {
-                mint: c.mint,
-                maxt: c.maxt,
+            let Some(chunk) = HeadChunk::new(
+                c.mint,
+                c.maxt,
                 enc,
-                settled: true,
-                data: ChunkBytes::File {
-                    file,
-                    chunk_ref: c.chunk_ref,
-                },
+                true,
+                ChunkBytes::File(file.clone(), c.chunk_ref),
+            ) else {
+                tracing::warn!(
+                    tenant = %self.opts.tenant, file = c.file, chunk_ref = c.chunk_ref, mint = c.mint, maxt = c.maxt,
+                    "a head chunk named by the WAL checkpoint has an impossible time range; its samples are lost"
+                );
+                lost += 1;
+                continue;
             };
+            file.note_maxt(c.maxt);
             if c.maxt > d.last_t {
                 d.last_t = c.maxt;
                 d.last_v = rc.last_v;
                 newest_unknown = (i != last).then(|| chunk.clone());
             }
-            d.closed.push(chunk);
+            push_exact(&mut d.closed, chunk);
             self.note_time(c.mint);
             self.note_time(c.maxt);
             restored += 1;
@@ -896,7 +991,7 @@ impl Head {
         let mut keep = named.clone();
         for s in self.all_series() {
             for c in &s.data.lock().closed {
-                if let ChunkBytes::File { file, .. } = &c.data {
+                if let Some((file, _)) = c.file() {
                     keep.insert(file.index);
                 }
             }
@@ -946,21 +1041,21 @@ impl Head {
                 // Every sample not in a chunk file, decoded into `buf` (decoding appends).
                 buf.clear();
                 for c in &d.closed {
-                    match &c.data {
-                        ChunkBytes::File { file, chunk_ref } => {
+                    match c.file() {
+                        Some((file, chunk_ref)) => {
                             named.insert(file.index);
                             files.push(RefChunk {
                                 file: file.index,
-                                chunk_ref: *chunk_ref,
+                                chunk_ref,
                                 mint: c.mint,
-                                maxt: c.maxt,
-                                encoding: c.enc as u8,
+                                maxt: c.maxt(),
+                                encoding: c.enc() as u8,
                             });
-                            last_file_maxt = last_file_maxt.max(c.maxt);
+                            last_file_maxt = last_file_maxt.max(c.maxt());
                         }
                         // Bytes this process encoded; a failure would be a bug, and the
                         // WAL segments are kept then (the error aborts the checkpoint).
-                        ChunkBytes::Mem(_) | ChunkBytes::Pending { .. } => c.decode_into(&mut buf)?,
+                        None => c.decode_into(&mut buf)?,
                     }
                 }
                 if let Some(o) = &d.open {
@@ -1033,7 +1128,7 @@ struct Pass {
     batch: chunk_file::Batch,
     /// Chunks in `batch`: series, old bytes, mint, maxt, new encoding and bytes.
     #[allow(clippy::type_complexity)]
-    queued: Vec<(Arc<MemSeries>, ChunkBytes, i64, i64, Encoding, Arc<[u8]>)>,
+    queued: Vec<(Arc<MemSeries>, ChunkBytes, i64, i64, Encoding, Vec<u8>)>,
 }
 
 /// Replaces the in-memory chunk `old` of `s` by `bytes` (settled), if it is still there (a
@@ -1048,16 +1143,13 @@ fn settle_one(
 ) -> bool {
     let mut d = s.data.lock();
     match d.closed.iter_mut().find(|x| x.holds(old)) {
-        Some(slot) => {
-            *slot = HeadChunk {
-                mint,
-                maxt,
-                enc,
-                settled: true,
-                data: bytes,
-            };
-            true
-        }
+        Some(slot) => match HeadChunk::new(mint, maxt, enc, true, bytes) {
+            Some(c) => {
+                *slot = c;
+                true
+            }
+            None => false,
+        },
         None => false,
     }
 }
@@ -1065,6 +1157,28 @@ fn settle_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A closed chunk keeps its time range and encoding in 32 bytes; a span beyond 32 bits
+    /// (a damaged checkpoint) is refused, not wrapped; closed-chunk lists grow one at a time.
+    #[test]
+    fn closed_chunks_are_compact_and_lists_grow_exactly() {
+        let c = HeadChunk::mem(1_000, 1_000 + i64::from(u32::MAX), Encoding::Pco, &[1, 2, 3]).unwrap();
+        assert_eq!(
+            (c.mint, c.maxt(), c.enc(), c.settled()),
+            (1_000, 1_000 + i64::from(u32::MAX), Encoding::Pco, false)
+        );
+        assert_eq!(c.mem_bytes(), 4);
+        let mut raw = Vec::new();
+        assert_eq!(c.load(&mut raw).unwrap(), (Encoding::Pco, &[1u8, 2, 3][..]));
+        assert!(HeadChunk::mem(0, i64::from(u32::MAX) + 1, Encoding::Xor, &[0, 0]).is_none());
+        assert!(HeadChunk::mem(5, 4, Encoding::Xor, &[0, 0]).is_none());
+        assert!(HeadChunk::mem(i64::MIN, i64::MAX, Encoding::Xor, &[0, 0]).is_none());
+        let mut v = ThinVec::new();
+        for i in 0..13 {
+            push_exact(&mut v, HeadChunk::mem(i, i, Encoding::Xor, &[0, 0]).unwrap());
+            assert_eq!(v.capacity(), v.len());
+        }
+    }
 
     /// A series id read before gc removed the series answers no labels, not an error, so
     /// `/api/v1/labels?match[]=` does not fail while a compaction runs.

@@ -1,12 +1,11 @@
 //! Appending samples to head series: in-order into the open XOR chunk, out-of-order into a
 //! sorted buffer, duplicates accepted when bit-identical, conflicts rejected per sample.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use metricsd_model::Sample;
 
-use super::{Head, HeadChunk, MemSeries, OpenChunk, SeriesData};
+use super::{Head, HeadChunk, MemSeries, OpenChunk, SeriesData, push_exact};
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::{Error, Result};
 
@@ -159,17 +158,21 @@ impl Head {
             .pending
             .as_ref()
             .and_then(|p| p.push(Encoding::Xor, o.chunk.bytes()));
-        let chunk = match pending {
-            Some((slab, chunk_ref)) => HeadChunk {
-                mint: o.mint,
-                maxt: o.maxt,
-                enc: Encoding::Xor,
-                settled: false,
-                data: super::ChunkBytes::Pending { slab, chunk_ref },
-            },
-            None => HeadChunk::mem(o.mint, o.maxt, Encoding::Xor, Arc::from(o.chunk.into_bytes())),
+        let (slab, chunk_ref) =
+            pending.unwrap_or_else(|| super::pending::Slab::single(Encoding::Xor, o.chunk.bytes()));
+        // The span fits: a chunk never crosses a block-range boundary, and `Head::new` caps
+        // the block range at u32::MAX ms.
+        let Some(chunk) = HeadChunk::new(
+            o.mint,
+            o.maxt,
+            Encoding::Xor,
+            false,
+            super::ChunkBytes::Slab(slab, chunk_ref),
+        ) else {
+            debug_assert!(false, "a head chunk spans more than u32::MAX ms");
+            return;
         };
-        d.closed.push(chunk);
+        push_exact(&mut d.closed, chunk);
         self.unsettled.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -180,7 +183,7 @@ impl Head {
 fn in_order_value_at(d: &SeriesData, t: i64) -> Option<u64> {
     let mut buf = Vec::new();
     let open = d.open.as_ref().filter(|o| o.mint <= t && t <= o.maxt);
-    let closed = d.closed.iter().find(|c| c.mint <= t && t <= c.maxt);
+    let closed = d.closed.iter().find(|c| c.mint <= t && t <= c.maxt());
     // A chunk that cannot be read (a failing disk) is taken as not holding `t`.
     let decoded = match (closed, open) {
         (Some(c), _) => c.decode_into(&mut buf),
@@ -204,7 +207,7 @@ impl Head {
         let mut buf = Vec::new();
         let mut closed = thin_vec::ThinVec::with_capacity(d.closed.len());
         for c in std::mem::take(&mut d.closed) {
-            if c.maxt < mint || c.mint > maxt {
+            if c.maxt() < mint || c.mint > maxt {
                 closed.push(c);
                 continue;
             }
@@ -274,10 +277,5 @@ fn encode_xor(samples: &[Sample]) -> Option<HeadChunk> {
     for x in samples {
         c.append(x.t, x.v);
     }
-    Some(HeadChunk::mem(
-        first.t,
-        last.t,
-        Encoding::Xor,
-        Arc::from(c.into_bytes()),
-    ))
+    HeadChunk::mem(first.t, last.t, Encoding::Xor, c.bytes())
 }

@@ -63,6 +63,24 @@ impl ChunkReader for Slab {
     }
 }
 
+impl Slab {
+    /// A slab holding one chunk, allocated to its size, and the chunk's ref: for a chunk
+    /// that does not wait for the settle pass in a shared slab (a head without chunk files,
+    /// a chunk a delete rewrote).
+    pub(crate) fn single(enc: Encoding, data: &[u8]) -> (Arc<Slab>, u64) {
+        let mut buf = Vec::with_capacity(1 + data.len());
+        buf.push(enc as u8);
+        buf.extend_from_slice(data);
+        let len = buf.len().min(MAX_LEN) as u64;
+        (
+            Arc::new(Slab {
+                buf: RwLock::new(buf),
+            }),
+            len,
+        )
+    }
+}
+
 /// The slab being filled.
 #[derive(Default)]
 pub(crate) struct Pending {

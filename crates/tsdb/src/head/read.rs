@@ -5,7 +5,7 @@ use std::sync::Arc;
 use metricsd_model::{Labels, Matcher, Sample};
 use roaring::RoaringBitmap;
 
-use super::{ChunkBytes, Head, MemSeries};
+use super::{Head, MemSeries};
 use crate::Result;
 use crate::chunkenc::Encoding;
 use crate::index::{IndexReader, postings_for_matchers};
@@ -61,26 +61,14 @@ impl Head {
     fn series_chunks(&self, s: &MemSeries, mint: i64, maxt: i64, out: &mut Vec<ChunkSource>, take_ooo: bool) {
         let mut d = s.data.lock();
         for c in &d.closed {
-            if c.maxt >= mint && c.mint <= maxt {
+            if c.maxt() >= mint && c.mint <= maxt {
+                let (reader, chunk_ref) = c.reader();
                 out.push(ChunkSource {
                     mint: c.mint,
-                    maxt: c.maxt,
+                    maxt: c.maxt(),
                     prio: PRIO_HEAD,
                     tombstones: None,
-                    data: match &c.data {
-                        ChunkBytes::Mem(data) => ChunkData::Bytes {
-                            enc: c.enc,
-                            data: data.clone(),
-                        },
-                        ChunkBytes::Pending { slab, chunk_ref } => ChunkData::Block {
-                            reader: slab.clone(),
-                            chunk_ref: *chunk_ref,
-                        },
-                        ChunkBytes::File { file, chunk_ref } => ChunkData::Block {
-                            reader: file.clone(),
-                            chunk_ref: *chunk_ref,
-                        },
-                    },
+                    data: ChunkData::Block { reader, chunk_ref },
                 });
             }
         }
@@ -148,7 +136,8 @@ impl Head {
         let mut min_t = i64::MAX;
         for s in self.all_series() {
             let mut d = s.data.lock();
-            d.closed.retain(|c| c.maxt >= before);
+            d.closed.retain(|c| c.maxt() >= before);
+            d.closed.shrink_to_fit();
             if d.open.as_ref().is_some_and(|o| o.maxt < before) {
                 d.open = None;
             }
