@@ -271,12 +271,12 @@ fn write_block_with(
 ) -> Result<BlockMeta> {
     let mut encoded: Vec<(i64, i64, u16, Encoding, Vec<u8>)> = Vec::new();
     for (labels, samples) in series {
-        if let Some(i) = samples.windows(2).position(|w| w[0].t >= w[1].t) {
+        if let Some((i, [a, b])) = samples.array_windows().enumerate().find(|(_, [a, b])| a.t >= b.t) {
             return Err(Error::InvalidArgument(format!(
                 "samples of {labels} not strictly increasing in time at index {}: {} then {}",
                 i + 1,
-                samples[i].t,
-                samples[i + 1].t
+                a.t,
+                b.t
             )));
         }
         encoded.clear();
@@ -288,8 +288,10 @@ fn write_block_with(
                 .take_while(|s| s.t - first.t < MAX_CHUNK_SPAN_MS)
                 .count();
             let (chunk, tail) = rest.split_at(n);
+            // `n >= 1`: `first` is in its own chunk, so `last` is `first` at worst.
+            let last = chunk.last().unwrap_or(first);
             let (enc, data) = chunkenc::encode_best(chunk);
-            encoded.push((first.t, chunk[n - 1].t, n as u16, enc, data));
+            encoded.push((first.t, last.t, n as u16, enc, data));
             rest = tail;
         }
         if encoded.is_empty() {

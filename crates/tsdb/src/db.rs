@@ -454,11 +454,13 @@ impl ChunkReader for Block {
 /// Priorities of `blocks` on equal timestamps: the block written last (largest ULID, which
 /// sorts by creation time) wins, so the newest write of a timestamp is the one kept.
 pub(crate) fn prio_by_creation(blocks: &[Arc<Block>]) -> Vec<u8> {
-    let mut order: Vec<usize> = (0..blocks.len()).collect();
-    order.sort_by(|&a, &b| blocks[a].meta().ulid.cmp(&blocks[b].meta().ulid));
+    let mut order: Vec<(usize, &Arc<Block>)> = blocks.iter().enumerate().collect();
+    order.sort_by(|(_, a), (_, b)| a.meta().ulid.cmp(&b.meta().ulid));
     let mut prio = vec![0u8; blocks.len()];
-    for (rank, i) in order.into_iter().enumerate() {
-        prio[i] = rank.min(150) as u8;
+    for (rank, (i, _)) in order.into_iter().enumerate() {
+        if let Some(p) = prio.get_mut(i) {
+            *p = rank.min(150) as u8;
+        }
     }
     prio
 }

@@ -40,6 +40,16 @@ pub(crate) use symbols::Symbols;
 
 const SHARDS: usize = 64;
 
+/// The shard of `shards` for hash or id `h`.
+#[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`h % SHARDS` is below SHARDS, the length of the array"
+)]
+fn shard<T>(shards: &[T; SHARDS], h: usize) -> &T {
+    &shards[h % SHARDS]
+}
+
 /// Room the key table has beyond two keys per head series (keys per shard: this plus
 /// twice the series, over [`SHARDS`]).
 const KEYED_SLACK: usize = 64 * 1024;
@@ -438,10 +448,10 @@ pub struct Head {
     /// This head's identity for [`SeriesRef`]s.
     uid: u64,
     pub(crate) symbols: Symbols,
-    by_hash: Box<[RwLock<HashShard>]>,
-    by_id: Box<[RwLock<IdShard>]>,
+    by_hash: Box<[RwLock<HashShard>; SHARDS]>,
+    by_id: Box<[RwLock<IdShard>; SHARDS]>,
     /// The key table (see [`KeyedSeries`]).
-    keyed: Box<[RwLock<KeyShard>]>,
+    keyed: Box<[RwLock<KeyShard>; SHARDS]>,
     pub(crate) postings: RwLock<MemPostings>,
     next_id: AtomicU32,
     num_series: AtomicUsize,
@@ -474,9 +484,9 @@ impl Head {
             opts,
             uid: NEXT_HEAD_UID.fetch_add(1, Ordering::Relaxed),
             symbols: Symbols::default(),
-            by_hash: (0..SHARDS).map(|_| RwLock::new(HashShard::default())).collect(),
-            by_id: (0..SHARDS).map(|_| RwLock::new(IdShard::default())).collect(),
-            keyed: (0..SHARDS).map(|_| RwLock::new(KeyShard::default())).collect(),
+            by_hash: Box::new(std::array::from_fn(|_| RwLock::new(HashShard::default()))),
+            by_id: Box::new(std::array::from_fn(|_| RwLock::new(IdShard::default()))),
+            keyed: Box::new(std::array::from_fn(|_| RwLock::new(KeyShard::default()))),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(1),
             num_series: AtomicUsize::new(0),
@@ -544,7 +554,7 @@ impl Head {
     }
 
     fn key_shard(&self, key: u128) -> &RwLock<KeyShard> {
-        &self.keyed[(key >> 64) as usize % SHARDS]
+        shard(&self.keyed, (key >> 64) as usize)
     }
 
     /// The live series remembered under `key`.
@@ -647,12 +657,12 @@ impl Head {
 
     /// The series with `id`.
     pub(crate) fn series(&self, id: u32) -> Option<Arc<MemSeries>> {
-        self.by_id[id as usize % SHARDS].read().get(&id).cloned()
+        shard(&self.by_id, id as usize).read().get(&id).cloned()
     }
 
     /// Finds the series with `labels` (its stable hash is `hash`).
     pub(crate) fn lookup(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
-        let shard = self.by_hash[hash as usize % SHARDS].read();
+        let shard = shard(&self.by_hash, hash as usize).read();
         let cands = shard.get(&hash)?;
         cands.iter().find(|s| self.labels_equal(s, labels)).cloned()
     }
@@ -703,7 +713,7 @@ impl Head {
             return Ok((s, false));
         }
         metricsd_model::validate_labels(labels, &self.opts.limits)?;
-        let mut shard = self.by_hash[hash as usize % SHARDS].write();
+        let mut shard = shard(&self.by_hash, hash as usize).write();
         if let Some(s) = shard
             .get(&hash)
             .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
@@ -733,7 +743,7 @@ impl Head {
     /// with the same labels exists already (the caller maps the replayed id onto it).
     pub(crate) fn create_with_id(&self, id: u32, labels: &Labels) -> Arc<MemSeries> {
         let hash = labels.stable_hash();
-        let mut shard = self.by_hash[hash as usize % SHARDS].write();
+        let mut shard = shard(&self.by_hash, hash as usize).write();
         if let Some(s) = shard
             .get(&hash)
             .and_then(|c| c.iter().find(|s| self.labels_equal(s, labels)))
@@ -754,7 +764,7 @@ impl Head {
             removed: AtomicBool::new(false),
             tomb: std::sync::OnceLock::new(),
         });
-        self.by_id[id as usize % SHARDS].write().insert(id, s.clone());
+        shard(&self.by_id, id as usize).write().insert(id, s.clone());
         // Postings share the symbols' strings (lock order: postings, then symbols).
         let mut postings = self.postings.write();
         self.symbols
@@ -787,7 +797,7 @@ impl Head {
         for s in &removed {
             let labels = self.labels_of(s);
             let hash = labels.stable_hash();
-            let mut shard = self.by_hash[hash as usize % SHARDS].write();
+            let mut shard = shard(&self.by_hash, hash as usize).write();
             if let Some(c) = shard.get_mut(&hash) {
                 c.retain(|x| x.id != s.id);
                 if c.is_empty() {
@@ -903,9 +913,14 @@ impl Head {
             tracing::warn!(tenant = %self.opts.tenant, error = %e, "cannot write head chunks to disk; they stay in memory");
         }
         for (i, (s, old, mint, maxt, enc, data)) in p.queued.drain(..).enumerate() {
-            let bytes = match &written {
-                Ok((file, refs)) => ChunkBytes::File(file.clone(), refs[i]),
-                Err(_) => {
+            // One ref per chunk of the batch, in order; a chunk without one stays in memory.
+            let bytes = match written
+                .as_ref()
+                .ok()
+                .and_then(|(file, refs)| Some((file, *refs.get(i)?)))
+            {
+                Some((file, chunk_ref)) => ChunkBytes::File(file.clone(), chunk_ref),
+                None => {
                     let (slab, chunk_ref) = pending::Slab::single(enc, &data);
                     ChunkBytes::Slab(slab, chunk_ref)
                 }

@@ -48,7 +48,7 @@
 //! let found = q.select(&[Matcher::equal("job", "node")]).unwrap();
 //! assert_eq!(found[0].samples().unwrap().len(), 2);
 //! ```
-#![warn(clippy::unwrap_used, clippy::panic)]
+#![warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 #![warn(missing_docs)]
 
 mod encoding;

@@ -161,19 +161,27 @@ impl SampleIter<'_> {
     fn fill(&mut self) -> bool {
         let chunks = &self.series.chunks;
         let (mint, maxt) = (self.series.mint, self.series.maxt);
-        while self.next_chunk < chunks.len() {
-            let start = self.next_chunk;
-            let mut end = start + 1;
-            let mut group_maxt = chunks[start].maxt;
-            while end < chunks.len() && chunks[end].mint <= group_maxt {
-                group_maxt = group_maxt.max(chunks[end].maxt);
-                end += 1;
-            }
-            self.next_chunk = end;
+        while let Some(rest) = chunks.get(self.next_chunk..)
+            && let Some(first) = rest.first()
+        {
+            // The group: `first` and the chunks that overlap it or each other.
+            let mut group_maxt = first.maxt;
+            let n = 1 + rest
+                .iter()
+                .skip(1)
+                .take_while(|c| {
+                    let overlaps = c.mint <= group_maxt;
+                    if overlaps {
+                        group_maxt = group_maxt.max(c.maxt);
+                    }
+                    overlaps
+                })
+                .count();
+            let group = rest.get(..n).unwrap_or(rest);
+            self.next_chunk += n;
             self.buf.clear();
             self.pos = 0;
-            if end - start == 1 {
-                let c = &chunks[start];
+            if let [c] = group {
                 if let Err(e) = c.decode_into(&mut self.buf, &mut self.raw) {
                     self.err.get_or_insert(e);
                     self.buf.clear();
@@ -185,7 +193,7 @@ impl SampleIter<'_> {
                 // the newer source winning on equal timestamps.
                 self.scratch.clear();
                 let mut tmp = Vec::new();
-                for c in &chunks[start..end] {
+                for c in group {
                     tmp.clear();
                     if let Err(e) = c.decode_into(&mut tmp, &mut self.raw) {
                         self.err.get_or_insert(e);
@@ -195,9 +203,9 @@ impl SampleIter<'_> {
                     self.scratch.extend(tmp.iter().map(|s| (s.t, c.prio, s.v)));
                 }
                 self.scratch.sort_by_key(|&(t, p, _)| (t, p));
-                for i in 0..self.scratch.len() {
-                    let (t, _, v) = self.scratch[i];
-                    if i + 1 < self.scratch.len() && self.scratch[i + 1].0 == t {
+                let mut it = self.scratch.iter().peekable();
+                while let Some(&(t, _, v)) = it.next() {
+                    if it.peek().is_some_and(|next| next.0 == t) {
                         continue; // a higher-priority sample with the same timestamp follows
                     }
                     self.buf.push(Sample::new(t, v));
@@ -232,8 +240,8 @@ impl SampleIterator for SampleIter<'_> {
     /// A chunk group at a time (a copy per group instead of one call per sample).
     fn drain_into(&mut self, out: &mut Vec<Sample>) -> Option<metricsd_storage::Error> {
         loop {
-            if self.pos < self.buf.len() {
-                out.extend_from_slice(&self.buf[self.pos..]);
+            if let Some(rest) = self.buf.get(self.pos..) {
+                out.extend_from_slice(rest);
                 self.pos = self.buf.len();
             }
             if !self.fill() {
@@ -251,7 +259,7 @@ impl Iterator for SampleIter<'_> {
         if self.pos >= self.buf.len() && !self.fill() {
             return None;
         }
-        let s = self.buf[self.pos];
+        let s = *self.buf.get(self.pos)?;
         self.pos += 1;
         Some(s)
     }

@@ -283,11 +283,15 @@ impl Wal {
         }
         // A gap in the numbering means lost data: what follows it cannot be trusted to
         // refer to series that were logged.
-        if let Some(gap) = segs.windows(2).position(|w| w[1].0 != w[0].0 + 1) {
-            let missing = segs[gap].0 + 1;
+        if let Some((gap, [before, _])) = segs
+            .array_windows()
+            .enumerate()
+            .find(|(_, [a, b])| b.0 != a.0 + 1)
+        {
+            let missing = before.0 + 1;
             let reason = format!("segment {} is missing", segment::segment_name(missing));
             tracing::warn!(dir = %dir.display(), %reason, "WAL has a gap; removing the segments after it");
-            remove_files(&segs[gap + 1..], &mut report)?;
+            remove_files(segs.get(gap + 1..).unwrap_or_default(), &mut report)?;
             segs.truncate(gap + 1);
         }
         let kept = repair_files(&segs, &mut report)?;
@@ -973,7 +977,7 @@ fn repair_files(files: &[(u64, PathBuf)], report: &mut RepairReport) -> Result<u
             Some((next, _)) if *next != index + 1 => {
                 let reason = format!("segment {} is missing", segment::segment_name(index + 1));
                 tracing::warn!(file = %path.display(), %reason, "removing the WAL files after a gap");
-                remove_files(&files[i + 1..], report)?;
+                remove_files(files.get(i + 1..).unwrap_or_default(), report)?;
                 return Ok(i + 1);
             }
             Some((_, next)) => segment::SegmentHeader::read(next)?.map(|h| h.prev_size),
@@ -987,7 +991,7 @@ fn repair_files(files: &[(u64, PathBuf)], report: &mut RepairReport) -> Result<u
             );
             report.truncated.push((path.clone(), d.offset, d.reason));
             report.bytes_dropped += d.dropped;
-            remove_files(&files[i + 1..], report)?;
+            remove_files(files.get(i + 1..).unwrap_or_default(), report)?;
             return Ok(i + 1);
         }
     }

@@ -177,8 +177,11 @@ impl<'a> Window<'a> {
         // The read-ahead may find the file shorter than at open; only the `n` bytes asked
         // for must be there.
         let mut got = 0;
-        while got < want {
-            match self.file.read_at(&mut self.buf[got..want], off + got as u64) {
+        // `buf` holds at least `want` bytes (resized above), so this stops only at `want`.
+        while let Some(dst) = self.buf.get_mut(got..want)
+            && !dst.is_empty()
+        {
+            match self.file.read_at(dst, off + got as u64) {
                 Ok(0) => break,
                 Ok(k) => got += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -193,6 +196,14 @@ impl<'a> Window<'a> {
             ));
         }
         Ok(0..n as usize)
+    }
+
+    /// The bytes of a range [`Window::get`] returned.
+    fn bytes(&self, r: Range<usize>) -> std::io::Result<&[u8]> {
+        let len = self.buf.len();
+        self.buf
+            .get(r.clone())
+            .ok_or_else(|| std::io::Error::other(format!("range {r:?} outside the {len}-byte read buffer")))
     }
 }
 
@@ -219,7 +230,7 @@ fn read_record(w: &mut Window<'_>, off: u64) -> std::io::Result<Record> {
         return Ok(truncated());
     }
     let head = w.get(off, (w.len - off).min(MAX_RECORD_HEADER))?;
-    let mut d = Dec::new(&w.buf[head]);
+    let mut d = Dec::new(w.bytes(head)?);
     let (enc_byte, len) = match (d.u8(), d.uvarint()) {
         (Ok(e), Ok(l)) => (e, l),
         _ => return Ok(truncated()),
@@ -239,11 +250,14 @@ fn read_record(w: &mut Window<'_>, off: u64) -> std::io::Result<Record> {
         });
     };
     let rec = w.get(start, end - start)?;
-    let data = rec.start..rec.end - 4;
-    let mut want = [0u8; 4];
-    want.copy_from_slice(&w.buf[data.end..rec.end]);
-    let want = u32::from_le_bytes(want);
-    let got = crc32c::crc32c_append(crc32c::crc32c(&[enc_byte]), &w.buf[data.clone()]);
+    let rec_start = rec.start;
+    // `end - start` is the payload's length plus 4, so the split always succeeds.
+    let Some((payload, crc)) = w.bytes(rec)?.split_last_chunk::<4>() else {
+        return Ok(truncated());
+    };
+    let data = rec_start..rec_start + payload.len();
+    let want = u32::from_le_bytes(*crc);
+    let got = crc32c::crc32c_append(crc32c::crc32c(&[enc_byte]), payload);
     if got != want {
         return Ok(Record::Bad {
             end: Some(end),
@@ -368,7 +382,14 @@ impl ChunkSegments {
         // a CRC of a few hundred bytes is cheap next to decoding them.
         let mut w = Window::new(&seg.file, seg.len, buf, CHUNK_READ_AHEAD);
         match read_record(&mut w, off) {
-            Ok(Record::Ok { enc, data, .. }) => Ok((enc, &buf[data])),
+            Ok(Record::Ok { enc, data, .. }) => match buf.get(data.clone()) {
+                Some(bytes) => Ok((enc, bytes)),
+                None => Err(corruption(
+                    &seg.path,
+                    off,
+                    format!("chunk data {data:?} outside the {}-byte read buffer", buf.len()),
+                )),
+            },
             Ok(Record::Bad { reason, .. }) => Err(corruption(&seg.path, off, reason)),
             Err(e) => Err(corruption(
                 &seg.path,
@@ -406,9 +427,12 @@ fn scan_segment(seg: &Segment, n: u32, buf: &mut Vec<u8>, corrupt: &mut Vec<u64>
     let header = if seg.len < HEADER_LEN as u64 {
         None
     } else {
-        w.get(0, HEADER_LEN as u64).ok().map(|r| &w.buf[r])
+        w.get(0, HEADER_LEN as u64)
+            .ok()
+            .and_then(|r| w.bytes(r).ok())
+            .and_then(|h| h.first_chunk::<HEADER_LEN>())
     };
-    if !header.is_some_and(|h| h[..4] == CHUNKS_MAGIC && h[4] == CHUNKS_VERSION && h[5..8] == [0, 0, 0]) {
+    if !header.is_some_and(|h| h[..4] == CHUNKS_MAGIC && h[4] == CHUNKS_VERSION && h[5..] == [0, 0, 0]) {
         tracing::warn!(path = %path.display(), "chunk segment has a bad header; chunks are verified when read");
         corrupt.push(base);
         return;

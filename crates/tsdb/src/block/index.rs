@@ -100,7 +100,11 @@ pub(crate) fn write_index(path: &Path, series: &[(Labels, Vec<ChunkRec>)]) -> Re
         offsets.extend_from_slice(&(buf.len() as u64).to_le_bytes());
         put_uvarint(&mut buf, labels.len() as u64);
         for l in labels {
-            let (n, v) = (refs[&*l.name], refs[&*l.value]);
+            let (Some(&n), Some(&v)) = (refs.get(&*l.name), refs.get(&*l.value)) else {
+                return Err(Error::InvalidArgument(format!(
+                    "label {l:?} of {labels} is not in the symbol table built from the series"
+                )));
+            };
             put_uvarint(&mut buf, u64::from(n));
             put_uvarint(&mut buf, u64::from(v));
             postings.entry((n, v)).or_default().push(id as u32);
@@ -130,30 +134,28 @@ pub(crate) fn write_index(path: &Path, series: &[(Labels, Vec<ChunkRec>)]) -> Re
     drop(offsets);
 
     // 4. Postings lists in (name, value) order and 5. the table locating them.
-    let mut keys: Vec<(u32, u32)> = postings.keys().copied().collect();
-    keys.sort_unstable();
+    let mut lists: Vec<((u32, u32), Vec<u32>)> = postings.into_iter().collect();
+    lists.sort_unstable_by_key(|(k, _)| *k);
+    let names: Vec<_> = lists.chunk_by(|a, b| a.0.0 == b.0.0).collect();
     buf.clear();
     let mut table = Vec::new();
-    let mut i = 0;
-    let mut num_names = 0u32;
-    table.extend_from_slice(&0u32.to_le_bytes()); // patched below
-    while i < keys.len() {
-        let name = keys[i].0;
-        let j = i + keys[i..].iter().take_while(|k| k.0 == name).count();
-        num_names += 1;
+    table.extend_from_slice(&(names.len() as u32).to_le_bytes());
+    for values in names {
+        // `chunk_by` yields no empty group.
+        let Some(((name, _), _)) = values.first() else {
+            continue;
+        };
         table.extend_from_slice(&name.to_le_bytes());
-        table.extend_from_slice(&((j - i) as u32).to_le_bytes());
-        for k in &keys[i..j] {
-            table.extend_from_slice(&k.1.to_le_bytes());
+        table.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        for ((_, value), _) in values {
+            table.extend_from_slice(&value.to_le_bytes());
         }
-        for k in &keys[i..j] {
+        for (_, ids) in values {
             table.extend_from_slice(&(buf.len() as u64).to_le_bytes());
-            encode_postings(&postings[k], &mut buf)?;
+            encode_postings(ids, &mut buf)?;
         }
         table.extend_from_slice(&(buf.len() as u64).to_le_bytes());
-        i = j;
     }
-    table[..4].copy_from_slice(&num_names.to_le_bytes());
     toc[3] = w.section(&buf)?;
     toc[4] = w.section(&table)?;
 
@@ -264,8 +266,7 @@ pub struct BlockIndex {
 
 #[inline]
 fn le_u32(b: &[u8], pos: usize) -> Option<u32> {
-    b.get(pos..pos + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(pos..)?.first_chunk().map(|s| u32::from_le_bytes(*s))
 }
 
 #[inline]
@@ -289,21 +290,29 @@ impl BlockIndex {
             .into_boxed_slice();
         let b: &[u8] = &bytes;
         let bad = |offset: usize, reason: String| corruption(path, offset as u64, reason);
-        if b.len() < HEADER_LEN + TOC_LEN {
+        let parts = b
+            .first_chunk::<HEADER_LEN>()
+            .zip(b.split_last_chunk::<TOC_LEN>())
+            .filter(|_| b.len() >= HEADER_LEN + TOC_LEN);
+        let Some((header, (before_toc, toc))) = parts else {
             return Err(bad(0, format!("index of {} bytes is too short", b.len())));
+        };
+        if header[..4] != INDEX_MAGIC {
+            return Err(bad(0, format!("bad magic {:02x?}", &header[..4])));
         }
-        if b[..4] != INDEX_MAGIC {
-            return Err(bad(0, format!("bad magic {:02x?}", &b[..4])));
-        }
-        if b[4] != INDEX_VERSION || b[5..8] != [0, 0, 0] {
+        if header[4] != INDEX_VERSION || header[5..8] != [0, 0, 0] {
             return Err(bad(
                 4,
-                format!("unsupported index version {} (reserved {:?})", b[4], &b[5..8]),
+                format!(
+                    "unsupported index version {} (reserved {:?})",
+                    header[4],
+                    &header[5..8]
+                ),
             ));
         }
-        let toc_pos = b.len() - TOC_LEN;
-        let toc_bytes = &b[toc_pos..toc_pos + NUM_SECTIONS * 8];
-        let want = le_u32(b, toc_pos + NUM_SECTIONS * 8).unwrap_or(0);
+        let toc_pos = before_toc.len();
+        let toc_bytes = &toc[..NUM_SECTIONS * 8];
+        let want = le_u32(toc, NUM_SECTIONS * 8).unwrap_or(0);
         if crc32c::crc32c(toc_bytes) != want {
             return Err(bad(toc_pos, "TOC checksum mismatch".into()));
         }
@@ -324,10 +333,9 @@ impl BlockIndex {
                 .ok()
                 .and_then(|l| (expect + 8).checked_add(l))
                 .filter(|&e| e + 4 <= toc_pos);
-            let Some(end) = end else {
+            let Some((end, payload)) = end.and_then(|e| Some((e, b.get(expect + 8..e)?))) else {
                 return Err(bad(expect, format!("section {i} length {len} overruns the file")));
             };
-            let payload = &b[expect + 8..end];
             let want = le_u32(b, end).unwrap_or(0);
             let got = crc32c::crc32c(payload);
             if got != want {
@@ -352,13 +360,12 @@ impl BlockIndex {
         let (s0, s1) = sections[0];
         let num_symbols = le_u32(b, s0).ok_or_else(|| bad(s0, "symbol count missing".into()))? as usize;
         let sym_offsets_pos = s0 + 4;
-        let sym_data_pos = num_symbols
+        let (sym_data_pos, data) = num_symbols
             .checked_add(1)
             .and_then(|n| n.checked_mul(4))
             .map(|n| sym_offsets_pos + n)
-            .filter(|&p| p <= s1)
+            .and_then(|p| Some((p, b.get(p..s1)?)))
             .ok_or_else(|| bad(s0, format!("{num_symbols} symbol offsets overrun the section")))?;
-        let data = &b[sym_data_pos..s1];
         let data = std::str::from_utf8(data)
             .map_err(|e| bad(sym_data_pos + e.valid_up_to(), "symbol table is not UTF-8".into()))?;
         let mut prev: Option<&str> = None;
@@ -405,7 +412,7 @@ impl BlockIndex {
         let (p0, p1) = sections[3];
         let postings_len = (p1 - p0) as u64;
         let (t0, t1) = sections[4];
-        let mut d = Dec::new(&b[..t1]);
+        let mut d = Dec::new(b.get(..t1).unwrap_or_default());
         d.pos = t0;
         let tbad = |e: DecErr| bad(e.pos, format!("postings offset table: {}", e.what));
         let num_names = d.u32().map_err(tbad)? as usize;
@@ -525,7 +532,7 @@ impl BlockIndex {
         self.labels
             .binary_search_by(|e| (*e.name).cmp(name))
             .ok()
-            .map(|i| &self.labels[i])
+            .and_then(|i| self.labels.get(i))
     }
 
     /// The bytes of series record `id`, and its absolute offset.

@@ -99,6 +99,10 @@ impl Default for Ulid {
 }
 
 impl fmt::Display for Ulid {
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "the index is masked with 31 and CROCKFORD has 32 entries"
+    )]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 26];
         for (i, c) in buf.iter_mut().enumerate() {
@@ -175,7 +179,10 @@ pub(crate) fn read_meta(dir: &Path) -> Result<BlockMeta> {
 fn json_error_offset(bytes: &[u8], e: &serde_json::Error) -> u64 {
     let mut line_start = 0usize;
     for _ in 1..e.line() {
-        match bytes[line_start..].iter().position(|&b| b == b'\n') {
+        match bytes
+            .get(line_start..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        {
             Some(p) => line_start += p + 1,
             None => break,
         }

@@ -35,23 +35,23 @@ pub(crate) fn read_tombstones(dir: &Path) -> Result<(HashMap<u32, Intervals>, u6
         Err(e) => return Err(Error::io("read", &path, e)),
     };
     let bad = |offset: usize, reason: String| corruption(&path, offset as u64, reason);
-    if b.len() < MAGIC.len() + 1 + 4 {
+    let Some((body, want)) = b
+        .split_last_chunk::<4>()
+        .filter(|_| b.len() >= MAGIC.len() + 1 + 4)
+    else {
         return Err(bad(
             0,
             format!("tombstones file of {} bytes is too short", b.len()),
         ));
-    }
-    let body = &b[..b.len() - 4];
-    let mut want = [0u8; 4];
-    want.copy_from_slice(&b[b.len() - 4..]);
+    };
     let got = crc32c::crc32c(body);
-    if got != u32::from_le_bytes(want) {
+    if got != u32::from_le_bytes(*want) {
         return Err(bad(
             body.len(),
             format!("checksum mismatch over {} bytes", body.len()),
         ));
     }
-    if body[..4] != MAGIC || body[4] != VERSION {
+    if !body.starts_with(&MAGIC) || body.get(MAGIC.len()) != Some(&VERSION) {
         return Err(bad(0, "bad magic or version".into()));
     }
     let mut d = Dec::new(body);

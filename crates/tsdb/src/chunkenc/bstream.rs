@@ -8,6 +8,10 @@
 ///
 /// Unwritten bits are always zero, so the vector is a valid, zero-padded stream at any time.
 #[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`free > 0` only while `buf` has a partial last byte, so `buf.len() - 1` is an index of it; `nbytes` is at most 8, the length of `to_be_bytes()`"
+)]
 pub(crate) fn write_bits(buf: &mut Vec<u8>, free: &mut u8, value: u64, nbits: u32) {
     debug_assert!((1..=64).contains(&nbits));
     // Drop bits above `nbits`: callers pass sign-extended or unmasked values.
@@ -35,6 +39,10 @@ pub(crate) fn write_bits(buf: &mut Vec<u8>, free: &mut u8, value: u64, nbits: u3
 
 /// Appends one bit.
 #[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`buf` has a last byte: `free` was > 0 (a partial last byte) or one was just pushed"
+)]
 pub(crate) fn write_bit(buf: &mut Vec<u8>, free: &mut u8, bit: bool) {
     if *free == 0 {
         buf.push(0);
@@ -92,6 +100,10 @@ impl<'a> BitReader<'a> {
 
     /// The next 64 bits at the current position, left-aligned, zero past the end.
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`s` has 9 bytes (the `get` succeeded, or it is `tmp`), and `rest` fewer than 9 (else the `get` would have succeeded)"
+    )]
     fn peek64(&self) -> u64 {
         let byte = self.pos / 8;
         let shift = self.pos % 8;

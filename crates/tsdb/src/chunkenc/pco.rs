@@ -84,37 +84,37 @@ pub fn encode_pco_with(samples: &[Sample], effort: Effort) -> Result<Vec<u8>> {
             "a Pco chunk holds at most {PCO_MAX_SAMPLES} samples, got {n}"
         )));
     }
-    let mut out = vec![0u8];
-    put_uvarint(&mut out, n as u64);
-    if n == 0 {
-        return Ok(out);
-    }
+    let Some(first) = samples.first() else {
+        // Layout byte 0 and a count of 0.
+        return Ok(vec![0, 0]);
+    };
     let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
     let vs: Vec<u64> = samples.iter().map(|s| s.v.to_bits()).collect();
-    let (tk, tcol) = encode_timestamps(&ts, effort);
-    let (vk, vcol) = encode_values(&vs, effort);
-    out[0] = tk << 4 | vk;
+    let (tk, tcol) = encode_timestamps(first.t, &ts, effort);
+    let (vk, vcol) = encode_values(first.v.to_bits(), &vs, effort);
+    let mut out = vec![tk << 4 | vk];
+    put_uvarint(&mut out, n as u64);
     out.reserve(tcol.len() + vcol.len());
     out.extend_from_slice(&tcol);
     out.extend_from_slice(&vcol);
     Ok(out)
 }
 
-/// The smallest of the timestamp layouts that hold.
-fn encode_timestamps(ts: &[i64], effort: Effort) -> (u8, Vec<u8>) {
+/// The smallest of the timestamp layouts that hold; `t0` is the first of `ts`.
+fn encode_timestamps(t0: i64, ts: &[i64], effort: Effort) -> (u8, Vec<u8>) {
     let mut out = Vec::new();
-    put_uvarint(&mut out, zigzag(ts[0]));
-    if ts.len() == 1 {
+    put_uvarint(&mut out, zigzag(t0));
+    let Some(&[_, t1]) = ts.first_chunk::<2>() else {
         return (TS_REGULAR, out);
-    }
-    let delta = ts[1].wrapping_sub(ts[0]);
-    if ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == delta) {
+    };
+    let delta = t1.wrapping_sub(t0);
+    if ts.array_windows().all(|[a, b]| b.wrapping_sub(*a) == delta) {
         put_uvarint(&mut out, delta as u64);
         return (TS_REGULAR, out);
     }
     let mut prev_delta = 0i64;
-    for w in ts.windows(2) {
-        let d = w[1].wrapping_sub(w[0]);
+    for [a, b] in ts.array_windows() {
+        let d = b.wrapping_sub(*a);
         put_uvarint(&mut out, zigzag(d.wrapping_sub(prev_delta)));
         prev_delta = d;
     }
@@ -127,10 +127,10 @@ fn encode_timestamps(ts: &[i64], effort: Effort) -> (u8, Vec<u8>) {
     best
 }
 
-/// The smallest of the value layouts that hold.
-fn encode_values(vs: &[u64], effort: Effort) -> (u8, Vec<u8>) {
-    if vs.iter().all(|&v| v == vs[0]) {
-        return (V_CONST, vs[0].to_le_bytes().to_vec());
+/// The smallest of the value layouts that hold; `v0` is the first of `vs`.
+fn encode_values(v0: u64, vs: &[u64], effort: Effort) -> (u8, Vec<u8>) {
+    if vs.iter().all(|&v| v == v0) {
+        return (V_CONST, v0.to_le_bytes().to_vec());
     }
     let mut best = (
         V_RAW,
@@ -148,7 +148,7 @@ fn encode_values(vs: &[u64], effort: Effort) -> (u8, Vec<u8>) {
         exact = true;
         consider(V_INT_VARINT, Some(varint_deltas(&[], &ints)));
         consider(V_INT_PCO, pco_column(&ints, effort));
-    } else if let Some((e, mantissas)) = as_decimals(vs) {
+    } else if let Some((e, mantissas)) = as_decimals(v0, vs) {
         exact = true;
         consider(V_DEC_VARINT, Some(varint_deltas(&[e], &mantissas)));
         consider(
@@ -178,8 +178,9 @@ fn as_integers(vs: &[u64]) -> Option<Vec<i64>> {
 /// The smallest exponent `e` (1..=MAX_DEC_EXP) with every value exactly `m / 10^e` for an
 /// integer `m`, and the mantissas. Checked by decoding each value as the decoder will
 /// (an exact division, correctly rounded), so the round trip is bit-exact by construction.
-fn as_decimals(vs: &[u64]) -> Option<(u8, Vec<i64>)> {
-    let first = f64::from_bits(vs[0]);
+/// `v0` is the first of `vs`.
+fn as_decimals(v0: u64, vs: &[u64]) -> Option<(u8, Vec<i64>)> {
+    let first = f64::from_bits(v0);
     if !first.is_finite() {
         return None;
     }
@@ -236,16 +237,16 @@ fn pco_column<T: pco::data_types::Number>(xs: &[T], effort: Effort) -> Option<Ve
 fn read_pco_column<T: pco::data_types::Number>(src: &mut &[u8], n: usize, what: &str) -> Result<Vec<T>> {
     let len =
         get_uvarint(src).ok_or_else(|| invalid(format!("Pco chunk ends inside the length of its {what}")))?;
-    let body = usize::try_from(len)
+    let (body, rest) = usize::try_from(len)
         .ok()
-        .and_then(|len| src.get(..len))
+        .and_then(|len| src.split_at_checked(len))
         .ok_or_else(|| {
             invalid(format!(
                 "Pco chunk declares {len} bytes of {what} but has {}",
                 src.len()
             ))
         })?;
-    *src = &src[body.len()..];
+    *src = rest;
     let err =
         |e: pco::errors::PcoError| invalid(format!("Pco chunk: {n} {what} in {} bytes: {e}", body.len()));
     let (fd, rest) = FileDecompressor::new(body).map_err(err)?;

@@ -69,6 +69,10 @@ impl XorChunk {
     /// When the chunk already holds [`XOR_MAX_SAMPLES`] samples, as Prometheus does.
     #[inline]
     #[allow(clippy::panic, reason = "documented contract, as Prometheus' XOR appender")]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the 2-byte sample count (`new` writes it, nothing shrinks `buf`)"
+    )]
     pub fn append(&mut self, t: i64, v: f64) {
         // Grow by a quarter (at least 32 bytes, more than a sample's worst case of 23)
         // instead of doubling: every series' open chunk lives in memory, and doubling
@@ -110,6 +114,10 @@ impl XorChunk {
     }
 
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the 2-byte sample count (`new` writes it, nothing shrinks `buf`)"
+    )]
     fn count(&self) -> u16 {
         u16::from_be_bytes([self.buf[0], self.buf[1]])
     }

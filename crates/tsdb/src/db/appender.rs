@@ -141,7 +141,9 @@ impl<'a> Appender<'a> {
         if !self.samples.iter().all(|(_, s)| in_range(s.t)) {
             let mut w = vec![false; self.series.len()];
             for &(si, s) in &self.samples {
-                w[si as usize] |= in_range(s.t);
+                if let Some(wanted) = w.get_mut(si as usize) {
+                    *wanted |= in_range(s.t);
+                }
             }
             wanted = Some(w);
         }
@@ -150,7 +152,7 @@ impl<'a> Appender<'a> {
         let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(self.series.len());
         let mut errors: Vec<Option<Error>> = Vec::new();
         for (ti, target) in self.series.iter().enumerate() {
-            if wanted.as_ref().is_some_and(|w| !w[ti]) {
+            if wanted.as_ref().is_some_and(|w| w.get(ti) == Some(&false)) {
                 // Every sample of it is out of range: reported below, nothing created.
                 resolved.push(None);
                 errors.push(None);
@@ -191,9 +193,10 @@ impl<'a> Appender<'a> {
                 report.rejected.push((i, self.time_error(si, s.t, now, max_t)));
                 continue;
             }
-            let Some(series) = &resolved[si] else {
-                let e = errors[si]
-                    .as_ref()
+            let Some(series) = resolved.get(si).and_then(Option::as_ref) else {
+                let e = errors
+                    .get(si)
+                    .and_then(Option::as_ref)
                     .map_or_else(|| Error::Unavailable("series".into()), clone_error);
                 report.rejected.push((i, e));
                 continue;
@@ -222,7 +225,12 @@ impl<'a> Appender<'a> {
             db.wal.flush()?;
         }
         for (i, r) in accepted {
-            let Some(series) = &resolved[self.samples[i].0 as usize] else {
+            let Some(series) = self
+                .samples
+                .get(i)
+                .and_then(|&(si, _)| resolved.get(si as usize))
+                .and_then(Option::as_ref)
+            else {
                 continue;
             };
             match head.append(series, r.t, r.v, true, now) {
@@ -252,10 +260,11 @@ impl Appender<'_> {
     /// The error of a sample at `t` of `self.series[si]` outside the accepted time range.
     #[cold]
     fn time_error(&self, si: usize, t: i64, now: i64, max_t: i64) -> Error {
-        let series = match &self.series[si] {
-            Target::Labels(l) | Target::Keyed(l, _) => l.to_string(),
-            Target::Ref(r) => r.labels().to_string(),
-            Target::Known(k) => self.db.head.labels_of(&k.series).to_string(),
+        let series = match self.series.get(si) {
+            Some(Target::Labels(l) | Target::Keyed(l, _)) => l.to_string(),
+            Some(Target::Ref(r)) => r.labels().to_string(),
+            Some(Target::Known(k)) => self.db.head.labels_of(&k.series).to_string(),
+            None => format!("series {si} of the batch"),
         };
         if t > max_t {
             Error::TooFarInFuture {

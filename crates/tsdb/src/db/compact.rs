@@ -299,8 +299,8 @@ impl Db {
         let min_valid = self.head.min_valid_time();
         for &r in self.opts.compaction_ranges().iter().skip(1) {
             let mut i = 0;
-            while i < blocks.len() {
-                let w = blocks[i].meta().min_time.div_euclid(r);
+            while let Some(b) = blocks.get(i) {
+                let w = b.meta().min_time.div_euclid(r);
                 let (wmin, wmax) = window(w, r);
                 let group: Vec<Arc<Block>> = blocks
                     .iter()
@@ -466,7 +466,9 @@ impl Db {
             let it = series.iter().filter_map(|(l, s)| {
                 let lo = s.partition_point(|x| x.t < wmin);
                 let hi = s.partition_point(|x| x.t < wmax);
-                (lo < hi).then(|| (l.clone(), s[lo..hi].to_vec()))
+                s.get(lo..hi)
+                    .filter(|part| !part.is_empty())
+                    .map(|part| (l.clone(), part.to_vec()))
             });
             let meta = block::write_block(&self.dir, wmin, wmax, it, level1())?;
             let b = Arc::new(Block::open(&self.dir.join(&meta.ulid))?);
@@ -485,18 +487,24 @@ fn window(w: i64, range: i64) -> (i64, i64) {
 /// The first set of blocks whose time ranges overlap (transitively), if any.
 fn overlapping_group(blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
     // `blocks` is sorted by min time.
-    let mut i = 0;
-    while i < blocks.len() {
-        let mut end = blocks[i].meta().max_time;
-        let mut j = i + 1;
-        while j < blocks.len() && blocks[j].meta().min_time < end {
-            end = end.max(blocks[j].meta().max_time);
-            j += 1;
+    let mut rest = blocks;
+    while let Some((first, tail)) = rest.split_first() {
+        let mut end = first.meta().max_time;
+        let n = 1 + tail
+            .iter()
+            .take_while(|b| {
+                let overlaps = b.meta().min_time < end;
+                if overlaps {
+                    end = end.max(b.meta().max_time);
+                }
+                overlaps
+            })
+            .count();
+        let (group, after) = rest.split_at_checked(n).unwrap_or((rest, &[]));
+        if group.len() >= 2 {
+            return Some(group.to_vec());
         }
-        if j - i >= 2 {
-            return Some(blocks[i..j].to_vec());
-        }
-        i = j;
+        rest = after;
     }
     None
 }

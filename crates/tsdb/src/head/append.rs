@@ -66,14 +66,19 @@ impl Head {
                     new: v,
                 });
             }
-            if let Ok(i) = d.ooo.binary_search_by_key(&t, |x| x.t) {
-                if d.ooo[i].v.to_bits() == v.to_bits() {
+            if let Some(stored) = d
+                .ooo
+                .binary_search_by_key(&t, |x| x.t)
+                .ok()
+                .and_then(|i| d.ooo.get(i))
+            {
+                if stored.v.to_bits() == v.to_bits() {
                     return Ok(Route::Duplicate);
                 }
                 return Err(Error::DuplicateSample {
                     series: self.labels_of(s).to_string(),
                     t,
-                    stored: d.ooo[i].v,
+                    stored: stored.v,
                     new: v,
                 });
             }
@@ -193,7 +198,8 @@ fn in_order_value_at(d: &SeriesData, t: i64) -> Option<u64> {
     decoded.ok()?;
     buf.binary_search_by_key(&t, |x| x.t)
         .ok()
-        .map(|i| buf[i].v.to_bits())
+        .and_then(|i| buf.get(i))
+        .map(|s| s.v.to_bits())
 }
 
 impl Head {

@@ -92,13 +92,19 @@ impl ChunkReader for ChunkFile {
         self.file
             .read_exact_at(buf, off)
             .map_err(|e| Error::io("read head chunk from", &self.path, e))?;
-        let (body, crc) = buf.split_at(len);
-        let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        if crc32c::crc32c(body) != want {
+        let buf: &'b [u8] = buf;
+        // `buf` is `len + 4` bytes with `len > 0`: both splits succeed.
+        let Some((body, crc)) = buf.split_last_chunk::<4>() else {
+            return Err(bad(format!("head chunk of {} bytes has no checksum", buf.len())));
+        };
+        if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
             return Err(bad("head chunk checksum mismatch".into()));
         }
-        let enc = Encoding::from_u8(body[0]).map_err(|e| bad(e.to_string()))?;
-        Ok((enc, &buf[1..len]))
+        let Some((&enc, data)) = body.split_first() else {
+            return Err(bad("head chunk has no encoding byte".into()));
+        };
+        let enc = Encoding::from_u8(enc).map_err(|e| bad(e.to_string()))?;
+        Ok((enc, data))
     }
 }
 
@@ -151,7 +157,7 @@ impl Batch {
         let start = self.buf.len();
         self.buf.push(enc as u8);
         self.buf.extend_from_slice(data);
-        let crc = crc32c::crc32c(&self.buf[start..]);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[enc as u8]), data);
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.parts.push((start, len));
         self.maxt = self.maxt.max(maxt);

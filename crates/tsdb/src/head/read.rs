@@ -99,13 +99,14 @@ impl Head {
         for buf in [&d.ooo, &d.ooo_compacting] {
             let lo = buf.partition_point(|x| x.t < mint);
             let hi = buf.partition_point(|x| x.t <= maxt);
-            if lo < hi {
+            let part = buf.get(lo..hi).unwrap_or_default();
+            if let (Some(first), Some(last)) = (part.first(), part.last()) {
                 out.push(ChunkSource {
-                    mint: buf[lo].t,
-                    maxt: buf[hi - 1].t,
+                    mint: first.t,
+                    maxt: last.t,
                     prio: PRIO_OOO,
                     tombstones: None,
-                    data: ChunkData::Samples(Arc::from(&buf[lo..hi])),
+                    data: ChunkData::Samples(Arc::from(part)),
                 });
             }
         }

@@ -52,8 +52,8 @@ impl Symbols {
                 .collect();
             if let Some(ids) = known {
                 for &(n, v) in &ids {
-                    r.uses[n as usize].fetch_add(1, Ordering::Relaxed);
-                    r.uses[v as usize].fetch_add(1, Ordering::Relaxed);
+                    r.count_use(n);
+                    r.count_use(v);
                 }
                 return ids;
             }
@@ -76,8 +76,10 @@ impl Symbols {
             };
             let before = uses.fetch_sub(1, Ordering::Relaxed);
             debug_assert!(before > 0, "symbol {id} released more often than acquired");
-            if before == 1 {
-                let s = std::mem::replace(&mut w.strs[id as usize], Arc::from(""));
+            if before == 1
+                && let Some(slot) = w.strs.get_mut(id as usize)
+            {
+                let s = std::mem::replace(slot, Arc::from(""));
                 w.ids.remove(&s);
                 w.free.push(id);
             }
@@ -105,17 +107,29 @@ impl SymbolsInner {
             Some(&id) => id,
             None => self.add(s),
         };
-        self.uses[id as usize].fetch_add(1, Ordering::Relaxed);
+        self.count_use(id);
         id
+    }
+
+    /// Counts one use of `id`, a symbol of `ids` (which has a string and a count).
+    fn count_use(&self, id: u32) {
+        match self.uses.get(id as usize) {
+            Some(uses) => {
+                uses.fetch_add(1, Ordering::Relaxed);
+            }
+            None => debug_assert!(false, "use of unknown symbol {id}"),
+        }
     }
 
     fn add(&mut self, s: &str) -> u32 {
         let a: Arc<str> = Arc::from(s);
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.strs[id as usize] = a.clone();
-                id
-            }
+        // A free id is one `strs` has a slot for.
+        let reused = self.free.pop().and_then(|id| {
+            *self.strs.get_mut(id as usize)? = a.clone();
+            Some(id)
+        });
+        let id = match reused {
+            Some(id) => id,
             None => {
                 self.strs.push(a.clone());
                 self.uses.push(AtomicU32::new(0));

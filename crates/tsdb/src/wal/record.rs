@@ -383,7 +383,7 @@ impl<'a> Decoder<'a> {
     /// The unread bytes.
     pub(crate) fn rest(&self) -> &'a [u8] {
         let src: &'a [u8] = self.src;
-        &src[self.pos..]
+        src.get(self.pos..).unwrap_or_default()
     }
 
     /// Marks every byte read.
@@ -579,14 +579,11 @@ impl<'a> Decoder<'a> {
     pub(crate) fn str(&mut self, what: &str) -> std::result::Result<&'a str, String> {
         let len = self.uvarint(what)?;
         let left = self.left();
-        let len = match usize::try_from(len) {
-            Ok(l) if l <= left => l,
-            _ => return Err(format!("cannot decode {what} of {len} bytes from {left} bytes")),
+        let Some(b) = usize::try_from(len).ok().and_then(|l| self.rest().get(..l)) else {
+            return Err(format!("cannot decode {what} of {len} bytes from {left} bytes"));
         };
-        let src: &'a [u8] = self.src;
-        let b = &src[self.pos..self.pos + len];
         let s = std::str::from_utf8(b).map_err(|e| format!("{what} is not valid UTF-8: {e}"))?;
-        self.pos += len;
+        self.pos += b.len();
         Ok(s)
     }
 }

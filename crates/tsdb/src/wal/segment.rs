@@ -66,15 +66,16 @@ impl SegmentHeader {
                 payload.len()
             ));
         }
-        let u = |r: std::ops::Range<usize>| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&payload[r]);
-            u64::from_le_bytes(b)
+        let u = |at: usize| {
+            payload
+                .get(at..)
+                .and_then(|b| b.first_chunk())
+                .map(|b| u64::from_le_bytes(*b))
         };
-        Ok(SegmentHeader {
-            index: u(1..9),
-            prev_size: u(9..17),
-        })
+        match (u(1), u(9)) {
+            (Some(index), Some(prev_size)) => Ok(SegmentHeader { index, prev_size }),
+            _ => Err(format!("segment header of {} bytes is short", payload.len())),
+        }
     }
 
     /// The header of the segment at `path`, if its first frame is a whole, correct one.
@@ -87,14 +88,16 @@ impl SegmentHeader {
             .take(SEGMENT_HEADER_LEN)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io("read", path, e))?;
+        let Some((frame, payload)) = buf.split_first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
         if buf.len() < SEGMENT_HEADER_LEN as usize
-            || buf[..4] != (SEGMENT_HEADER_PAYLOAD_LEN as u32).to_le_bytes()
-            || buf[HEADER_LEN] != TYPE_SEGMENT_HEADER
+            || frame[..4] != (SEGMENT_HEADER_PAYLOAD_LEN as u32).to_le_bytes()
+            || payload.first() != Some(&TYPE_SEGMENT_HEADER)
         {
             return Ok(None);
         }
-        let payload = &buf[HEADER_LEN..];
-        if buf[4..8] != crc32c::crc32c(payload).to_le_bytes() {
+        if frame[4..] != crc32c::crc32c(payload).to_le_bytes() {
             return Ok(None);
         }
         Ok(SegmentHeader::parse(payload).ok())
@@ -187,6 +190,10 @@ pub(crate) fn append_framed(
     Ok(())
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`dst` was extended by the frame's HEADER_LEN header bytes at `start`, then by the payload"
+)]
 fn frame_parts(dst: &mut Vec<u8>, rec: RecordRef<'_>, max_payload: usize, enc: &mut Encoder) {
     if rec.len() > 1 && rec.worst_len() > max_payload {
         let (a, b) = rec.split();
