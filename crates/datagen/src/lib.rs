@@ -47,6 +47,9 @@
 //! `± jitter_ms` of jitter, shared by all series of the host (one scrape, one timestamp).
 //! Timestamps stay strictly increasing and inside `[start, start + n × interval)`.
 #![warn(clippy::unwrap_used, clippy::panic)]
+// Every index is checked (`get`, patterns, iterators) or allowed with the reason its bound
+// holds: a series index is the caller's contract, documented under `# Panics` as a slice's.
+#![warn(clippy::indexing_slicing)]
 #![warn(missing_docs)]
 
 use std::collections::HashMap;
@@ -363,19 +366,39 @@ impl DataSet {
         self.series.len() as u64 * self.cfg.samples_per_series as u64
     }
 
+    /// Series `idx`'s spec and host. Panics if `idx >= self.num_series()`, as indexing a
+    /// slice does: the methods taking a series index say so under `# Panics`.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`idx < num_series()` is the caller's contract, as for a slice index; a spec's `host` is the index `generate` gave it into `hosts`"
+    )]
+    fn spec(&self, idx: usize) -> (&Spec, &Host) {
+        let spec = &self.specs[idx];
+        (spec, &self.hosts[spec.host as usize])
+    }
+
     /// The family (index into [`DataSet::families`]) of series `idx`.
+    ///
+    /// # Panics
+    /// If `idx >= self.num_series()`.
     pub fn family_of(&self, idx: usize) -> usize {
-        self.specs[idx].family as usize
+        self.spec(idx).0.family as usize
     }
 
     /// Whether series `idx` is a counter (its samples never decrease except at resets).
+    ///
+    /// # Panics
+    /// If `idx >= self.num_series()`.
     pub fn is_counter(&self, idx: usize) -> bool {
-        matches!(self.specs[idx].beh, Behaviour::Counter { .. })
+        matches!(self.spec(idx).0.beh, Behaviour::Counter { .. })
     }
 
     /// The sample index at which series `idx`'s host reboots (counters reset), if it does.
+    ///
+    /// # Panics
+    /// If `idx >= self.num_series()`.
     pub fn reset_at(&self, idx: usize) -> Option<usize> {
-        self.hosts[self.specs[idx].host as usize].reboot_at
+        self.spec(idx).1.reboot_at
     }
 
     /// Timestamp of scrape `i` of host `h` (index within this data set).
@@ -390,6 +413,9 @@ impl DataSet {
     }
 
     /// The samples of series `idx`, as a new vector.
+    ///
+    /// # Panics
+    /// If `idx >= self.num_series()`.
     pub fn samples(&self, idx: usize) -> Vec<Sample> {
         let mut v = Vec::with_capacity(self.cfg.samples_per_series);
         self.samples_into(idx, &mut v);
@@ -397,10 +423,12 @@ impl DataSet {
     }
 
     /// Replaces the contents of `out` with the samples of series `idx`.
+    ///
+    /// # Panics
+    /// If `idx >= self.num_series()`.
     pub fn samples_into(&self, idx: usize, out: &mut Vec<Sample>) {
         out.clear();
-        let spec = &self.specs[idx];
-        let host = &self.hosts[spec.host as usize];
+        let (spec, host) = self.spec(idx);
         let mut rng = Rng::new(spec.seed);
         let mut st = State::new(&spec.beh);
         let mut prev_t = self.timestamp(host, 0) - self.cfg.interval_ms;
@@ -553,6 +581,13 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
     /// One element of `xs`.
+    ///
+    /// # Panics
+    /// If `xs` is empty.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`below(n)` is less than `n`: in bounds for any non-empty `xs`"
+    )]
     pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.below(xs.len() as u64) as usize]
     }
@@ -1523,13 +1558,19 @@ pub fn scrape(cfg: &GenConfig, n: usize) -> Vec<(Labels, Sample)> {
     });
     // The data set lists series by family, hosts in order within a family: a stable sort by
     // host gives each host's series in family order.
-    let mut order: Vec<usize> = (0..ds.num_series()).collect();
-    order.sort_by_key(|&i| ds.specs[i].host);
+    let mut order: Vec<(usize, &Labels, u32)> = ds
+        .series
+        .iter()
+        .zip(&ds.specs)
+        .enumerate()
+        .map(|(i, (labels, spec))| (i, labels, spec.host))
+        .collect();
+    order.sort_by_key(|&(_, _, host)| host);
     let mut buf = Vec::with_capacity(1);
     let mut out = Vec::with_capacity(n);
-    for i in order.into_iter().take(n) {
+    for (i, labels, _) in order.into_iter().take(n) {
         ds.samples_into(i, &mut buf);
-        out.extend(buf.first().map(|s| (ds.series[i].clone(), *s)));
+        out.extend(buf.first().map(|s| (labels.clone(), *s)));
     }
     out
 }

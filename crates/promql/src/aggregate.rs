@@ -10,7 +10,7 @@ use metricsd_model::{Labels, METRIC_NAME, go_float, is_valid_label_name};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::error::QueryError;
-use crate::eval::{ABSENT, Ev, Grid, Result, Row, Val, has, unparen};
+use crate::eval::{ABSENT, Ev, Grid, Result, Row, Val, at_step, has, unparen};
 
 /// How series are grouped.
 struct Grouping {
@@ -115,6 +115,10 @@ impl Acc {
     }
 
     #[inline]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` is a step of the grid the accumulator was made for (`Acc::new(g.n)`), as every input row's values are"
+    )]
     fn add(&mut self, op: Simple, i: usize, v: f64) {
         let c = self.count[i];
         if c == 0 {
@@ -159,6 +163,10 @@ impl Acc {
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` is a step of the grid the accumulator was made for (`Acc::new(g.n)`)"
+    )]
     fn result(&self, op: Simple, i: usize) -> f64 {
         let c = self.count[i];
         if c == 0 {
@@ -198,10 +206,11 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
                 budget.add(0, 3 * g.n as u64)?;
                 accs.push(Acc::new(g.n));
             }
-            let acc = &mut accs[gi];
-            for (i, v) in vals.iter().enumerate() {
-                if has(*v) {
-                    acc.add(s, i, *v);
+            if let Some(acc) = accs.get_mut(gi) {
+                for (i, v) in vals.iter().enumerate() {
+                    if has(*v) {
+                        acc.add(s, i, *v);
+                    }
                 }
             }
             Ok(())
@@ -240,13 +249,18 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
             for (i, &qi) in q.iter().enumerate() {
                 buf.iter_mut().for_each(Vec::clear);
                 for (r, &gi) in rows.iter().zip(&member) {
-                    if has(r.vals[i]) {
-                        buf[gi].push(r.vals[i]);
+                    let v = at_step(&r.vals, i);
+                    if has(v)
+                        && let Some(b) = buf.get_mut(gi)
+                    {
+                        b.push(v);
                     }
                 }
-                for (gi, b) in buf.iter_mut().enumerate() {
-                    if !b.is_empty() {
-                        out[gi].vals[i] = crate::functions::quantile(qi, b);
+                for (b, o) in buf.iter_mut().zip(&mut out) {
+                    if !b.is_empty()
+                        && let Some(slot) = o.vals.get_mut(i)
+                    {
+                        *slot = crate::functions::quantile(qi, b);
                     }
                 }
             }
@@ -304,8 +318,9 @@ pub(crate) fn eval(ev: &mut Ev, a: &AggregateExpr, g: &Grid) -> Result<Val> {
                             out.len() - 1
                         }
                     };
-                    let slot = &mut out[oi].vals[i];
-                    *slot = if has(*slot) { *slot + 1.0 } else { 1.0 };
+                    if let Some(slot) = out.get_mut(oi).and_then(|o| o.vals.get_mut(i)) {
+                        *slot = if has(*slot) { *slot + 1.0 } else { 1.0 };
+                    }
                 }
             }
             ev.charge_rows(&out)?;
@@ -396,13 +411,15 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
             budget.add(0, 3 * g.n as u64)?;
             heaps.push(vec![BinaryHeap::new(); g.n]);
         }
-        for (i, v) in vals.iter().enumerate() {
-            if !has(*v) || kk[i] == 0 {
+        let Some(group_heaps) = heaps.get_mut(gi) else {
+            return Ok(());
+        };
+        for ((v, &k), h) in vals.iter().zip(&kk).zip(group_heaps) {
+            if !has(*v) || k == 0 {
                 continue;
             }
             let c = Cand { v: *v, row, top };
-            let h = &mut heaps[gi][i];
-            if h.len() < kk[i] {
+            if h.len() < k {
                 h.push(c);
             } else if let Some(mut worst) = h.peek_mut()
                 && c < *worst
@@ -418,11 +435,15 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
         for (i, h) in per_step.into_iter().enumerate() {
             // Best first: the instant-query output order.
             for c in h.into_sorted_vec() {
-                let ov = &mut out_vals[c.row];
+                let Some(ov) = out_vals.get_mut(c.row) else {
+                    continue;
+                };
                 if ov.is_empty() {
                     ov.resize(g.n, ABSENT);
                 }
-                ov[i] = c.v;
+                if let Some(slot) = ov.get_mut(i) {
+                    *slot = c.v;
+                }
                 if g.n == 1 {
                     order.push(c.row);
                 }
@@ -435,7 +456,10 @@ fn top_k(ev: &mut Ev, expr: &Expr, groups: &mut Groups, k: &[f64], top: bool, g:
         .map(|(labels, vals)| (!vals.is_empty()).then_some(Row { labels, vals }))
         .collect();
     let out: Vec<Row> = if g.n == 1 {
-        order.iter().filter_map(|&ri| rows[ri].take()).collect()
+        order
+            .iter()
+            .filter_map(|&ri| rows.get_mut(ri).and_then(Option::take))
+            .collect()
     } else {
         rows.into_iter().flatten().collect()
     };

@@ -135,11 +135,11 @@ fn vector_scalar(op: Op, rows: Vec<Row>, s: &[f64], swap: bool, return_bool: boo
     let mut out = Vec::with_capacity(rows.len());
     for mut r in rows {
         let mut any = false;
-        for (i, x) in r.vals.iter_mut().enumerate() {
+        for (x, &sv) in r.vals.iter_mut().zip(s) {
             if !has(*x) {
                 continue;
             }
-            let (lv, rv) = if swap { (s[i], *x) } else { (*x, s[i]) };
+            let (lv, rv) = if swap { (sv, *x) } else { (*x, sv) };
             let (mut v, mut keep) = op.apply(lv, rv);
             if op.is_comparison() && swap {
                 v = rv;
@@ -283,19 +283,22 @@ fn set_op(op: Op, l: Vec<Row>, r: Vec<Row>, m: &Matching, g: &Grid) -> Result<Va
     let presence = |rows: &[Row], sigs: &[usize]| -> Vec<Vec<bool>> {
         let mut p = vec![Vec::new(); nsig];
         for (row, &s) in rows.iter().zip(sigs) {
-            let ps = &mut p[s];
+            let Some(ps) = p.get_mut(s) else {
+                continue;
+            };
             if ps.is_empty() {
                 ps.resize(g.n, false);
             }
-            for (i, v) in row.vals.iter().enumerate() {
+            for (present, v) in ps.iter_mut().zip(&row.vals) {
                 if has(*v) {
-                    ps[i] = true;
+                    *present = true;
                 }
             }
         }
         p
     };
-    let at = |p: &Vec<Vec<bool>>, s: usize, i: usize| p[s].get(i).copied().unwrap_or(false);
+    let at =
+        |p: &Vec<Vec<bool>>, s: usize, i: usize| p.get(s).and_then(|p| p.get(i)).copied().unwrap_or(false);
     match op {
         Op::And | Op::Unless => {
             let rp = presence(&r, &rs);
@@ -342,6 +345,10 @@ fn set_op(op: Op, l: Vec<Row>, r: Vec<Row>, m: &Matching, g: &Grid) -> Result<Va
     }
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "signature ids index `by_sig` and `matched_one` (both `nsig` long, the count of ids); row indices come from enumerating `one` and `many`, whose signatures `many_sigs` holds in order; `out` indices are rows pushed to it; every row, `many_any`, `one_any` and a resized `matched_one` entry hold one value per step of `g`, and `present` has two entries where read"
+)]
 fn vector_vector(op: Op, l: Vec<Row>, r: Vec<Row>, m: &Matching, return_bool: bool, g: &Grid) -> Result<Val> {
     // Make the left side the "many" side.
     let swapped = m.card == Card::OneToMany;

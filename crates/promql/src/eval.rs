@@ -40,6 +40,16 @@ pub(crate) fn has(v: f64) -> bool {
     v.to_bits() != ABSENT_BITS
 }
 
+/// The value at step `i` of a row or scalar: the evaluator's one width invariant.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "every row and scalar holds one value per step of the grid it was evaluated over (`Row`), and callers pass a step of that grid"
+)]
+#[inline]
+pub(crate) fn at_step(vals: &[f64], i: usize) -> f64 {
+    vals[i]
+}
+
 /// A stored value as the evaluator sees it: our marker's bit pattern, should a client ever
 /// send it, becomes the canonical NaN.
 #[inline]
@@ -82,7 +92,8 @@ impl Grid {
     }
 }
 
-/// One series of an instant vector across the grid.
+/// One series of an instant vector across the grid: `vals` holds one value per step of the
+/// grid (as a scalar does), whatever produced it.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     pub labels: Labels,
@@ -482,10 +493,9 @@ impl<'a> Ev<'a> {
         let stop = self.stop();
         let work = move |buf: &[Sample]| -> Result<Option<Vec<f64>>> {
             let value_at = |j: usize, r: i64| -> f64 {
-                if j == 0 {
+                let Some(smp) = j.checked_sub(1).and_then(|k| buf.get(k)) else {
                     return ABSENT;
-                }
-                let smp = buf[j - 1];
+                };
                 if smp.t < r.saturating_sub(lookback) || is_stale_nan(smp.v) {
                     ABSENT
                 } else if timestamps {
@@ -506,7 +516,7 @@ impl<'a> Ev<'a> {
                 for (i, slot) in vals.iter_mut().enumerate() {
                     stop.at_step(i, "selecting series")?;
                     let r = w.reference(&g, i);
-                    while j < buf.len() && buf[j].t <= r {
+                    while buf.get(j).is_some_and(|s| s.t <= r) {
                         j += 1;
                     }
                     let v = value_at(j, r);
@@ -583,7 +593,7 @@ impl<'a> Ev<'a> {
                             check("selecting series")?;
                             let mut out = Vec::new();
                             let lo = c * CHUNK;
-                            for (k, s) in series[lo..(lo + CHUNK).min(series.len())].iter().enumerate() {
+                            for (k, s) in series.iter().skip(lo).take(CHUNK).enumerate() {
                                 if let Some(w) = decode(s, drop_stale, &mut buf) {
                                     warnings.push(w);
                                 }
@@ -613,7 +623,9 @@ impl<'a> Ev<'a> {
                         self.stats.samples_loaded += loaded;
                         self.charge(peak * threads as u64)?;
                         for (i, t) in res? {
-                            sink(self, &series[i], t)?;
+                            if let Some(s) = series.get(i) {
+                                sink(self, s, t)?;
+                            }
                         }
                     }
                 }
@@ -699,7 +711,10 @@ impl<'a> Ev<'a> {
             let r = w.reference(g, 0);
             let lo = smp.partition_point(|s| s.t < r.saturating_sub(w.range));
             let hi = smp.partition_point(|s| s.t <= r);
-            Ok((lo < hi).then(|| smp[lo..hi].iter().map(|s| Sample::new(s.t, norm(s.v))).collect()))
+            Ok(smp
+                .get(lo..hi)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.iter().map(|s| Sample::new(s.t, norm(s.v))).collect()))
         };
         self.map_range_series(
             &Expr::MatrixSelector(ms.clone()),
@@ -840,10 +855,9 @@ pub(crate) fn merge_same_labels(rows: Vec<Row>) -> Result<Vec<Row>> {
     let mut idx: HashMap<Labels, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     for r in rows {
-        match idx.get(&r.labels) {
-            Some(&i) => {
-                let dst = &mut out[i].vals;
-                for (d, s) in dst.iter_mut().zip(&r.vals) {
+        match idx.get(&r.labels).and_then(|&i| out.get_mut(i)) {
+            Some(dst) => {
+                for (d, s) in dst.vals.iter_mut().zip(&r.vals) {
                     if has(*s) {
                         if has(*d) {
                             return Err(QueryError::Execution(SAME_LABELSET.into()));
@@ -919,11 +933,13 @@ pub(crate) fn run(
             if instant {
                 Value::Vector(
                     rows.into_iter()
-                        .filter(|r| has(r.vals[0]))
-                        .map(|r| VectorSample {
-                            t: start,
-                            v: r.vals[0],
-                            labels: r.labels,
+                        .filter_map(|r| {
+                            let v = r.vals.first().copied().filter(|v| has(*v))?;
+                            Some(VectorSample {
+                                t: start,
+                                v,
+                                labels: r.labels,
+                            })
                         })
                         .collect(),
                 )

@@ -8,8 +8,8 @@ use promql_parser::parser::{Call, Expr};
 
 use crate::error::QueryError;
 use crate::eval::{
-    ABSENT, Ev, Grid, Result, Row, SAME_LABELSET, Stop, Val, Window, drop_name, has, merge_same_labels,
-    unparen,
+    ABSENT, Ev, Grid, Result, Row, SAME_LABELSET, Stop, Val, Window, at_step, drop_name, has,
+    merge_same_labels, unparen,
 };
 
 /// A function over the samples of one window.
@@ -73,6 +73,15 @@ impl Rollup {
             _ => 0,
         }
     }
+
+    /// How many scalar arguments it takes besides the range vector.
+    fn scalar_args(self) -> usize {
+        match self {
+            Rollup::PredictLinear | Rollup::QuantileOverTime => 1,
+            Rollup::HoltWinters => 2,
+            _ => 0,
+        }
+    }
 }
 
 /// Whether a call can be streamed series by series: a name-dropping range function of a
@@ -82,7 +91,10 @@ pub(crate) fn streamable(c: &Call) -> bool {
         return false;
     };
     r != Rollup::LastOverTime
-        && matches!(unparen(&c.args.args[r.range_arg()]), Expr::MatrixSelector(_))
+        && c.args
+            .args
+            .get(r.range_arg())
+            .is_some_and(|a| matches!(unparen(a), Expr::MatrixSelector(_)))
         && c.args
             .args
             .iter()
@@ -90,8 +102,30 @@ pub(crate) fn streamable(c: &Call) -> bool {
             .all(|(i, a)| i == r.range_arg() || matches!(unparen(a), Expr::NumberLiteral(_)))
 }
 
-/// Evaluates the scalar arguments of a range function, one value per step.
+/// Argument `i` of a call. The parser checks the number of arguments; a call it let through
+/// with too few is refused as it refuses one.
+fn arg(c: &Call, i: usize) -> Result<&Expr> {
+    c.args.args.get(i).map(|a| &**a).ok_or_else(|| {
+        QueryError::Parse(format!(
+            "parse error: expected at least {} argument(s) in call to \"{}\", got {}",
+            i + 1,
+            c.func.name,
+            c.args.args.len()
+        ))
+    })
+}
+
+/// Evaluates the scalar arguments of a range function, one value per step; checks there
+/// are as many as the function reads ([`param`] relies on it).
 fn rollup_params(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Vec<Vec<f64>>> {
+    if c.args.args.len() != r.scalar_args() + 1 {
+        return Err(QueryError::Parse(format!(
+            "parse error: expected {} argument(s) in call to \"{}\", got {}",
+            r.scalar_args() + 1,
+            c.func.name,
+            c.args.args.len()
+        )));
+    }
     let mut out = Vec::new();
     for (i, a) in c.args.args.iter().enumerate() {
         if i != r.range_arg() {
@@ -101,11 +135,21 @@ fn rollup_params(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Vec<Vec<f
     Ok(out)
 }
 
+/// Scalar argument `k` of a range function at step `step`.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`rollup_params` checked the function has its `k`-th scalar argument, and a scalar holds one value per step of the grid `step` is a step of"
+)]
+#[inline]
+fn param(params: &[Vec<f64>], k: usize, step: usize) -> f64 {
+    params[k][step]
+}
+
 /// holt_winters' factors must lie in (0, 1). Prometheus checks them at each step where the
 /// series has samples in its window, so a query over no data does not fail.
 fn check_holt_winters(params: &[Vec<f64>], smp: &[Sample], w: &Window, g: &Grid, stop: &Stop) -> Result<()> {
     let bad = |f: f64| f <= 0.0 || f >= 1.0;
-    if !params[0].iter().chain(&params[1]).any(|f| bad(*f)) {
+    if !params.iter().flatten().any(|f| bad(*f)) {
         return Ok(());
     }
     let mut present = vec![ABSENT; g.n];
@@ -115,7 +159,7 @@ fn check_holt_winters(params: &[Vec<f64>], smp: &[Sample], w: &Window, g: &Grid,
             continue;
         }
         for (k, what, name) in [(0usize, "smoothing", "sf"), (1, "trend", "tf")] {
-            let f = params[k][i];
+            let f = param(params, k, i);
             if bad(f) {
                 return Err(QueryError::Execution(format!(
                     "invalid {what} factor. Expected: 0 < {name} < 1, got: {}",
@@ -138,9 +182,12 @@ fn go_f(f: f64) -> String {
     }
 }
 
-/// Computes a range function for one series at every step into `out`.
 /// Computes range function `r` at every step of `g` into `out`; whether any step has a value.
 /// Checks `stop` as it goes: one window can hold many samples.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`lo` and `hi` only advance while they index `smp`, and `lo < hi` where they slice it; `resets` has one entry per sample when read"
+)]
 fn rollup_row(
     r: Rollup,
     smp: &[Sample],
@@ -212,10 +259,9 @@ fn window_value(r: Rollup, smp: &[Sample], w: &Window, g: &Grid, i: usize, param
     let rs = re.saturating_sub(w.range);
     let lo = smp.partition_point(|s| s.t < rs);
     let hi = smp.partition_point(|s| s.t <= re);
-    if lo < hi {
-        apply(r, &smp[lo..hi], rs, re, w.range, g.ts(i), params, i, false)
-    } else {
-        ABSENT
+    match smp.get(lo..hi) {
+        Some(s) if !s.is_empty() => apply(r, s, rs, re, w.range, g.ts(i), params, i, false),
+        _ => ABSENT,
     }
 }
 
@@ -249,10 +295,9 @@ fn apply(
         Rollup::Increase => extrapolated_rate(s, range_start, range_end, range, true, false, !no_resets),
         Rollup::Delta => extrapolated_rate(s, range_start, range_end, range, false, false, false),
         Rollup::Irate | Rollup::Idelta => {
-            if s.len() < 2 {
+            let [.., prev, last] = s else {
                 return ABSENT;
-            }
-            let (last, prev) = (s[s.len() - 1], s[s.len() - 2]);
+            };
             let is_rate = r == Rollup::Irate;
             let mut v = if is_rate && last.v < prev.v {
                 last.v
@@ -269,26 +314,26 @@ fn apply(
             v
         }
         Rollup::Deriv => {
-            if s.len() < 2 {
+            let [first, _, ..] = s else {
                 return ABSENT;
-            }
-            linear_regression(s, s[0].t).0
+            };
+            linear_regression(s, first.t).0
         }
         Rollup::PredictLinear => {
             if s.len() < 2 {
                 return ABSENT;
             }
             let (slope, intercept) = linear_regression(s, ts);
-            slope * params[0][step] + intercept
+            slope * param(params, 0, step) + intercept
         }
         Rollup::HoltWinters => {
-            if s.len() < 2 {
+            let [first, second, ..] = s else {
                 return ABSENT;
-            }
-            let (sf, tf) = (params[0][step], params[1][step]);
+            };
+            let (sf, tf) = (param(params, 0, step), param(params, 1, step));
             let mut s0 = 0.0;
-            let mut s1 = s[0].v;
-            let mut b = s[1].v - s[0].v;
+            let mut s1 = first.v;
+            let mut b = second.v - first.v;
             for (i, smp) in s.iter().enumerate().skip(1) {
                 let x = sf * smp.v;
                 // calcTrendValue(i-1, ...)
@@ -305,8 +350,8 @@ fn apply(
         }
         Rollup::Resets => {
             let mut n = 0;
-            for w in s.windows(2) {
-                if w[1].v < w[0].v {
+            for (prev, cur) in s.iter().zip(s.iter().skip(1)) {
+                if cur.v < prev.v {
                     n += 1;
                 }
             }
@@ -314,8 +359,8 @@ fn apply(
         }
         Rollup::Changes => {
             let mut n = 0;
-            for w in s.windows(2) {
-                let (p, c) = (w[0].v, w[1].v);
+            for (prev, cur) in s.iter().zip(s.iter().skip(1)) {
+                let (p, c) = (prev.v, cur.v);
                 if c != p && !(c.is_nan() && p.is_nan()) {
                     n += 1;
                 }
@@ -339,7 +384,10 @@ fn apply(
             if mean.is_infinite() { mean } else { mean + c }
         }
         Rollup::MinOverTime => {
-            let mut m = s[0].v;
+            let Some(first) = s.first() else {
+                return ABSENT;
+            };
+            let mut m = first.v;
             for smp in s {
                 if smp.v < m || m.is_nan() {
                     m = smp.v;
@@ -348,7 +396,10 @@ fn apply(
             m
         }
         Rollup::MaxOverTime => {
-            let mut m = s[0].v;
+            let Some(first) = s.first() else {
+                return ABSENT;
+            };
+            let mut m = first.v;
             for smp in s {
                 if smp.v > m || m.is_nan() {
                     m = smp.v;
@@ -364,11 +415,11 @@ fn apply(
             if f64::is_infinite(sum) { sum } else { sum + c }
         }
         Rollup::CountOverTime => s.len() as f64,
-        Rollup::LastOverTime => s[s.len() - 1].v,
+        Rollup::LastOverTime => s.last().map_or(ABSENT, |x| x.v),
         Rollup::PresentOverTime => 1.0,
         Rollup::QuantileOverTime => {
             let mut v: Vec<f64> = s.iter().map(|x| x.v).collect();
-            quantile(params[0][step], &mut v)
+            quantile(param(params, 0, step), &mut v)
         }
         Rollup::StddevOverTime | Rollup::StdvarOverTime => {
             let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -408,14 +459,13 @@ fn extrapolated_rate(
     is_rate: bool,
     scan_resets: bool,
 ) -> f64 {
-    if s.len() < 2 {
+    let [first, .., last] = s else {
         return ABSENT;
-    }
-    let (first, last) = (s[0], s[s.len() - 1]);
+    };
     let mut result = last.v - first.v;
     if scan_resets {
         let mut prev = first.v;
-        for smp in &s[1..] {
+        for smp in s.iter().skip(1) {
             if smp.v < prev {
                 result += prev;
             }
@@ -455,7 +505,7 @@ fn extrapolated_rate(
 fn linear_regression(s: &[Sample], intercept_time: i64) -> (f64, f64) {
     let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
-    let init_y = s[0].v;
+    let init_y = s.first().map_or(f64::NAN, |x| x.v);
     let mut const_y = true;
     for (i, smp) in s.iter().enumerate() {
         if const_y && i > 0 && smp.v != init_y {
@@ -504,7 +554,10 @@ pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
     let lower = rank.floor().max(0.0);
     let upper = (lower + 1.0).min(n - 1.0);
     let weight = rank - rank.floor();
-    v[lower as usize] * (1.0 - weight) + v[upper as usize] * weight
+    match (v.get(lower as usize), v.get(upper as usize)) {
+        (Some(lo), Some(hi)) => lo * (1.0 - weight) + hi * weight,
+        _ => f64::NAN,
+    }
 }
 
 /// Streams a name-dropping range function of a range selector, series by series.
@@ -516,7 +569,7 @@ pub(crate) fn stream_rollup(
 ) -> Result<()> {
     let r = Rollup::from_name(c.func.name).expect("streamable checked the name");
     let params = rollup_params(ev, c, r, g)?;
-    let arg = &c.args.args[r.range_arg()];
+    let arg = arg(c, r.range_arg())?;
     // Dropping the name can make two series equal only if the selector may match several
     // names; then remember what was emitted.
     let check_dups = !selects_one_name(arg);
@@ -555,7 +608,7 @@ fn selects_one_name(e: &Expr) -> bool {
 /// Evaluates a range function over any range-vector argument.
 fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
     let params = rollup_params(ev, c, r, g)?;
-    let arg = &c.args.args[r.range_arg()];
+    let arg = arg(c, r.range_arg())?;
     let mut rows = Vec::new();
     let keep_name = r == Rollup::LastOverTime;
     let gg = *g;
@@ -592,7 +645,7 @@ fn eval_rollup(ev: &mut Ev, c: &Call, r: Rollup, g: &Grid) -> Result<Val> {
 
 /// `absent_over_time`: 1 at the steps where no series has a sample in its window.
 fn absent_over_time(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
-    let arg = &c.args.args[0];
+    let arg = arg(c, 0)?;
     let mut seen = vec![false; g.n];
     let gg = *g;
     let stop = ev.stop();
@@ -711,7 +764,6 @@ fn go_date(secs: i64) -> GoDate {
     const DAYS_PER_400: u64 = 365 * 400 + 97;
     const DAYS_PER_100: u64 = 365 * 100 + 24;
     const DAYS_PER_4: u64 = 365 * 4 + 1;
-    const DAYS_BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
     let abs = secs
         .wrapping_add(UNIX_TO_INTERNAL)
         .wrapping_add(-ABSOLUTE_TO_INTERNAL) as u64;
@@ -743,12 +795,12 @@ fn go_date(secs: i64) -> GoDate {
             }
         }
         let mut month = (day / 31) as usize;
-        let end = DAYS_BEFORE[month + 1];
+        let end = days_before(month + 1);
         let begin = if day >= end {
             month += 1;
             end
         } else {
-            DAYS_BEFORE[month]
+            days_before(month)
         };
         (month as i64 + 1, day - begin + 1)
     };
@@ -765,6 +817,16 @@ fn go_date(secs: i64) -> GoDate {
         weekday: weekday as i64,
         leap,
     }
+}
+
+/// Days in the months of a non-leap year before month `m` (0-based; 12 is the year's end).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`go_date`'s day of the year is at most 365 (Go's `absDate` arithmetic), so it asks for `day / 31` <= 11 or the month after it"
+)]
+fn days_before(m: usize) -> i64 {
+    const DAYS_BEFORE: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+    DAYS_BEFORE[m]
 }
 
 struct GoDate {
@@ -817,7 +879,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
         return eval_rollup(ev, c, r, g);
     }
     if let Some(f) = math_fn(name) {
-        let rows = ev.eval_vector(&args[0], g)?;
+        let rows = ev.eval_vector(arg(c, 0)?, g)?;
         return Ok(Val::Vector(map_values(rows, |v, _| f(v))?));
     }
     if let Some(f) = date_fn(name) {
@@ -828,7 +890,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
                 vals,
             }]));
         }
-        let rows = ev.eval_vector(&args[0], g)?;
+        let rows = ev.eval_vector(arg(c, 0)?, g)?;
         return Ok(Val::Vector(map_values(rows, |v, _| f(go_int64(v)))?));
     }
     match name {
@@ -836,25 +898,28 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
         "time" => Ok(Val::Scalar((0..g.n).map(|i| g.ts(i) as f64 / 1000.0).collect())),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; g.n])),
         "vector" => {
-            let vals = ev.eval_scalar(&args[0], g)?;
+            let vals = ev.eval_scalar(arg(c, 0)?, g)?;
             Ok(Val::Vector(vec![Row {
                 labels: Labels::empty(),
                 vals,
             }]))
         }
         "scalar" => {
-            let rows = ev.eval_vector(&args[0], g)?;
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
             let mut out = vec![f64::NAN; g.n];
             for (i, o) in out.iter_mut().enumerate() {
-                let mut it = rows.iter().filter(|r| has(r.vals[i]));
-                if let (Some(r), None) = (it.next(), it.next()) {
-                    *o = r.vals[i];
+                let mut it = rows
+                    .iter()
+                    .filter_map(|r| r.vals.get(i).copied())
+                    .filter(|v| has(*v));
+                if let (Some(v), None) = (it.next(), it.next()) {
+                    *o = v;
                 }
             }
             Ok(Val::Scalar(out))
         }
         "timestamp" => {
-            if let Expr::VectorSelector(vs) = unparen(&args[0]) {
+            if let Expr::VectorSelector(vs) = unparen(arg(c, 0)?) {
                 let mut rows = Vec::new();
                 ev.select_vector(vs, g, true, &mut |l, v| {
                     rows.push(Row {
@@ -866,29 +931,29 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
                 ev.charge_rows(&rows)?;
                 return Ok(Val::Vector(merge_same_labels(rows)?));
             }
-            let rows = ev.eval_vector(&args[0], g)?;
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
             Ok(Val::Vector(map_values(rows, |_, i| g.ts(i) as f64 / 1000.0)?))
         }
         "round" => {
-            let rows = ev.eval_vector(&args[0], g)?;
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
             let to = match args.get(1) {
                 Some(a) => ev.eval_scalar(a, g)?,
                 None => vec![1.0; g.n],
             };
             Ok(Val::Vector(map_values(rows, |v, i| {
-                let inv = 1.0 / to[i];
+                let inv = 1.0 / at_step(&to, i);
                 (v * inv + 0.5).floor() / inv
             })?))
         }
         "clamp" => {
-            let rows = ev.eval_vector(&args[0], g)?;
-            let min = ev.eval_scalar(&args[1], g)?;
-            let max = ev.eval_scalar(&args[2], g)?;
-            let mut rows = map_values(rows, |v, i| go_max(min[i], go_min(max[i], v)))?;
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
+            let min = ev.eval_scalar(arg(c, 1)?, g)?;
+            let max = ev.eval_scalar(arg(c, 2)?, g)?;
+            let mut rows = map_values(rows, |v, i| go_max(at_step(&min, i), go_min(at_step(&max, i), v)))?;
             // No output at steps where max < min.
             for r in &mut rows {
-                for (i, v) in r.vals.iter_mut().enumerate() {
-                    if max[i] < min[i] {
+                for (v, (lo, hi)) in r.vals.iter_mut().zip(min.iter().zip(&max)) {
+                    if hi < lo {
                         *v = ABSENT;
                     }
                 }
@@ -897,26 +962,26 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
             Ok(Val::Vector(rows))
         }
         "clamp_min" => {
-            let rows = ev.eval_vector(&args[0], g)?;
-            let min = ev.eval_scalar(&args[1], g)?;
-            Ok(Val::Vector(map_values(rows, |v, i| go_max(min[i], v))?))
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
+            let min = ev.eval_scalar(arg(c, 1)?, g)?;
+            Ok(Val::Vector(map_values(rows, |v, i| go_max(at_step(&min, i), v))?))
         }
         "clamp_max" => {
-            let rows = ev.eval_vector(&args[0], g)?;
-            let max = ev.eval_scalar(&args[1], g)?;
-            Ok(Val::Vector(map_values(rows, |v, i| go_min(max[i], v))?))
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
+            let max = ev.eval_scalar(arg(c, 1)?, g)?;
+            Ok(Val::Vector(map_values(rows, |v, i| go_min(at_step(&max, i), v))?))
         }
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
-            let mut rows = ev.eval_vector(&args[0], g)?;
+            let mut rows = ev.eval_vector(arg(c, 0)?, g)?;
             if g.n == 1 {
-                sort_rows(name, &mut rows, &args[1..])?;
+                sort_rows(name, &mut rows, args.get(1..).unwrap_or_default())?;
             }
             Ok(Val::Vector(rows))
         }
         "label_replace" => label_replace(ev, c, g),
         "label_join" => label_join(ev, c, g),
         "absent" => {
-            let rows = ev.eval_vector(&args[0], g)?;
+            let rows = ev.eval_vector(arg(c, 0)?, g)?;
             let mut vals = vec![1.0; g.n];
             for r in &rows {
                 for (o, v) in vals.iter_mut().zip(&r.vals) {
@@ -928,7 +993,7 @@ pub(crate) fn eval_call(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
             if vals.iter().all(|v| !has(*v)) {
                 return Ok(Val::Vector(Vec::new()));
             }
-            let labels = match unparen(&args[0]) {
+            let labels = match unparen(arg(c, 0)?) {
                 Expr::VectorSelector(vs) => absent_labels(vs),
                 _ => Labels::empty(),
             };
@@ -970,10 +1035,12 @@ fn go_min(a: f64, b: f64) -> f64 {
 
 fn sort_rows(name: &str, rows: &mut [Row], label_args: &[Box<Expr>]) -> Result<()> {
     use std::cmp::Ordering;
+    // Rows of an instant query: one step.
+    let value = |r: &Row| r.vals.first().copied().unwrap_or(ABSENT);
     match name {
         // sort: ascending, NaN last; sort_desc: descending, NaN last.
         "sort" => rows.sort_by(|a, b| {
-            let (x, y) = (a.vals[0], b.vals[0]);
+            let (x, y) = (value(a), value(b));
             match (x.is_nan(), y.is_nan()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => Ordering::Greater,
@@ -982,7 +1049,7 @@ fn sort_rows(name: &str, rows: &mut [Row], label_args: &[Box<Expr>]) -> Result<(
             }
         }),
         "sort_desc" => rows.sort_by(|a, b| {
-            let (x, y) = (a.vals[0], b.vals[0]);
+            let (x, y) = (value(a), value(b));
             match (x.is_nan(), y.is_nan()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => Ordering::Greater,
@@ -1010,11 +1077,10 @@ fn sort_rows(name: &str, rows: &mut [Row], label_args: &[Box<Expr>]) -> Result<(
 }
 
 fn label_replace(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
-    let args = &c.args.args;
-    let dst = string_arg(&args[1])?;
-    let repl = string_arg(&args[2])?;
-    let src = string_arg(&args[3])?;
-    let re_text = string_arg(&args[4])?;
+    let dst = string_arg(arg(c, 1)?)?;
+    let repl = string_arg(arg(c, 2)?)?;
+    let src = string_arg(arg(c, 3)?)?;
+    let re_text = string_arg(arg(c, 4)?)?;
     let re = regex::Regex::new(&format!("^(?:{re_text})$")).map_err(|_| {
         QueryError::Execution(format!(
             "invalid regular expression in label_replace(): {re_text}"
@@ -1025,7 +1091,7 @@ fn label_replace(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
             "invalid destination label name in label_replace(): {dst}"
         )));
     }
-    let rows = ev.eval_vector(&args[0], g)?;
+    let rows = ev.eval_vector(arg(c, 0)?, g)?;
     let rows = rows
         .into_iter()
         .map(|mut r| {
@@ -1048,10 +1114,10 @@ fn label_replace(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
 
 fn label_join(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
     let args = &c.args.args;
-    let dst = string_arg(&args[1])?;
-    let sep = string_arg(&args[2])?;
+    let dst = string_arg(arg(c, 1)?)?;
+    let sep = string_arg(arg(c, 2)?)?;
     let mut srcs = Vec::new();
-    for a in &args[3..] {
+    for a in args.get(3..).unwrap_or_default() {
         let s = string_arg(a)?;
         if !is_valid_label_name(s) {
             return Err(QueryError::Execution(format!(
@@ -1065,7 +1131,7 @@ fn label_join(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
             "invalid destination label name in label_join(): {dst}"
         )));
     }
-    let rows = ev.eval_vector(&args[0], g)?;
+    let rows = ev.eval_vector(arg(c, 0)?, g)?;
     let rows = rows
         .into_iter()
         .map(|mut r| {
@@ -1089,14 +1155,13 @@ fn label_join(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
 
 /// `histogram_quantile` over classic `le` buckets.
 fn histogram_quantile(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
-    let args = &c.args.args;
-    let q = ev.eval_scalar(&args[0], g)?;
-    let rows = ev.eval_vector(&args[1], g)?;
+    let q = ev.eval_scalar(arg(c, 0)?, g)?;
+    let rows = ev.eval_vector(arg(c, 1)?, g)?;
     // Group by all labels but `le` (the name included, as Prometheus keys it); the output
     // drops `le` and the name.
-    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    let mut groups: Vec<(Labels, Vec<(f64, &Row)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
-    for (ri, r) in rows.iter().enumerate() {
+    for r in &rows {
         let Some(le) = r.labels.get("le") else {
             continue;
         };
@@ -1106,11 +1171,17 @@ fn histogram_quantile(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
         let mut b = r.labels.builder();
         b.del("le");
         let key = b.build();
-        let gi = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[gi].1.push((ub, ri));
+        match index.get(&key) {
+            Some(&gi) => {
+                if let Some((_, members)) = groups.get_mut(gi) {
+                    members.push((ub, r));
+                }
+            }
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![(ub, r)]));
+            }
+        }
     }
     let mut out = Vec::with_capacity(groups.len());
     let mut buckets: Vec<(f64, f64)> = Vec::new();
@@ -1118,14 +1189,14 @@ fn histogram_quantile(ev: &mut Ev, c: &Call, g: &Grid) -> Result<Val> {
         let mut vals = vec![ABSENT; g.n];
         for (i, slot) in vals.iter_mut().enumerate() {
             buckets.clear();
-            for &(ub, ri) in members {
-                let v = rows[ri].vals[i];
+            for &(ub, r) in members {
+                let v = at_step(&r.vals, i);
                 if has(v) {
                     buckets.push((ub, v));
                 }
             }
             if !buckets.is_empty() {
-                *slot = bucket_quantile(q[i], &mut buckets);
+                *slot = bucket_quantile(at_step(&q, i), &mut buckets);
             }
         }
         out.push(Row {
@@ -1154,23 +1225,26 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !(b[b.len() - 1].0.is_infinite() && b[b.len() - 1].0 > 0.0) {
+    // A NaN bound (`le="NaN"`) sorts above all others, so a group with one has no +Inf
+    // bound last and yields NaN. `partial_cmp` alone orders no NaN, and a sort given a
+    // comparison that is not an order may panic.
+    b.sort_by(|x, y| {
+        x.0.partial_cmp(&y.0)
+            .unwrap_or_else(|| x.0.is_nan().cmp(&y.0.is_nan()))
+    });
+    if !b.last().is_some_and(|last| last.0.is_infinite() && last.0 > 0.0) {
         return f64::NAN;
     }
     // Coalesce equal bounds.
-    let mut i = 0;
-    for k in 1..b.len() {
-        if b[k].0 == b[i].0 {
-            b[i].1 += b[k].1;
-        } else {
-            i += 1;
-            b[i] = b[k];
+    b.dedup_by(|x, kept| {
+        let same = x.0 == kept.0;
+        if same {
+            kept.1 += x.1;
         }
-    }
-    b.truncate(i + 1);
+        same
+    });
     // Make counts monotonic.
-    let mut max = b[0].1;
+    let mut max = b.first().map_or(f64::NAN, |x| x.1);
     for x in b.iter_mut().skip(1) {
         if x.1 > max {
             max = x.1;
@@ -1181,7 +1255,7 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     if b.len() < 2 {
         return f64::NAN;
     }
-    let observations = b[b.len() - 1].1;
+    let observations = b.last().map_or(f64::NAN, |x| x.1);
     if observations == 0.0 {
         return f64::NAN;
     }
@@ -1192,7 +1266,7 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     let (mut lo, mut hi) = (0usize, n);
     while lo < hi {
         let h = (lo + hi) >> 1;
-        if b[h].1 >= rank {
+        if b.get(h).is_some_and(|x| x.1 >= rank) {
             hi = h;
         } else {
             lo = h + 1;
@@ -1200,16 +1274,19 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     }
     let k = lo;
     if k == n {
-        return b[n - 1].0;
+        return b.get(n - 1).map_or(f64::NAN, |x| x.0);
     }
-    if k == 0 && b[0].0 <= 0.0 {
-        return b[0].0;
+    let Some(&(end, mut count)) = b.get(k) else {
+        return f64::NAN;
+    };
+    if k == 0 && end <= 0.0 {
+        return end;
     }
-    let (mut start, end, mut count) = (0.0, b[k].0, b[k].1);
-    if k > 0 {
-        start = b[k - 1].0;
-        count -= b[k - 1].1;
-        rank -= b[k - 1].1;
+    let mut start = 0.0;
+    if let Some(&(prev_bound, prev_count)) = k.checked_sub(1).and_then(|p| b.get(p)) {
+        start = prev_bound;
+        count -= prev_count;
+        rank -= prev_count;
     }
     start + (end - start) * (rank / count)
 }

@@ -17,6 +17,10 @@
 //! ```
 
 #![warn(clippy::unwrap_used, clippy::panic)]
+// Queries are hostile input: an index a query can drive is checked (`get`, patterns) and
+// fails as a PromQL error; the evaluator's hot loops allow it on the smallest item, with
+// the reason the bound holds.
+#![warn(clippy::indexing_slicing)]
 mod aggregate;
 mod binary;
 mod engine;

@@ -20,24 +20,26 @@ use crate::engine::type_name;
 /// Rewrites backtick strings and rejects unit-less durations.
 pub(crate) fn prepare(q: &str) -> Result<String, String> {
     let b: Vec<char> = q.chars().collect();
+    let at = |i: usize| b.get(i).copied();
     let mut out = String::with_capacity(q.len() + 8);
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
+    while let Some(c) = at(i) {
         match c {
             '"' | '\'' => {
                 // Copy a quoted string verbatim, honouring escapes.
                 out.push(c);
                 i += 1;
-                while i < b.len() {
-                    out.push(b[i]);
-                    if b[i] == '\\' && i + 1 < b.len() {
-                        out.push(b[i + 1]);
+                while let Some(d) = at(i) {
+                    out.push(d);
+                    if d == '\\'
+                        && let Some(escaped) = at(i + 1)
+                    {
+                        out.push(escaped);
                         i += 2;
                         continue;
                     }
                     i += 1;
-                    if b[i - 1] == c {
+                    if d == c {
                         break;
                     }
                 }
@@ -45,8 +47,10 @@ pub(crate) fn prepare(q: &str) -> Result<String, String> {
             '`' => {
                 out.push('"');
                 i += 1;
-                while i < b.len() && b[i] != '`' {
-                    match b[i] {
+                while let Some(d) = at(i)
+                    && d != '`'
+                {
+                    match d {
                         '\\' => out.push_str("\\\\"),
                         '"' => out.push_str("\\\""),
                         '\n' => out.push_str("\\n"),
@@ -60,10 +64,10 @@ pub(crate) fn prepare(q: &str) -> Result<String, String> {
             '[' => {
                 let start = i + 1;
                 let mut j = start;
-                while j < b.len() && b[j] != ']' && b[j] != '[' {
+                while at(j).is_some_and(|d| d != ']' && d != '[') {
                     j += 1;
                 }
-                let inner: String = b[start..j.min(b.len())].iter().collect();
+                let inner: String = b.get(start..j).unwrap_or_default().iter().collect();
                 for part in inner.split(':') {
                     let p = part.trim();
                     if !p.is_empty() && !is_duration(p) {
@@ -76,22 +80,22 @@ pub(crate) fn prepare(q: &str) -> Result<String, String> {
                 i += 1;
             }
             _ if is_word_at(&b, i, "offset") => {
-                out.push_str(&b[i..i + 6].iter().collect::<String>());
+                out.extend(b.iter().skip(i).take(6));
                 i += 6;
                 let mut j = i;
-                while j < b.len() && b[j].is_whitespace() {
+                while at(j).is_some_and(char::is_whitespace) {
                     j += 1;
                 }
                 let mut k = j;
-                if k < b.len() && b[k] == '-' {
+                if at(k) == Some('-') {
                     k += 1;
                 }
-                if k < b.len() && b[k].is_ascii_digit() {
+                if at(k).is_some_and(|d| d.is_ascii_digit()) {
                     let mut e = k;
-                    while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == '.') {
+                    while at(e).is_some_and(|d| d.is_ascii_alphanumeric() || d == '.') {
                         e += 1;
                     }
-                    let tok: String = b[k..e].iter().collect();
+                    let tok: String = b.get(k..e).unwrap_or_default().iter().collect();
                     if !is_duration(&tok) {
                         return Err(format!(
                             "unexpected {tok:?} in offset, expected duration (with a unit: ms, s, m, h, d, w, y)"
@@ -139,22 +143,23 @@ pub(crate) fn check_depth(q: &str) -> Result<(), String> {
     // levels.len() - 1 + the sum of the counts.
     let mut depth = 0usize;
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
+    while let Some(&c) = b.get(i) {
         let in_braces = levels.last().is_some_and(|l| l.1);
         let mut op = false;
         match c {
             b'"' | b'\'' | b'`' => {
                 i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
+                while let Some(&d) = b.get(i)
+                    && d != c
+                {
+                    if d == b'\\' && c != b'`' {
                         i += 1;
                     }
                     i += 1;
                 }
             }
             b'#' => {
-                while i < b.len() && b[i] != b'\n' {
+                while b.get(i).is_some_and(|&d| d != b'\n') {
                     i += 1;
                 }
             }
@@ -170,10 +175,13 @@ pub(crate) fn check_depth(q: &str) -> Result<(), String> {
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'=' | b'!' | b'<' | b'>' => op = !in_braces,
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let s = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                while b
+                    .get(i)
+                    .is_some_and(|&d| d.is_ascii_alphanumeric() || d == b'_' || d == b':')
+                {
                     i += 1;
                 }
-                let w = &q[s..i];
+                let w = q.get(s..i).unwrap_or_default();
                 i -= 1;
                 op = !in_braces
                     && ["and", "or", "unless", "atan2"]
@@ -185,8 +193,10 @@ pub(crate) fn check_depth(q: &str) -> Result<(), String> {
         if op {
             // The level an operator belongs to is the one it was written in: for `[`, the
             // one below the level it just opened.
-            let k = levels.len() - if c == b'[' { 2 } else { 1 };
-            levels[k].0 += 1;
+            let below = if c == b'[' { 2 } else { 1 };
+            if let Some(level) = levels.len().checked_sub(below).and_then(|k| levels.get_mut(k)) {
+                level.0 += 1;
+            }
             depth += 1;
         }
         if depth > MAX_DEPTH {
@@ -202,44 +212,37 @@ pub(crate) fn check_depth(q: &str) -> Result<(), String> {
 /// Whether `word` (case-insensitive) starts at `i` as a whole identifier.
 fn is_word_at(b: &[char], i: usize, word: &str) -> bool {
     let n = word.len();
-    if i + n > b.len() {
+    let Some(w) = b.get(i..i + n) else {
+        return false;
+    };
+    let ident = |c: &char| c.is_ascii_alphanumeric() || *c == '_' || *c == ':';
+    if i.checked_sub(1).and_then(|p| b.get(p)).is_some_and(ident) || b.get(i + n).is_some_and(ident) {
         return false;
     }
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    if i > 0 && ident(b[i - 1]) {
-        return false;
-    }
-    if i + n < b.len() && ident(b[i + n]) {
-        return false;
-    }
-    b[i..i + n]
-        .iter()
+    w.iter()
         .zip(word.chars())
         .all(|(a, w)| a.eq_ignore_ascii_case(&w))
 }
 
 /// A Prometheus 2.x duration: `[0-9]+(ms|s|m|h|d|w|y)`, repeated.
 fn is_duration(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
+    let mut b = s.as_bytes();
     if b.is_empty() {
         return false;
     }
-    while i < b.len() {
-        let d = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == d || i == b.len() {
+    while !b.is_empty() {
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let rest = b.get(digits..).unwrap_or_default();
+        if digits == 0 || rest.is_empty() {
             return false;
         }
-        if b[i..].starts_with(b"ms") {
-            i += 2;
-        } else if matches!(b[i], b's' | b'm' | b'h' | b'd' | b'w' | b'y') {
-            i += 1;
+        b = if let Some(rest) = rest.strip_prefix(b"ms") {
+            rest
+        } else if let [b's' | b'm' | b'h' | b'd' | b'w' | b'y', rest @ ..] = rest {
+            rest
         } else {
             return false;
-        }
+        };
     }
     true
 }

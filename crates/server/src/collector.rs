@@ -130,6 +130,10 @@ struct Slot {
 
 impl Slot {
     /// The item's labels: the collector's key of the slot.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "a slot without `base` is a counter's or gauge's, whose `refs` is its one series (`new_slot`)"
+    )]
     fn labels(&self) -> &Labels {
         match &self.base {
             Some(b) => b,
@@ -255,7 +259,10 @@ impl Collector {
     pub fn track(&self, items: Vec<Resolved<'_>>) -> Outcome {
         let n = items.len();
         let mut results: Vec<Result<(), ApiError>> = (0..n).map(|_| Ok(())).collect();
-        if items.windows(2).all(|w| w[0].tenant == w[1].tenant) {
+        if items
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.tenant == b.tenant))
+        {
             // One tenant (the usual batch): no grouping, items go through as they are.
             if let Some(first) = items.first() {
                 let tenant = first.tenant.to_string();
@@ -307,7 +314,7 @@ impl Collector {
                 let err = ApiError::from_store(&e);
                 let mut dropped = 0;
                 for (pos, item) in group {
-                    results[pos] = Err(err.clone());
+                    fail(results, pos, err.clone());
                     dropped += derived_count(&item);
                 }
                 self.metrics.points_dropped.add(dropped as u64);
@@ -355,7 +362,7 @@ impl Collector {
                     match restore(db, &labels, item.kind) {
                         Ok(state) => new = Some((labels, state)),
                         Err(e) => {
-                            results[pos] = Err(ApiError::from_store(&e));
+                            fail(results, pos, ApiError::from_store(&e));
                             dropped += derived_count(&item);
                             continue;
                         }
@@ -399,15 +406,19 @@ impl Collector {
                         now: store_now,
                         max_future_ms: db.options().max_future_ms,
                     };
-                    results[pos] = Err(ApiError {
-                        field: Some("timestamp".into()),
-                        ..ApiError::from_store(&e)
-                    });
+                    fail(
+                        results,
+                        pos,
+                        ApiError {
+                            field: Some("timestamp".into()),
+                            ..ApiError::from_store(&e)
+                        },
+                    );
                     continue;
                 }
                 Ok(t) => t,
                 Err(e) => {
-                    results[pos] = Err(e);
+                    fail(results, pos, e);
                     dropped += derived_count(&item);
                     continue;
                 }
@@ -417,7 +428,7 @@ impl Collector {
                 (None, Some((labels, state))) => match new_slot(db, &item, labels, state, now) {
                     Ok(slot) => st.series.entry(h).insert_entry(Box::new(slot)).into_mut(),
                     Err(e) => {
-                        results[pos] = Err(e);
+                        fail(results, pos, e);
                         dropped += derived_count(&item);
                         continue;
                     }
@@ -440,7 +451,9 @@ impl Collector {
             let cur = std::mem::replace(&mut slot.state, State::Gauge { last_t: 0 });
             slot.touched_ms = now;
             let refs = &slot.refs;
-            slot.state = observe(cur, &item, t, &self.opts, |i, v| app.append_ref(&refs[i], t, v));
+            slot.state = observe(cur, &item, t, &self.opts, |i, v| {
+                append_to(&mut app, refs, i, t, v)
+            });
             ranges.push((start, app.len(), pos, h));
         }
         let report = match app.commit() {
@@ -448,7 +461,7 @@ impl Collector {
             Err(e) => {
                 let err = ApiError::from_store(&e);
                 for (start, end, pos, h) in &ranges {
-                    results[*pos] = Err(err.clone());
+                    fail(results, *pos, err.clone());
                     dropped += end - start;
                     // The state ran ahead of the store: forget it, reload on next use.
                     st.series.remove(h);
@@ -461,10 +474,12 @@ impl Collector {
         for (sample_no, e) in &report.rejected {
             let i = ranges.partition_point(|r| r.1 <= *sample_no);
             if let Some((_, _, pos, h)) = ranges.get(i) {
-                if results[*pos].is_ok() {
+                if let Some(r) = results.get_mut(*pos)
+                    && r.is_ok()
+                {
                     let mut err = ApiError::from_store(e);
                     err.field = Some("labels".into());
-                    results[*pos] = Err(err);
+                    *r = Err(err);
                 }
                 st.series.remove(h);
             }
@@ -483,6 +498,23 @@ impl Collector {
             }
         }
     }
+}
+
+/// Records that the item at `pos` of the batch failed (`results` holds one per item).
+fn fail(results: &mut [Result<(), ApiError>], pos: usize, e: ApiError) {
+    if let Some(r) = results.get_mut(pos) {
+        *r = Err(e);
+    }
+}
+
+/// Appends `(t, v)` to the `i`-th series a slot writes.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`observe` emits indices of the slot's `refs`, which `new_slot` made from the same state: one per series it writes"
+)]
+#[inline]
+fn append_to(app: &mut metricsd_tsdb::Appender<'_>, refs: &[SeriesRef], i: usize, t: i64, v: f64) {
+    app.append_ref(&refs[i], t, v);
 }
 
 #[cfg(test)]

@@ -89,8 +89,10 @@ impl ApiError {
     /// The JSON object under `"error"`.
     pub fn body(&self) -> serde_json::Value {
         let mut o = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(f) = &self.field {
-            o["field"] = serde_json::Value::String(f.clone());
+        if let Some(f) = &self.field
+            && let Some(o) = o.as_object_mut()
+        {
+            o.insert("field".into(), serde_json::Value::String(f.clone()));
         }
         o
     }

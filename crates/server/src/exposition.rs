@@ -60,9 +60,14 @@ pub fn group(series: Vec<(Labels, f64, i64)>, meta: &HashMap<String, Meta>) -> V
     for f in &mut out {
         let fname = f.name.clone();
         f.samples.sort_by(|a, b| {
-            sort_key(&a.0, &fname)
-                .partial_cmp(&sort_key(&b.0, &fname))
-                .unwrap_or(std::cmp::Ordering::Equal)
+            let (a, b) = (sort_key(&a.0, &fname), sort_key(&b.0, &fname));
+            // A NaN position (`le="NaN"`, `quantile="+NaN"`) sorts last: `partial_cmp`
+            // alone orders no NaN, and a sort given a comparison that is not an order may
+            // panic.
+            a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| {
+                a.2.partial_cmp(&b.2)
+                    .unwrap_or_else(|| a.2.is_nan().cmp(&b.2.is_nan()))
+            })
         });
     }
     out
@@ -215,6 +220,47 @@ mod tests {
 rt_seconds_bucket{le=\"2.5\",path=\"a\\\"b\"} 1\nrt_seconds_bucket{le=\"10\",path=\"a\\\"b\"} 1\n\
 rt_seconds_bucket{le=\"+Inf\",path=\"a\\\"b\"} 2\nrt_seconds_sum{path=\"a\\\"b\"} 4.5\nrt_seconds_count{path=\"a\\\"b\"} 2\n";
         assert_eq!(s, want);
+    }
+
+    /// A family with a NaN among its samples' positions (22 gauges tracked with a `quantile`
+    /// label, one of them `"+NaN"`), in the store's order: the sort compared positions with
+    /// `partial_cmp` alone, which orders no NaN, and panicked on it ("user-provided
+    /// comparison function does not correctly implement a total order"), failing the
+    /// tenant's `GET /metrics`. A NaN position sorts last.
+    #[test]
+    fn a_nan_position_sorts_last_without_a_panic() {
+        let mut meta = HashMap::new();
+        meta.insert(
+            "lat".to_owned(),
+            Meta {
+                name: "lat".into(),
+                kind: MetricKind::Gauge,
+                help: None,
+            },
+        );
+        let mut series: Vec<(Labels, f64, i64)> = (1..=20)
+            .map(|i| (i * 5).to_string())
+            .chain(["+Inf".to_owned(), "+NaN".to_owned()])
+            .map(|q| {
+                (
+                    Labels::from_pairs([("__name__", "lat"), ("quantile", q.as_str())]),
+                    1.0,
+                    0,
+                )
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let fams = group(series, &meta);
+        let qs: Vec<&str> = fams[0]
+            .samples
+            .iter()
+            .map(|s| s.0.get("quantile").unwrap())
+            .collect();
+        let want: Vec<String> = (1..=20)
+            .map(|i| (i * 5).to_string())
+            .chain(["+Inf".to_owned(), "+NaN".to_owned()])
+            .collect();
+        assert_eq!(qs, want);
     }
 
     /// Floats as Prometheus' `expfmt` writes them: Go's shortest `%g` in the text format

@@ -45,9 +45,9 @@ impl Histogram {
         if self.counts.is_empty() {
             self.counts = vec![0; DURATION_BUCKETS.len()];
         }
-        for (i, b) in DURATION_BUCKETS.iter().enumerate() {
+        for (c, b) in self.counts.iter_mut().zip(DURATION_BUCKETS) {
             if v <= *b {
-                self.counts[i] += 1;
+                *c += 1;
             }
         }
         self.sum += v;

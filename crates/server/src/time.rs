@@ -36,22 +36,27 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     if s.is_empty() {
         return None;
     }
-    let mut rest = s.as_bytes();
+    let mut rest = s;
     let mut next_unit = 0;
     let mut total: i64 = 0;
     while !rest.is_empty() {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
+        // Both splits fall after ASCII bytes, so on character boundaries.
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, tail) = rest.split_at_checked(digits)?;
+        if number.is_empty() {
             return None;
         }
-        let n: i64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-        rest = &rest[digits..];
-        let letters = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-        let unit = std::str::from_utf8(&rest[..letters]).ok()?;
-        rest = &rest[letters..];
-        let i = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
+        let n: i64 = number.parse().ok()?;
+        let letters = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at_checked(letters)?;
+        rest = tail;
+        let (i, (_, mult)) = UNITS
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .find(|(_, (u, _))| *u == unit)?;
         next_unit = i + 1;
-        total = total.checked_add(n.checked_mul(UNITS[i].1)?)?;
+        total = total.checked_add(n.checked_mul(*mult)?)?;
     }
     Some(total)
 }

@@ -15,13 +15,12 @@ use metricsd_model::Sample;
 pub fn counter_increase(series: &[Vec<Sample>], start: i64, step: i64, n: usize) -> Vec<Option<f64>> {
     let mut out = vec![None; n];
     for s in series {
-        for w in s.windows(2) {
-            let (p, c) = (w[0], w[1]);
-            let Some(i) = bucket_of(c.t, start, step, n) else {
+        for (p, c) in s.iter().zip(s.iter().skip(1)) {
+            let Some(slot) = bucket_of(c.t, start, step, n).and_then(|i| out.get_mut(i)) else {
                 continue;
             };
             let d = if c.v >= p.v { c.v - p.v } else { c.v };
-            *out[i].get_or_insert(0.0) += d;
+            *slot.get_or_insert(0.0) += d;
         }
     }
     out
@@ -32,9 +31,9 @@ pub fn mean(series: &[Vec<Sample>], start: i64, step: i64, n: usize) -> Vec<Opti
     let mut acc = vec![(0.0, 0u64); n];
     for s in series {
         for smp in s {
-            if let Some(i) = bucket_of(smp.t, start, step, n) {
-                acc[i].0 += smp.v;
-                acc[i].1 += 1;
+            if let Some(a) = bucket_of(smp.t, start, step, n).and_then(|i| acc.get_mut(i)) {
+                a.0 += smp.v;
+                a.1 += 1;
             }
         }
     }
@@ -60,7 +59,7 @@ fn t_critical(df: usize) -> f64 {
     ];
     match df {
         0 => f64::INFINITY,
-        1..=10 => T[df - 1],
+        1..=10 => T.get(df - 1).copied().unwrap_or(f64::INFINITY),
         11..=15 => 2.131,
         16..=20 => 2.086,
         21..=30 => 2.042,
@@ -85,14 +84,14 @@ pub struct Trend {
 /// Fits a least-squares line through `(x, y)` and decides the trend (see the module docs).
 pub fn trend(points: &[(f64, f64)]) -> Trend {
     let n = points.len();
-    if n < 2 {
+    let [first, .., last] = points else {
         return Trend {
             trend: "stable",
             change_percent: 0.0,
             slope: 0.0,
             t_stat: 0.0,
         };
-    }
+    };
     let nf = n as f64;
     let mx = points.iter().map(|p| p.0).sum::<f64>() / nf;
     let my = points.iter().map(|p| p.1).sum::<f64>() / nf;
@@ -123,8 +122,8 @@ pub fn trend(points: &[(f64, f64)]) -> Trend {
     } else {
         0.0
     };
-    let first = icept + slope * points[0].0;
-    let last = icept + slope * points[n - 1].0;
+    let first = icept + slope * first.0;
+    let last = icept + slope * last.0;
     let base = if first != 0.0 { first.abs() } else { my.abs() };
     let change = if base == 0.0 {
         0.0

@@ -99,8 +99,10 @@ pub(super) fn window_series(
             let Some(&i) = need.get(s.labels()) else {
                 continue;
             };
-            if let Some(last) = s.iter().filter(|x| !metricsd_model::is_stale_nan(x.v)).last() {
-                out[i].baseline = Some(last.v);
+            if let Some(last) = s.iter().filter(|x| !metricsd_model::is_stale_nan(x.v)).last()
+                && let Some(series) = out.get_mut(i)
+            {
+                series.baseline = Some(last.v);
                 need.remove(s.labels());
             }
         }

@@ -154,11 +154,16 @@ pub(super) async fn track_batch(
     let failed = errors.len();
     let mut resp =
         json!({ "success": failed == 0, "total": total, "successful": total - failed, "failed": failed });
-    if failed > 0 {
-        resp["errors"] = errors
-            .iter()
-            .map(|(i, e)| json!({ "index": i, "error": e.body() }))
-            .collect();
+    if failed > 0
+        && let Some(o) = resp.as_object_mut()
+    {
+        o.insert(
+            "errors".into(),
+            errors
+                .iter()
+                .map(|(i, e)| json!({ "index": i, "error": e.body() }))
+                .collect(),
+        );
     }
     // All items failed: answer with the first error's status (5xx tells the client to retry).
     let status = match errors.first() {

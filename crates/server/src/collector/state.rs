@@ -96,9 +96,9 @@ pub(super) fn observe(
             mut count,
             ..
         } => {
-            for (i, b) in bounds.iter().enumerate() {
+            for (c, b) in counts.iter_mut().zip(bounds.iter()) {
                 if v <= *b {
-                    counts[i] += 1.0;
+                    *c += 1.0;
                 }
             }
             sum += v;
@@ -158,5 +158,8 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    sorted
+        .get(rank.clamp(1, sorted.len()) - 1)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
