@@ -15,6 +15,7 @@
 //! | a 6-byte snappy body declaring 80 MiB | here: `a_snappy_header_cannot_size_the_buffer` |
 //! | remote_write 2.0 | here: `remote_write_2_is_refused_with_415` |
 //! | methods `XMETHOD1`, `XMETHOD2`, … | here: `invented_methods_create_no_self_metric_series` |
+//! | `le="NaN"` / `quantile="NaN"` among 20+ buckets (a sort that panicked on NaN) | here: `nan_bucket_bounds_are_answered_not_a_panic` |
 //! | a block's files truncated while open | `durability.rs`: `block_files_truncated_underneath_cost_samples_not_the_process` |
 //! | global figures, paths and the working directory shown to any tenant | `tenants.rs`: `max_tenants_and_reads_that_create_nothing`; `durability.rs` (warnings) |
 //!
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use metricsd_ingest::{Label, Sample, TimeSeries, WriteRequest, encode_write_request};
 use serde_json::Value;
 
-use crate::util::{Server, form, now_ms};
+use crate::util::{Server, form, now_ms, time_series, write_body};
 
 /// Writes `series` series of `x` with a sample a minute over the last `minutes`.
 fn write_x(s: &Server, series: usize, minutes: i64) {
@@ -284,4 +285,50 @@ fn trickling_uploads_hold_no_slot_and_are_cut_off() {
     assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
     drop(held);
     assert_alive(&s);
+}
+
+/// A NaN bucket bound (`le="NaN"`) or summary position (`quantile="NaN"`) among more than
+/// 20 series of a family made two sorts panic (their comparison was not a total order on
+/// NaN): `histogram_quantile` and the `/metrics` export answered 500, the export for as long
+/// as the series stayed in its window. Both now sort NaN last.
+#[test]
+fn nan_bucket_bounds_are_answered_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let t = now_ms() - 1000;
+    let mut series = Vec::new();
+    for (i, le) in ["100", "NaN"].into_iter().enumerate() {
+        series.push(time_series(
+            &[("__name__", "h_bucket"), ("instance", "a"), ("le", le)],
+            &[(t, i as f64)],
+        ));
+    }
+    let bounds: Vec<String> = (1..20)
+        .map(|k| (k * 5).to_string())
+        .chain(["+Inf".into()])
+        .collect();
+    for (i, le) in bounds.iter().enumerate() {
+        series.push(time_series(
+            &[("__name__", "h_bucket"), ("instance", "b"), ("le", le)],
+            &[(t, i as f64)],
+        ));
+    }
+    for (i, q) in (0..21)
+        .map(|k| format!("0.{k:02}"))
+        .chain(["+NaN".into()]) // "+NaN" sorts before "0.00": the NaN is not last
+        .enumerate()
+    {
+        series.push(time_series(
+            &[("__name__", "lat"), ("quantile", &q)],
+            &[(t, i as f64)],
+        ));
+    }
+    let (st, text) = s.remote_write(write_body(series), &[]);
+    assert_eq!(st, 204, "{text}");
+    let (st, v) = query(&s, "histogram_quantile(0.5, sum by (le) (h_bucket))", &[]);
+    assert_eq!(st, 200, "{v}");
+    let (st, text) = s.get("/metrics");
+    assert_eq!(st, 200, "{text}");
+    assert!(text.contains("NaN\"}"), "{text}");
+    assert_eq!(s.get("/health").0, 200);
 }
