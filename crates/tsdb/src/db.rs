@@ -135,8 +135,9 @@ pub struct Db {
     counters: Counters,
     /// When the store was last handed out by [`crate::Storage`] (clock ms).
     last_used: std::sync::atomic::AtomicI64,
-    /// Bytes of the last head checkpoint written (see [`Db::checkpoint_head`]).
-    last_checkpoint_bytes: AtomicU64,
+    /// The WAL's size when the last head checkpoint failed; 0 after a success (see
+    /// `head_checkpoint_due`).
+    checkpoint_failed_at: AtomicU64,
     /// When the last settle pass began (clock ms; see [`Db::settle_head_chunks`]).
     last_settle_ms: std::sync::atomic::AtomicI64,
     _lock: File,

@@ -715,6 +715,45 @@ fn recompressed_head_chunks_read_back_identically_and_shrink() {
     assert_eq!(read_all(&db)[&labels("r", 0)], kept);
 }
 
+/// A big head's settle pass is split among threads: every chunk is moved once, to the
+/// chunk files, and reads back as written.
+#[test]
+fn a_settle_pass_split_among_threads_moves_every_chunk_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open(dir.path(), "default", DbOptions::default()).unwrap();
+    let mut a = db.appender();
+    for i in 0..301 {
+        for t in 0..250i64 {
+            a.append(
+                labels("r", i),
+                t * 15_000 + (t * 7 + i as i64) % 5,
+                (t * (i as i64 + 1)) as f64 / 100.0,
+            );
+        }
+    }
+    a.commit().unwrap();
+    let want = read_all(&db);
+    let (n, b, after) = db.head().recompress_on(true, Some(3));
+    assert_eq!(n, 301 * 2, "two closed chunks per series");
+    assert!(after < b, "{b} → {after}");
+    assert_eq!(db.head().recompress_on(true, Some(3)).0, 0, "moved once");
+    let (files, bytes) = db.head().chunk_file_stats();
+    assert!(
+        files >= 1 && bytes as usize >= after,
+        "{files} files, {bytes} bytes"
+    );
+    assert_eq!(read_all(&db), want);
+    // What decides when a head checkpoint is due: the estimate of its size is close to
+    // what it writes (it names the chunks in files and repeats the open chunks' samples).
+    let est = db.head().checkpoint_estimate();
+    let written = db.checkpoint_head().unwrap().bytes_written;
+    eprintln!("checkpoint: estimated {est} B, wrote {written} B");
+    assert!(
+        est * 2 >= written && est <= written * 2,
+        "estimated {est} B, wrote {written} B"
+    );
+}
+
 /// A series ref stays usable when its series leaves the head (compaction, gc) and when the
 /// store is reopened: appends through it land in the right series, never in a lost one.
 #[test]

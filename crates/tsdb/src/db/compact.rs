@@ -88,16 +88,28 @@ impl Db {
         self.checkpoint_head_locked()
     }
 
-    /// Whether the WAL has grown enough since the last head checkpoint for a new one to
-    /// pay: at least [`HEAD_CHECKPOINT_MIN_BYTES`] and three times the last checkpoint, so
+    /// Whether a head checkpoint now would pay: the WAL is at least
+    /// [`HEAD_CHECKPOINT_MIN_BYTES`] and three times what the checkpoint would write, so
     /// that writing checkpoints costs at most half of what the WAL itself writes.
+    ///
+    /// What it would write is estimated from the head as it is now
+    /// ([`crate::head::Head::checkpoint_estimate`]), not taken from the last checkpoint: one
+    /// written during a backfill holds the many samples of the chunks still open then, and
+    /// waiting for three times that left a WAL of every sample of the backfill on disk long
+    /// after those samples had moved to chunk files (issue 12: 91 MB where a checkpoint of
+    /// 20 MB would have done). After a failed checkpoint the WAL must grow to three times
+    /// its size at the failure first, so a failing disk is not hammered.
     fn head_checkpoint_due(&self) -> bool {
         if self.head.chunk_file_stats().0 == 0 {
             return false;
         }
         let wal = self.wal.size_bytes().unwrap_or(0);
-        let last = self.last_checkpoint_bytes.load(Ordering::Relaxed);
-        wal >= HEAD_CHECKPOINT_MIN_BYTES && wal >= last.saturating_mul(3)
+        let failed_at = self.checkpoint_failed_at.load(Ordering::Relaxed);
+        // Cheap checks first; the estimate visits every series.
+        if wal < HEAD_CHECKPOINT_MIN_BYTES || wal < failed_at.saturating_mul(3) {
+            return false;
+        }
+        wal >= self.head.checkpoint_estimate().saturating_mul(3)
     }
 
     /// A **head checkpoint**: the WAL up to a segment cut now is replaced by a snapshot of
@@ -120,11 +132,12 @@ impl Db {
     /// (a failing disk is not hammered with a snapshot and a new segment every few seconds).
     fn checkpoint_head_locked(&self) -> Result<crate::wal::CheckpointStats> {
         let res = self.try_checkpoint_head();
-        let bytes = match &res {
-            Ok(stats) => stats.bytes_written,
+        // The WAL's size at a failure (see `head_checkpoint_due`); 0 after a success.
+        let failed_at = match &res {
+            Ok(_) => 0,
             Err(_) => self.wal.size_bytes().unwrap_or(0),
         };
-        self.last_checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        self.checkpoint_failed_at.store(failed_at, Ordering::Relaxed);
         res
     }
 

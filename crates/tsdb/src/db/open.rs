@@ -126,7 +126,7 @@ impl Db {
             compact_lock: Mutex::new(()),
             counters: Counters::default(),
             last_used: std::sync::atomic::AtomicI64::new(i64::MIN),
-            last_checkpoint_bytes: std::sync::atomic::AtomicU64::new(0),
+            checkpoint_failed_at: std::sync::atomic::AtomicU64::new(0),
             last_settle_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             _lock: lock,
         };
