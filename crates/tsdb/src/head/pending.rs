@@ -71,6 +71,9 @@ impl Slab {
         let mut buf = Vec::with_capacity(1 + data.len());
         buf.push(enc as u8);
         buf.extend_from_slice(data);
+        // A head chunk is a few KiB (`chunk_max_samples` samples); one beyond 16 MiB would
+        // read back cut short, which decoding reports as an invalid chunk, never a panic.
+        debug_assert!(buf.len() <= MAX_LEN, "a head chunk of {} bytes", buf.len());
         let len = buf.len().min(MAX_LEN) as u64;
         (
             Arc::new(Slab {
